@@ -1,0 +1,43 @@
+# The two commands of the contract: `make run` and `make test`.
+# Dockerfile runs the same `make install`, so dependencies have one source of truth.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --constraint constraints.txt
+
+.PHONY: install install-dev run test lint fresh-check clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(PY) -m bot
+
+test: install-dev
+	$(PY) -m pytest -q
+
+lint: install-dev
+	$(PY) -m ruff check .
+
+# Clone the committed main into a temporary directory and run the tests there, as CI does:
+# catches files that exist only in this working tree.
+fresh-check:
+	d=$$(mktemp -d) && git clone -q . "$$d/main" && \
+	  if [ -d ../shared ]; then ln -s "$$(cd ../shared && pwd)" "$$d/shared"; fi && \
+	  cd "$$d/main" && $(MAKE) test
+
+clean:
+	rm -rf $(VENV) build *.egg-info

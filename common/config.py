@@ -1,0 +1,219 @@
+"""config.yaml → typed, frozen dataclasses shared by scraper, generator and bot.
+
+Every value may be written `${ENV_NAME}` (or contain it); it is replaced from the environment at
+load time, an unset variable becoming the empty string. Secrets therefore live only in the
+environment; a component that needs one calls `require()` and gets a one-line error naming the
+key and the variable to set. Unknown keys and wrong types are rejected the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.cli import UserError
+from common.log import register_secret
+
+# The model `make run` serves on a fresh clone: committed inside the generator package.
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "generator" / "bundled"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class VkConfig:
+    api_url: str = "https://api.vk.ru/method/"
+    api_version: str = "5.199"
+    token: str = field(default="${VK_TOKEN}", repr=False)
+    community: str = "bugurt_thread"  # screen name or numeric id of the wall to scrape
+    post_token: str = field(default="${VK_POST_TOKEN}", repr=False)
+    post_community: int | None = None  # numeric id of the community to publish to
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    api_url: str = "https://api.telegram.org/bot"
+    token: str = field(default="${TELEGRAM_TOKEN}", repr=False)
+    channel: str = ""  # @name or numeric id; empty: no Telegram publishing
+    admins: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    db: str = "data/neurobugurt.sqlite3"
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    path: str = "data/corpus.txt"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    model_dir: str = str(BUNDLED_MODEL_DIR)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    cron: str = "0 */4 * * *"
+    timezone: str = "Europe/Moscow"
+    # SQLAlchemy URL of the APScheduler job store; empty: the storage.db SQLite file.
+    jobstore_url: str = field(default="", repr=False)
+    misfire_grace_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    cooldown_seconds: float = 10.0  # per user, between two /bugurt
+    candidates: int = 16  # samples drawn per post; the quality gate keeps the best
+    temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)  # arms of the ratings bandit
+    retrain_minutes: float = 15.0  # training budget of /retrain
+
+
+@dataclass(frozen=True)
+class Config:
+    vk: VkConfig = field(default_factory=VkConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+
+
+def load_config(path: str | os.PathLike = "config.yaml") -> Config:
+    """Read, substitute and validate a config file; every problem is a one-line UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"config file {path} not found: run from the repository root or pass --config PATH"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config file {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{where}: fix its syntax") from None
+    return config_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+def config_from_dict(raw: Any, source: str = "config") -> Config:
+    """Build a Config from parsed YAML (a dict of sections); missing keys take defaults."""
+    config = _build(Config, raw, prefix="", source=source)
+    for secret in (config.vk.token, config.vk.post_token, config.telegram.token):
+        register_secret(secret)
+    return config
+
+
+def require(value: str, key: str, env: str) -> str:
+    """Return a secret that a command cannot run without, or explain how to provide it."""
+    if not value:
+        raise UserError(f"{key} is empty: set the environment variable {env} (see config.yaml)")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        where = prefix.rstrip(".") or "the top level"
+        raise UserError(f"{source}: {where} must be a mapping of keys, not {_kind(raw)}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise UserError(
+                f"{source}: unknown key {prefix + str(key)!r} (known: {', '.join(sorted(known))})"
+            )
+    values = {}
+    for f in fields(cls):
+        key = prefix + f.name
+        hint = hints[f.name]
+        if _is_section(hint):
+            section = raw.get(f.name)
+            values[f.name] = _build(hint, {} if section is None else section, key + ".", source)
+        else:
+            value = raw[f.name] if f.name in raw else f.default
+            assert value is not MISSING, f"config field {key} needs a default"
+            values[f.name] = _coerce(_substitute(value), hint, key, source)
+    return cls(**values)
+
+
+def _is_section(hint: Any) -> bool:
+    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__")
+
+
+def _substitute(value: Any) -> Any:
+    """Replace ${NAME} inside strings (also inside lists) from the environment."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
+    if isinstance(value, list):
+        return [_substitute(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Check a YAML value against a field's type; numbers given as strings (from ${ENV}) parse."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        if value is None or value == "":
+            if type(None) in options:
+                return None
+        inner = next(t for t in options if t is not type(None))
+        return _coerce(value, inner, key, source)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise _type_error(key, "a list", value, source)
+        return tuple(_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise _type_error(key, "true or false", value, source)
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        raise _type_error(key, "an integer", value, source)
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _type_error(key, "a number", value, source)
+    if hint is str:
+        if value is None:
+            return ""
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)  # a numeric id like `vk.community: 57536014` is fine as text
+        raise _type_error(key, "a string", value, source)
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug in this module
+
+
+def _type_error(key: str, expected: str, value: Any, source: str) -> UserError:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return UserError(f"{source}: '{key}' must be {expected}, got {_kind(value)} {shown}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )

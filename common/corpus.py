@@ -1,0 +1,70 @@
+"""The corpus file format (see CONTRACT.md): UTF-8, posts separated by blank lines.
+
+Posts are kept in date order, oldest first, so the train/validation split "by post date" is a
+split by position: the newest `VAL_FRACTION` of posts validate. The scraper writes the corpus and
+both split files; the generator reads them with the same functions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+VAL_FRACTION = 0.1
+_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")  # one or more blank lines
+
+
+def parse_posts(text: str) -> list[str]:
+    """Split corpus text into posts; blank lines (also whitespace-only ones) separate posts."""
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        return []
+    return [p.strip("\n") for p in _BLANK_LINES.split(text) if p.strip()]
+
+
+def format_posts(posts: list[str]) -> str:
+    """Corpus text for posts that hold no blank line: one blank line between posts."""
+    return "".join(post + "\n\n" for post in posts)
+
+
+def read_posts(path: str | os.PathLike) -> list[str]:
+    return parse_posts(Path(path).read_text(encoding="utf-8"))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write through a temp file and rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def split_posts(
+    posts: list[str], val_fraction: float = VAL_FRACTION
+) -> tuple[list[str], list[str]]:
+    """(train, validation): the last `val_fraction` of date-ordered posts validate (≥ 1 each)."""
+    if len(posts) < 2:
+        return list(posts), []
+    n_val = min(len(posts) - 1, max(1, round(len(posts) * val_fraction)))
+    return posts[:-n_val], posts[-n_val:]
+
+
+def split_paths(corpus_path: str | os.PathLike) -> tuple[Path, Path]:
+    """Where the split files of a corpus live: corpus.txt → corpus.train.txt, corpus.val.txt."""
+    path = Path(corpus_path)
+    return path.with_suffix(".train.txt"), path.with_suffix(".val.txt")
+
+
+def write_corpus(corpus_path: str | os.PathLike, posts: list[str]) -> tuple[Path, Path]:
+    """Write the corpus and its date split; returns the (train, validation) file paths."""
+    train, val = split_posts(posts)
+    train_path, val_path = split_paths(corpus_path)
+    write_text_atomic(train_path, format_posts(train))
+    write_text_atomic(val_path, format_posts(val))
+    write_text_atomic(corpus_path, format_posts(posts))
+    return train_path, val_path

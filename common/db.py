@@ -1,0 +1,112 @@
+"""The SQLite database (`storage.db`): connection settings and the whole schema, versioned.
+
+One file holds the scraper's raw posts and the bot's outbox, votes and state (APScheduler's
+job store adds its own `apscheduler_jobs` table). WAL mode lets the bot read while a scrape
+writes; each writer commits in short transactions so a killed process loses at most the
+transaction in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from common.cli import UserError
+
+# Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit a
+# released one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE posts (
+        owner_id      INTEGER NOT NULL,          -- negative for communities
+        post_id       INTEGER NOT NULL,
+        date          INTEGER NOT NULL,          -- unix seconds
+        text          TEXT    NOT NULL,
+        likes         INTEGER,
+        reposts       INTEGER,
+        views         INTEGER,
+        marked_as_ads INTEGER NOT NULL DEFAULT 0,
+        is_pinned     INTEGER NOT NULL DEFAULT 0,
+        is_repost     INTEGER NOT NULL DEFAULT 0, -- has copy_history
+        edited        INTEGER,                    -- unix seconds of the last edit
+        raw_json      TEXT    NOT NULL,
+        fetched_at    INTEGER NOT NULL,
+        PRIMARY KEY (owner_id, post_id)
+    );
+    CREATE INDEX posts_by_date ON posts (owner_id, date);
+
+    CREATE TABLE scrape_state (
+        owner_id       INTEGER PRIMARY KEY,
+        newest_post_id INTEGER,   -- highest non-pinned post id of the last completed scrape
+        run_newest_id  INTEGER,   -- newest id seen by the run in progress (NULL when none)
+        run_offset     INTEGER,   -- wall offset the run in progress has stored up to
+        run_full       INTEGER NOT NULL DEFAULT 0,
+        updated_at     INTEGER
+    );
+
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY,
+        text        TEXT    NOT NULL,
+        temperature REAL,
+        source      TEXT    NOT NULL,   -- 'schedule' or 'admin'
+        created_at  INTEGER NOT NULL
+    );
+
+    CREATE TABLE deliveries (
+        outbox_id  INTEGER NOT NULL REFERENCES outbox (id),
+        target     TEXT    NOT NULL,                  -- 'telegram' or 'vk'
+        status     TEXT    NOT NULL DEFAULT 'pending', -- pending, sent, failed
+        message_id TEXT,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        sent_at    INTEGER,
+        PRIMARY KEY (outbox_id, target)
+    );
+    CREATE INDEX deliveries_pending ON deliveries (status);
+
+    CREATE TABLE votes (
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id),
+        user_id   INTEGER NOT NULL,
+        value     INTEGER NOT NULL CHECK (value IN (-1, 1)),
+        voted_at  INTEGER NOT NULL,
+        PRIMARY KEY (outbox_id, user_id)
+    );
+
+    CREATE TABLE bot_state (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+
+def connect(path: str | os.PathLike) -> sqlite3.Connection:
+    """Open (creating if needed) the database and bring its schema up to date."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process in WAL
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.row_factory = sqlite3.Row
+        migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(
+            f"cannot use database {path}: {exc} (check storage.db in the config)"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot create the folder of database {path}: {exc}") from None
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise sqlite3.DatabaseError(
+            f"schema version {version} is newer than this program knows ({len(MIGRATIONS)})"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        with conn:
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
