@@ -1,0 +1,198 @@
+"""Raw wall posts → bugurts: pure functions, no I/O.
+
+A bugurt is a run of lines separated by lines holding a lone `@`. What a community wall holds
+besides (studied on 11,864 posts of БУГУРТ-ТРЕД, see README):
+- the signature line `БУГУРТ-ТРЕД` and the credit `предложено через @tgbtbot` under most posts;
+- hashtags (`#БТnews`, `#антибугурт`, `#олдтоп@bugurt_thread`), links (medialeaks.ru news links,
+  telegra.ph for long bugurts), `[club1|name]` mentions, zero-width characters;
+- preambles and editor's notes in blocks of their own (`Основано на реальных событиях`,
+  `____` then `Прим. ред.: ...`), announcements, contests, ads, photo-only posts;
+- several bugurts bundled into one post, separated by lines of `_`, `-` or `—`.
+
+`clean_post(text)` returns the bugurts of one post's text in the corpus format (one step per
+line group, `@` lines between, no blank line). `build_corpus(posts)` applies it to whole posts
+(dropping ads and reposts first), removes duplicates and counts why each post went.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SEPARATOR = "@"
+
+# Characters that change nothing visible: zero-width spaces/joiners, BOM, word joiner.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"))
+_SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline (nbsp, tabs, ...)
+_SIGNATURE = re.compile(r"^\W*бугурт[\s\-‐–—]*тред\W*$", re.IGNORECASE)
+_CREDIT = re.compile(r"предложен[оа]?\s+через\s+@?\w*", re.IGNORECASE)
+# A line of 3+ rule characters: the admins' divider between bundled bugurts or before a note.
+_DIVIDER = re.compile(r"^[_\-‐–—=*~]{3,}$")
+_HASHTAG = re.compile(r"#\w*[^\W\d]\w*(?:@\w+)?")
+_VK_MENTION = re.compile(r"\[(?:id|club|public|event)\d+\|([^\]\n]*)\]")
+_MENTION = re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_.]{2,}")
+_TLDS = r"ru|su|рф|ph|me|com|org|net|io|be|ly|tv|gg|info|co|us|to|cc|link|app|site"
+_URL = re.compile(
+    r"(?:https?://|www\.)\S+"
+    rf"|(?<![\w.@])(?:[\w-]+\.)+(?:{_TLDS})(?![\w.])(?:[/?:#]\S*)?",
+    re.IGNORECASE,
+)
+# "Too long a bugurt, read it on Telegraph": the bugurt itself sits behind a link.
+_READ_ELSEWHERE = re.compile(r"читайте\s+(?:в|на)\s+(?:телеграф|telegra)", re.IGNORECASE)
+_DEDUP_DROP = re.compile(r"[\W_]+")
+
+
+@dataclass(frozen=True)
+class RawPost:
+    """What the cleaner needs of a stored wall post."""
+
+    post_id: int
+    date: int  # unix seconds
+    text: str
+    marked_as_ads: bool = False
+    is_repost: bool = False
+
+
+@dataclass
+class CorpusResult:
+    bugurts: list[str]  # date order, oldest first
+    kept_posts: int = 0  # posts that gave at least one bugurt
+    dropped: Counter = field(default_factory=Counter)  # reason -> number of posts
+    duplicates: int = 0  # bugurts removed as (near) duplicates of an older one
+
+    @property
+    def characters(self) -> int:
+        return sum(len(b) for b in self.bugurts)
+
+
+def is_separator(line: str) -> bool:
+    """`@`, ` @ `, `@@@`, `//@`, zero-width or combining marks around it: all one separator."""
+    core = "".join(
+        ch for ch in line if unicodedata.category(ch) not in ("Mn", "Me", "Cf")
+    ).translate({ord("＠"): "@"})
+    core = re.sub(r"[\s/|]+", "", core)
+    return bool(core) and set(core) == {"@"}
+
+
+def clean_line(line: str) -> str:
+    """Strip credits, hashtags, links and mentions; normalise spaces (repeated to a fixpoint)."""
+    while True:
+        before = line
+        line = line.translate(_INVISIBLE)
+        line = _VK_MENTION.sub(r"\1", line)
+        for pattern in (_CREDIT, _URL, _HASHTAG, _MENTION):
+            line = pattern.sub(" ", line)
+        line = _SPACES.sub(" ", line).strip()
+        if _SIGNATURE.match(line) or _DIVIDER.match(line):
+            line = ""
+        if line == before:
+            return line
+
+
+def clean_post(text: str) -> list[str]:
+    """The bugurts in one post's text, each in corpus format; [] when there is none."""
+    if not isinstance(text, str):
+        return []
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    bugurts = []
+    for piece in _split_at_dividers(text.split("\n")):
+        bugurt = _bugurt_of(piece)
+        if bugurt:
+            bugurts.append(bugurt)
+    return bugurts
+
+
+def _split_at_dividers(lines: list[str]) -> list[list[str]]:
+    pieces: list[list[str]] = [[]]
+    for line in lines:
+        if _DIVIDER.match(line.translate(_INVISIBLE).strip()):
+            pieces.append([])
+        else:
+            pieces[-1].append(line)
+    return pieces
+
+
+def _bugurt_of(lines: list[str]) -> str | None:
+    """Keep the blank-line blocks that hold `@` steps; drop preambles, notes, signatures."""
+    steps: list[list[str]] = []
+    for block in _blocks(lines):
+        block_steps = [s for s in block if s]  # doubled `@` leaves empty steps
+        if len(block_steps) >= 2:  # a block without a separator is a note, not a bugurt
+            steps.extend(block_steps)
+    # Two steps with words or numbers, one with a word at least: `...` / `...` is no bugurt.
+    worded = [s for s in steps if any(ch.isalnum() for line in s for ch in line)]
+    lettered = any(ch.isalpha() for s in worded for line in s for ch in line)
+    if len(worded) < 2 or not lettered:
+        return None
+    return f"\n{SEPARATOR}\n".join("\n".join(step) for step in steps)
+
+
+def _blocks(lines: list[str]) -> list[list[list[str]]]:
+    """Blank-line blocks, each a list of steps (cleaned lines between separators).
+
+    A blank line next to a separator does not end a block (`A\n@\n\nB` is one bugurt); a
+    line that cleaning empties (a signature, a link, a hashtag line) is skipped.
+    """
+    blocks: list[list[list[str]]] = [[[]]]
+    pending_break = False
+    for line in lines:
+        cleaned = clean_line(line)
+        if is_separator(line) or is_separator(cleaned):
+            blocks[-1].append([])
+            pending_break = False
+        elif cleaned:
+            if pending_break and blocks[-1][-1]:
+                blocks.append([[]])
+            blocks[-1][-1].append(cleaned)
+            pending_break = False
+        elif not line.strip():
+            pending_break = True
+    return blocks
+
+
+def dedup_key(bugurt: str) -> str:
+    """Two bugurts are the same if they differ only in case, punctuation and whitespace."""
+    return _DEDUP_DROP.sub("", bugurt.lower().replace("ё", "е"))
+
+
+def drop_reason(post: RawPost) -> str | None:
+    """Why a post gives no bugurt before its text is read, or why its text gives none."""
+    if post.marked_as_ads:
+        return "ad"
+    if post.is_repost:
+        return "repost"
+    text = post.text if isinstance(post.text, str) else ""
+    if not any(clean_line(line) for line in text.split("\n")):
+        return "empty"  # photo-only, or only a signature / credit / hashtags
+    if not any(is_separator(line) for line in text.split("\n")):
+        linked = _URL.search(text) or _READ_ELSEWHERE.search(text)
+        return "link" if linked else "announcement"
+    return "not_a_bugurt"  # has `@` lines but fewer than two steps with words
+
+
+def build_corpus(posts: Iterable[RawPost]) -> CorpusResult:
+    """Bugurts of all posts, date-ordered, first occurrence of each (near) duplicate kept."""
+    result = CorpusResult(bugurts=[])
+    seen: set[str] = set()
+    for post in sorted(posts, key=lambda p: (p.date, p.post_id)):
+        bugurts = [] if post.marked_as_ads or post.is_repost else clean_post(post.text)
+        if not bugurts:
+            result.dropped[drop_reason(post) or "not_a_bugurt"] += 1
+            continue
+        fresh = []
+        for bugurt in bugurts:
+            key = dedup_key(bugurt)
+            if key in seen:
+                result.duplicates += 1
+            else:
+                seen.add(key)
+                fresh.append(bugurt)
+        if fresh:
+            result.kept_posts += 1
+            result.bugurts.extend(fresh)
+        else:
+            result.dropped["duplicate"] += 1
+    return result
