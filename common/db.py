@@ -50,6 +50,7 @@ MIGRATIONS: list[str] = [
         text        TEXT    NOT NULL,
         temperature REAL,
         source      TEXT    NOT NULL,   -- 'schedule' or 'admin'
+        guid        TEXT    NOT NULL UNIQUE, -- idempotency key sent with VK wall.post
         created_at  INTEGER NOT NULL
     );
 
@@ -60,6 +61,7 @@ MIGRATIONS: list[str] = [
         message_id TEXT,
         attempts   INTEGER NOT NULL DEFAULT 0,
         last_error TEXT,
+        next_try   REAL    NOT NULL DEFAULT 0,        -- unix seconds of the next retry
         sent_at    INTEGER,
         PRIMARY KEY (outbox_id, target)
     );

@@ -1,0 +1,108 @@
+"""Publishing targets of the outbox: a Telegram channel and a VK community wall.
+
+Each turns its platform's errors into the outbox's two kinds: RetryLater (network trouble, flood
+control, server errors) and PermanentFailure (the platform refuses this post for good).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import warnings
+
+import requests
+import vk_api
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+
+from bot.outbox import PermanentFailure, RetryLater
+
+VK_DEFAULT_METHOD_URL = "https://api.vk.ru/method/"  # the URL vk-api calls; rebased below
+VK_FLOOD_CONTROL = 9  # "Flood control": too many posts (or the same post) in a short time
+VK_RETRYABLE = {1, 6, 9, 10, 29}  # unknown, too many rps, flood, internal, rate limit
+
+
+def vote_keyboard(outbox_id: int, ups: int = 0, downs: int = 0) -> InlineKeyboardMarkup:
+    """👍/👎 buttons under a published post; callback data 'vote:<outbox id>:<+1|-1>'."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    f"👍 {ups}" if ups else "👍", callback_data=f"vote:{outbox_id}:1"
+                ),
+                InlineKeyboardButton(
+                    f"👎 {downs}" if downs else "👎", callback_data=f"vote:{outbox_id}:-1"
+                ),
+            ]
+        ]
+    )
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """RetryAfter.retry_after is int or timedelta depending on PTB settings; seconds either way."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PTB warns that the int form is deprecated
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+class TelegramChannel:
+    """Posts to `telegram.channel` through the bot, with the voting buttons attached."""
+
+    target = "telegram"
+
+    def __init__(self, bot: Bot, channel: str) -> None:
+        self.bot = bot
+        self.channel = int(channel) if channel.lstrip("-").isdigit() else channel
+
+    async def publish(self, outbox_id: int, text: str, guid: str) -> str:
+        try:
+            message = await self.bot.send_message(
+                self.channel, text, reply_markup=vote_keyboard(outbox_id)
+            )
+        except RetryAfter as exc:
+            raise RetryLater(f"Telegram flood control: {exc}", retry_after_seconds(exc)) from None
+        except (BadRequest, Forbidden, InvalidToken) as exc:
+            raise PermanentFailure(f"Telegram refused the post: {exc}") from None
+        except NetworkError as exc:  # includes TimedOut
+            raise RetryLater(f"Telegram unreachable: {exc}") from None
+        return str(message.message_id)
+
+
+class _RebasedSession(requests.Session):
+    """A requests session that sends vk-api's fixed method URL to `vk.api_url` instead."""
+
+    def __init__(self, api_url: str) -> None:
+        super().__init__()
+        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
+
+    def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
+        if url.startswith(VK_DEFAULT_METHOD_URL):
+            url = self.api_url + url[len(VK_DEFAULT_METHOD_URL):]
+        kwargs.setdefault("timeout", 30)
+        return super().request(method, url, *args, **kwargs)
+
+
+class VkWall:
+    """Posts to the wall of community `vk.post_community` as the community (wall.post)."""
+
+    target = "vk"
+
+    def __init__(self, api_url: str, token: str, api_version: str, community: int) -> None:
+        self.owner_id = -abs(community)
+        self.vk = vk_api.VkApi(
+            token=token, api_version=api_version, session=_RebasedSession(api_url)
+        )
+
+    async def publish(self, outbox_id: int, text: str, guid: str) -> str:
+        values = {"owner_id": self.owner_id, "from_group": 1, "message": text, "guid": guid}
+        try:
+            # vk-api is synchronous (requests); a thread keeps the event loop answering.
+            response = await asyncio.to_thread(self.vk.method, "wall.post", values)
+        except vk_api.ApiError as exc:
+            if exc.code in VK_RETRYABLE:
+                raise RetryLater(f"VK error {exc}") from None
+            raise PermanentFailure(f"VK refused the post: {exc}") from None
+        except (vk_api.ApiHttpError, requests.RequestException) as exc:
+            raise RetryLater(f"VK unreachable: {type(exc).__name__}: {exc}") from None
+        return str(response["post_id"])

@@ -1,0 +1,174 @@
+"""Scheduled posting: one persistent APScheduler cron job on the scheduler of PTB's JobQueue.
+
+The job lives in a SQLAlchemy job store (the storage.db SQLite file, or schedule.jobstore_url),
+so its next run time and its paused state survive restarts. It has a fixed id; `coalesce` and
+`misfire_grace_time` make a bot that was down over several run times post once on start (if the
+last missed time is within the grace period), never once per missed time.
+
+A stored job must name its function by an importable reference and carry only picklable
+arguments, so it names `run_scheduled_post` with a key; the live callback for that key is
+registered here by the running bot (the one module-level table in the bot, for that reason).
+"""
+
+from __future__ import annotations
+
+import datetime as dtm
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger(__name__)
+
+JOB_ID = "neurobugurt-post"
+JOBSTORE = "neurobugurt"
+_CALLBACKS: dict[str, Callable[[], Awaitable[None]]] = {}
+_WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]  # crontab 0..7
+
+
+class CrontabError(ValueError):
+    """A crontab line that cannot be scheduled; the message says why."""
+
+
+async def run_scheduled_post(key: str) -> None:
+    """The stored job's function: runs the post callback of the bot that owns `key`."""
+    callback = _CALLBACKS.get(key)
+    if callback is None:
+        log.error("scheduled post for %s: no running bot registered it", key)
+        return
+    await callback()
+
+
+def parse_crontab(line: str, timezone: str) -> CronTrigger:
+    """A CronTrigger for a standard 5-field crontab line (weekday 0 and 7 = Sunday)."""
+    fields = line.split()
+    if len(fields) != 5:
+        raise CrontabError(
+            f"a crontab line has 5 fields (minute hour day month weekday), got {len(fields)}"
+        )
+    # APScheduler counts weekdays from Monday = 0; crontab from Sunday = 0: use names.
+    fields[4] = re.sub(r"\d+", lambda m: _weekday_name(m.group()), fields[4])
+    try:
+        trigger = CronTrigger(
+            minute=fields[0], hour=fields[1], day=fields[2], month=fields[3],
+            day_of_week=fields[4], timezone=timezone,
+        )
+    except ValueError as exc:
+        raise CrontabError(str(exc)) from None
+    if trigger.get_next_fire_time(None, dtm.datetime.now(trigger.timezone)) is None:
+        raise CrontabError("this crontab line never fires")
+    return trigger
+
+
+def _weekday_name(number: str) -> str:
+    if int(number) > 7:
+        raise CrontabError(f"weekday {number} is out of range 0-7 (0 and 7 are Sunday)")
+    return _WEEKDAYS[int(number)]
+
+
+class Schedule:
+    """The posting job on `scheduler`: install on start, change, pause, resume, inspect."""
+
+    def __init__(
+        self,
+        scheduler: BaseScheduler,
+        jobstore_url: str,
+        timezone: str,
+        misfire_grace_seconds: int,
+        key: str,
+    ) -> None:
+        self.scheduler = scheduler
+        self.jobstore_url = jobstore_url
+        self.timezone = timezone
+        self.misfire_grace_seconds = misfire_grace_seconds
+        self.key = key
+
+    def bind(self, post: Callable[[], Awaitable[None]]) -> None:
+        """Make `post` what the stored job runs in this process."""
+        _CALLBACKS[self.key] = post
+
+    def add_store(self) -> None:
+        """Attach the persistent job store; call before the scheduler starts."""
+        if JOBSTORE not in self.scheduler._jobstores:  # noqa: SLF001 (no public lookup)
+            self.scheduler.add_jobstore(SQLAlchemyJobStore(url=self.jobstore_url), JOBSTORE)
+
+    def install(self, cron: str) -> None:
+        """Keep the stored job if made for this crontab (missed runs then fire), else replace."""
+        job = self.job()
+        same = job is not None and job.name == self._name(cron) and job.args == (self.key,)
+        if same and str(job.trigger.timezone) == self.timezone:
+            log.info("schedule kept: %s, next run %s", cron, job.next_run_time)
+            return
+        paused = job is not None and job.next_run_time is None
+        self._add(cron, paused)
+
+    def set_cron(self, cron: str) -> Job:
+        """Replace the job with a new crontab line (validated), keeping its paused state."""
+        parse_crontab(cron, self.timezone)
+        job = self.job()
+        return self._add(cron, paused=job is not None and job.next_run_time is None)
+
+    def _add(self, cron: str, paused: bool) -> Job:
+        job = self.scheduler.add_job(
+            "bot.schedule:run_scheduled_post",
+            trigger=parse_crontab(cron, self.timezone),
+            args=[self.key],
+            id=JOB_ID,
+            name=self._name(cron),
+            jobstore=JOBSTORE,
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=self.misfire_grace_seconds,
+            max_instances=1,
+        )
+        if paused:
+            job.pause()
+        log.info("schedule set: %s (%s)%s", cron, self.timezone, ", paused" if paused else "")
+        return job
+
+    def job(self) -> Job | None:
+        return self.scheduler.get_job(JOB_ID, jobstore=JOBSTORE)
+
+    def pause(self) -> bool:
+        """Pause; False if it was already paused."""
+        job = self.job()
+        if job is None or job.next_run_time is None:
+            return False
+        job.pause()
+        return True
+
+    def resume(self) -> bool:
+        """Resume; False if it was not paused."""
+        job = self.job()
+        if job is None or job.next_run_time is not None:
+            return False
+        job.resume()
+        return True
+
+    def run_now(self) -> None:
+        """Make the stored job due now (as if its time had come); used by tests and /status."""
+        job = self.job()
+        if job is None:
+            raise JobLookupError(JOB_ID)
+        job.modify(next_run_time=dtm.datetime.now(dtm.UTC))
+
+    def describe(self) -> str:
+        job = self.job()
+        if job is None:
+            return "not installed"
+        cron = job.name.removeprefix("post ")
+        if job.next_run_time is None:
+            return f"{cron} ({self.timezone}), paused"
+        return f"{cron} ({self.timezone}), next {job.next_run_time:%Y-%m-%d %H:%M %Z}"
+
+    def close(self) -> None:
+        _CALLBACKS.pop(self.key, None)
+
+    @staticmethod
+    def _name(cron: str) -> str:
+        return "post " + " ".join(cron.split())

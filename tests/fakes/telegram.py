@@ -1,0 +1,349 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for offline tests of the real PTB Application.
+
+It answers the Bot API methods the bot uses over real HTTP (`/bot<TOKEN>/<method>`), keeps the
+chats' messages, records every request, serves queued updates through long-polling getUpdates,
+and can inject errors (a 429 with `retry_after`, a 400, a dropped connection) for the next N
+calls of a method.
+
+    server = FakeTelegram(token="123:abc").start()
+    config api_url = server.api_url          # "http://127.0.0.1:PORT/bot"
+    server.send_command("/bugurt", user_id=1)
+    reply = server.wait_for("sendMessage")
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+BOT_ID = 777000
+BOT_USERNAME = "neurobugurt_bot"
+CHANNEL_ID = -1001234567890
+
+
+@dataclass
+class Call:
+    """One recorded Bot API request: method name and its decoded parameters."""
+
+    method: str
+    params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Fault:
+    times: int
+    status: int
+    body: dict[str, Any] | None  # None: drop the connection without answering
+
+
+class FakeTelegram:
+    def __init__(self, token: str = "123456:TEST-TOKEN") -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self._updates: list[dict[str, Any]] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._cond = threading.Condition()
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(100)
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/bot"
+
+    def start(self) -> FakeTelegram:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---- what a test does -------------------------------------------------------------------
+
+    def fail(
+        self,
+        method: str,
+        status: int = 400,
+        description: str = "Bad Request: injected",
+        retry_after: int | None = None,
+        times: int = 1,
+        drop: bool = False,
+    ) -> None:
+        """Make the next `times` calls of `method` fail (drop: close the socket, no answer)."""
+        body: dict[str, Any] | None = {
+            "ok": False,
+            "error_code": status,
+            "description": description,
+        }
+        if retry_after is not None:
+            body = {
+                "ok": False,
+                "error_code": 429,
+                "description": f"Too Many Requests: retry after {retry_after}",
+                "parameters": {"retry_after": retry_after},
+            }
+            status = 429
+        with self._cond:
+            self._faults.setdefault(method, []).append(
+                _Fault(times, status, None if drop else body)
+            )
+
+    def send_text(
+        self,
+        text: str,
+        user_id: int = 1,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        kind: str = "message",
+    ) -> dict[str, Any]:
+        """Queue an update carrying a text message (kind: message, edited_message, channel_post)."""
+        chat_id = user_id if chat_id is None else chat_id
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": chat_type, "title": "chat"},
+            "text": text,
+        }
+        if kind != "channel_post":
+            message["from"] = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        if kind == "edited_message":
+            message["edit_date"] = int(time.time())
+        if text.startswith("/"):
+            length = len(text.split()[0]) if text.split() else 1
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        return self._push({kind: message})
+
+    def send_command(self, text: str, user_id: int = 1, **kwargs: Any) -> dict[str, Any]:
+        return self.send_text(text, user_id=user_id, **kwargs)
+
+    def press_button(self, message: dict[str, Any], data: str, user_id: int) -> dict[str, Any]:
+        """Queue a callback query: `user_id` pressed the inline button `data` under `message`."""
+        query = {
+            "id": str(next(self._update_ids) * 1000 + user_id),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "chat_instance": "1",
+            "message": message,
+            "data": data,
+        }
+        return self._push({"callback_query": query})
+
+    def wait_for(
+        self, method: str, predicate: Any = None, timeout: float = 15.0, after: int = 0
+    ) -> Call:
+        """The first call of `method` (from index `after`) that satisfies `predicate`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for call in self.calls[after:]:
+                    if call.method == method and (predicate is None or predicate(call.params)):
+                        return call
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(c.method, str(c.params)[:80]) for c in self.calls[-8:]]
+                    raise AssertionError(f"no {method} call within {timeout}s; last: {seen}")
+                self._cond.wait(left)
+
+    def messages_in(self, chat_id: int) -> list[dict[str, Any]]:
+        """Messages that were really delivered to a chat (failed calls are not in it), in order."""
+        with self._cond:
+            found = [m for (chat, _), m in self.messages.items() if chat == chat_id]
+        return sorted(found, key=lambda m: m["message_id"])
+
+    def calls_of(self, method: str) -> list[Call]:
+        with self._cond:
+            return [c for c in self.calls if c.method == method]
+
+    # ---- the server side --------------------------------------------------------------------
+
+    def _push(self, update: dict[str, Any]) -> dict[str, Any]:
+        with self._cond:
+            update = {"update_id": next(self._update_ids), **update}
+            self._updates.append(update)
+            self._cond.notify_all()
+        return update
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        faults = self._faults.get(method)
+        if not faults:
+            return None
+        fault = faults[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            faults.pop(0)
+        return fault
+
+    def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        """Answer one Bot API call: (HTTP status, JSON body or None to drop the connection)."""
+        with self._cond:
+            if method != "getUpdates":
+                self.calls.append(Call(method, params))
+                self._cond.notify_all()
+            fault = self._take_fault(method)
+        if fault is not None:
+            return fault.status, fault.body
+        if method == "getUpdates":
+            return 200, {"ok": True, "result": self._get_updates(params)}
+        answer = getattr(self, "_m_" + method, None)
+        if answer is None:
+            return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+        return 200, {"ok": True, "result": answer(params)}
+
+    def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        deadline = time.monotonic() + min(float(params.get("timeout") or 0), 2.0)
+        with self._cond:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while not self._updates and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            return list(self._updates[: int(params.get("limit") or 100)])
+
+    def _m_getMe(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "Neurobugurt",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    def _m_deleteWebhook(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def _m_setMyCommands(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def _m_answerCallbackQuery(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def _chat(self, chat_id: Any) -> dict[str, Any]:
+        if isinstance(chat_id, str) and chat_id.startswith("@"):
+            return {"id": CHANNEL_ID, "type": "channel", "title": chat_id, "username": chat_id[1:]}
+        chat_id = int(chat_id)
+        kind = "channel" if chat_id == CHANNEL_ID else "private" if chat_id > 0 else "group"
+        return {"id": chat_id, "type": kind, "title": "chat"}
+
+    def _new_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
+        chat = self._chat(params["chat_id"])
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "Neurobugurt"},
+            **content,
+        }
+        if "reply_markup" in params:
+            message["reply_markup"] = params["reply_markup"]
+        with self._cond:
+            self.messages[(chat["id"], message["message_id"])] = message
+        return message
+
+    def _m_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._new_message(params, text=params["text"])
+
+    def _m_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
+        size = len(params.get("photo") or b"")
+        photo = [{"file_id": "photo1", "file_unique_id": "p1", "width": 640, "height": 480,
+                  "file_size": size}]
+        extra = {"caption": params["caption"]} if params.get("caption") else {}
+        return self._new_message(params, photo=photo, **extra)
+
+    def _edit(self, params: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        chat = self._chat(params["chat_id"])
+        with self._cond:
+            message = self.messages[(chat["id"], int(params["message_id"]))]
+            message.update(changes, edit_date=int(time.time()))
+            if "reply_markup" in params:
+                message["reply_markup"] = params["reply_markup"]
+            return dict(message)
+
+    def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._edit(params, text=params["text"])
+
+    def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._edit(params)
+
+
+def _decode(content_type: str, body: bytes) -> dict[str, Any]:
+    """Bot API parameters: form or multipart fields whose values PTB sends JSON-encoded."""
+    if content_type.startswith("multipart/form-data"):
+        head = f"Content-Type: {content_type}\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(head + body)
+        raw: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if part.get_filename():
+                raw[name] = part.get_payload(decode=True)
+            else:
+                raw[name] = part.get_payload(decode=True).decode("utf-8")
+    elif content_type.startswith("application/json"):
+        return json.loads(body or b"{}")
+    else:
+        raw = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    params: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass  # a plain string such as text
+            else:
+                if isinstance(value, int | float) and key in ("text", "caption"):
+                    value = raw[key]
+        params[key] = value
+    return params
+
+
+def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
+        disable_nagle_algorithm = True  # else every small answer waits ~40 ms for an ACK
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            prefix = f"/bot{server.token}/"
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if not self.path.startswith(prefix):
+                self._answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+                return
+            method = self.path[len(prefix):]
+            params = _decode(self.headers.get("Content-Type", ""), body)
+            status, answer = server.handle(method, params)
+            if answer is None:
+                self.close_connection = True
+                self.connection.close()
+                return
+            self._answer(status, answer)
+
+        do_GET = do_POST  # noqa: N815
+
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # quiet: the test output is for assertions
+
+    return Handler
