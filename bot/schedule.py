@@ -53,13 +53,13 @@ def parse_crontab(line: str, timezone: str) -> CronTrigger:
         )
     # APScheduler counts weekdays from Monday = 0; crontab from Sunday = 0: use names.
     fields[4] = re.sub(r"\d+", lambda m: _weekday_name(m.group()), fields[4])
-    try:
-        trigger = CronTrigger(
-            minute=fields[0], hour=fields[1], day=fields[2], month=fields[3],
-            day_of_week=fields[4], timezone=timezone,
-        )
-    except ValueError as exc:
-        raise CrontabError(str(exc)) from None
+    names = ("minute", "hour", "day", "month", "day_of_week")
+    for name, value, shown in zip(names, fields, line.split(), strict=True):
+        try:
+            CronTrigger(**{name: value}, timezone=timezone)
+        except ValueError as exc:
+            raise CrontabError(f"{name.replace('_', ' ')} field {shown!r}: {exc}") from None
+    trigger = CronTrigger(**dict(zip(names, fields, strict=True)), timezone=timezone)
     if trigger.get_next_fire_time(None, dtm.datetime.now(trigger.timezone)) is None:
         raise CrontabError("this crontab line never fires")
     return trigger

@@ -1,0 +1,124 @@
+"""The posting job: crontab validation, a persistent job store, pause, and missed runs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.schedule import CrontabError, Schedule, parse_crontab
+
+TZ = "Europe/Moscow"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("* * *", "5 fields"),
+        ("61 * * * *", r"minute field '61': .*maximum value \(59\)"),
+        ("0 */0 * * *", "hour field '[*]/0': Increment must be higher than 0"),
+        ("0 0 31 2 *", "never fires"),
+        ("0 0 * * 9", "weekday 9"),
+        ("every day", "5 fields"),
+    ],
+)
+def test_bad_crontab_lines_are_refused_with_the_reason(line, message):
+    with pytest.raises(CrontabError, match=message):
+        parse_crontab(line, TZ)
+
+
+def test_crontab_weekdays_count_from_sunday_like_cron():
+    start = dtm.datetime(2026, 11, 21, tzinfo=dtm.UTC)  # a Saturday
+    for line in ("0 12 * * 0", "0 12 * * 7", "0 12 * * sun"):
+        fire = parse_crontab(line, "UTC").get_next_fire_time(None, start)
+        assert fire.strftime("%A %H:%M") == "Sunday 12:00", line
+    fire = parse_crontab("30 9 * * 1-5", "UTC").get_next_fire_time(None, start)
+    assert fire.strftime("%A %H:%M") == "Monday 09:30"
+
+
+def _schedule(tmp_path, calls: list) -> Schedule:
+    scheduler = AsyncIOScheduler(timezone=TZ)
+    db_path = tmp_path / "jobs.sqlite3"
+    schedule = Schedule(scheduler, f"sqlite:///{db_path}", TZ, 3600, key=str(db_path))
+
+    async def post() -> None:
+        calls.append(dtm.datetime.now(dtm.UTC))
+
+    schedule.bind(post)
+    schedule.add_store()
+    return schedule
+
+
+def test_job_survives_restarts_with_its_time_and_paused_state(tmp_path):
+    async def body():
+        first = _schedule(tmp_path, [])
+        first.scheduler.start()
+        first.install("0 */4 * * *")
+        next_run = first.job().next_run_time
+        assert next_run.hour % 4 == 0 and next_run.minute == 0
+        first.scheduler.shutdown(wait=False)
+
+        second = _schedule(tmp_path, [])
+        second.scheduler.start()
+        second.install("0 */4 * * *")  # same line: the stored job is kept as it is
+        assert second.job().next_run_time == next_run
+        assert second.pause() is True and second.pause() is False
+        assert "paused" in second.describe()
+        second.scheduler.shutdown(wait=False)
+
+        third = _schedule(tmp_path, [])
+        third.scheduler.start()
+        third.install("0 */4 * * *")
+        assert third.job().next_run_time is None  # still paused after a restart
+        third.set_cron("15 10 * * *")  # a new line keeps the job paused
+        assert third.job().next_run_time is None and "15 10 * * *" in third.describe()
+        assert third.resume() is True and third.resume() is False
+        assert third.job().next_run_time.strftime("%H:%M") == "10:15"
+        with pytest.raises(CrontabError):
+            third.set_cron("99 * * * *")
+        assert "15 10 * * *" in third.describe()  # a bad line changes nothing
+        third.scheduler.shutdown(wait=False)
+
+    asyncio.run(body())
+
+
+def test_a_bot_down_over_several_run_times_posts_once(tmp_path):
+    async def body():
+        calls: list = []
+        before = _schedule(tmp_path, calls)
+        before.scheduler.start(paused=True)  # store the job without running it
+        before.install("* * * * *")
+        # The bot went down 5 minutes ago: 5 run times were missed.
+        missed = dtm.datetime.now(dtm.UTC) - dtm.timedelta(minutes=5, seconds=1)
+        before.job().modify(next_run_time=missed)
+        before.scheduler.shutdown(wait=False)
+
+        after = _schedule(tmp_path, calls)
+        after.scheduler.start()
+        after.install("* * * * *")
+        await asyncio.sleep(1.0)
+        assert len(calls) == 1  # coalesced: one post, not five
+        assert after.job().next_run_time > dtm.datetime.now(dtm.UTC)
+        after.scheduler.shutdown(wait=False)
+
+    asyncio.run(body())
+
+
+def test_run_now_fires_the_stored_job(tmp_path):
+    async def body():
+        calls: list = []
+        schedule = _schedule(tmp_path, calls)
+        schedule.scheduler.start()
+        schedule.install("0 3 * * *")
+        schedule.run_now()
+        for _ in range(50):
+            if calls:
+                break
+            await asyncio.sleep(0.05)
+        assert len(calls) == 1
+        assert schedule.job().next_run_time.strftime("%H:%M") == "03:00"
+        schedule.scheduler.shutdown(wait=False)
+
+    asyncio.run(body())
