@@ -1,0 +1,135 @@
+"""Outbox delivery through the real Telegram (PTB Bot) and VK (vk-api) clients to fake servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from telegram import Bot
+
+from bot.outbox import Outbox
+from bot.publish import TelegramChannel, VkWall
+from common import db
+from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
+from tests.fakes.vk import TOKEN as VK_TOKEN
+from tests.fakes.vk import FakeVk
+
+COMMUNITY = 4242
+
+
+@pytest.fixture
+def telegram():
+    server = FakeTelegram().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vk():
+    with FakeVk() as server:
+        yield server
+
+
+def _deliveries(conn, outbox_id):
+    rows = conn.execute(
+        "SELECT target, status, message_id, attempts, next_try FROM deliveries"
+        " WHERE outbox_id = ? ORDER BY target",
+        (outbox_id,),
+    )
+    return {r["target"]: dict(r) for r in rows}
+
+
+async def _with_outbox(tmp_path, telegram, vk, body, backoff=0.2):
+    conn = db.connect(tmp_path / "bot.sqlite3")
+    bot = Bot(telegram.token, base_url=telegram.api_url)
+    wall = VkWall(vk.api_url, VK_TOKEN, "5.199", COMMUNITY)
+    wall.vk.RPS_DELAY = 0  # vk-api sleeps 0.34 s between calls by default; not needed here
+    async with bot:
+        outbox = Outbox(conn, [TelegramChannel(bot, "@chan"), wall], backoff_seconds=backoff)
+        await body(outbox, conn)
+    conn.close()
+
+
+def test_post_is_stored_pending_then_sent_to_both_targets(tmp_path, telegram, vk):
+    async def body(outbox, conn):
+        outbox_id = outbox.store("ПОСТ\n@\nТЕКСТ\n#neurobugurt", 0.85, "admin")
+        before = _deliveries(conn, outbox_id)
+        assert {d["status"] for d in before.values()} == {"pending"}
+        assert telegram.messages_in(CHANNEL_ID) == [] and vk.published == []
+        results = await outbox.deliver(outbox_id)
+        assert [(r.target, r.status) for r in results] == [("telegram", "sent"), ("vk", "sent")]
+        after = _deliveries(conn, outbox_id)
+        sent = telegram.messages_in(CHANNEL_ID)
+        assert len(sent) == 1 and sent[0]["text"].endswith("#neurobugurt")
+        assert after["telegram"]["message_id"] == str(sent[0]["message_id"])
+        buttons = sent[0]["reply_markup"]["inline_keyboard"][0]
+        data = [b["callback_data"] for b in buttons]
+        assert data == [f"vote:{outbox_id}:1", f"vote:{outbox_id}:-1"]
+        assert len(vk.published) == 1
+        post = vk.published[0]
+        assert post["owner_id"] == str(-COMMUNITY) and post["from_group"] == "1"
+        assert after["vk"]["message_id"] == str(post["post_id"])
+        # A second pass finds nothing pending: nothing is sent twice.
+        assert await outbox.deliver() == []
+        assert len(telegram.messages_in(CHANNEL_ID)) == 1 and len(vk.published) == 1
+
+    asyncio.run(_with_outbox(tmp_path, telegram, vk, body))
+
+
+def test_retry_after_and_vk_flood_control_are_retried_later(tmp_path, telegram, vk):
+    async def body(outbox, conn):
+        telegram.fail("sendMessage", retry_after=1)
+        vk.fail("wall.post", code=9)
+        outbox_id = outbox.store("ФЛУД\n#neurobugurt", 1.0, "schedule")
+        first = {r.target: r for r in await outbox.deliver(outbox_id)}
+        assert first["telegram"].status == "pending" and "flood" in first["telegram"].detail.lower()
+        assert first["vk"].status == "pending" and "[9]" in first["vk"].detail
+        rows = _deliveries(conn, outbox_id)
+        # Telegram said when: retry_after; VK error 9 backs off.
+        assert rows["telegram"]["next_try"] - time.time() == pytest.approx(1.0, abs=0.3)
+        assert rows["vk"]["next_try"] > time.time()
+        assert await outbox.deliver(outbox_id) == []  # nothing is due yet
+        await asyncio.sleep(1.05)
+        second = {r.target: r.status for r in await outbox.deliver(outbox_id)}
+        assert second == {"telegram": "sent", "vk": "sent"}
+        assert len(telegram.messages_in(CHANNEL_ID)) == 1 and len(vk.published) == 1
+        assert _deliveries(conn, outbox_id)["telegram"]["attempts"] == 2
+
+    asyncio.run(_with_outbox(tmp_path, telegram, vk, body))
+
+
+def test_network_errors_back_off_exponentially_and_permanent_errors_stop(tmp_path, telegram, vk):
+    async def body(outbox, conn):
+        telegram.fail("sendMessage", drop=True, times=2)
+        vk.fail("wall.post", code=15)  # access denied: retrying cannot help
+        outbox_id = outbox.store("СЕТЬ\n#neurobugurt", 0.7, "admin")
+        await outbox.deliver(outbox_id)
+        rows = _deliveries(conn, outbox_id)
+        assert rows["vk"]["status"] == "failed"
+        first_wait = rows["telegram"]["next_try"] - time.time()
+        await outbox.deliver(outbox_id, force=True)
+        second_wait = _deliveries(conn, outbox_id)["telegram"]["next_try"] - time.time()
+        assert first_wait == pytest.approx(0.2, abs=0.1)
+        assert second_wait == pytest.approx(0.4, abs=0.1)  # doubled
+        await asyncio.sleep(0.45)
+        assert [r.status for r in await outbox.deliver()] == ["sent"]
+        assert len(telegram.messages_in(CHANNEL_ID)) == 1 and vk.published == []
+        assert outbox.counts() == {"sent": 1, "failed": 1}
+
+    asyncio.run(_with_outbox(tmp_path, telegram, vk, body))
+
+
+def test_lost_vk_answer_is_retried_with_the_same_guid_and_not_duplicated(tmp_path, telegram, vk):
+    async def body(outbox, conn):
+        outbox_id = outbox.store("ГУИД\n#neurobugurt", 0.85, "admin")
+        await outbox.deliver(outbox_id)
+        # As if the answer had been lost: the row goes back to pending and is sent again.
+        with conn:
+            conn.execute("UPDATE deliveries SET status = 'pending' WHERE target = 'vk'")
+        await outbox.deliver(outbox_id)
+        guids = [params["guid"] for method, params in vk.calls if method == "wall.post"]
+        assert len(guids) == 2 and guids[0] == guids[1]
+        assert len(vk.published) == 1
+
+    asyncio.run(_with_outbox(tmp_path, telegram, vk, body))
