@@ -168,14 +168,15 @@ class VkClient:
         again once execute is refused (a service token may not call it).
         """
         use_execute = pages_per_call > 1
-        first = True
+        count = None  # posts on the wall, known after the first page
         while True:
-            if first or not use_execute:
+            if count is None or not use_execute:
                 pages = [self._wall_get(owner_id, offset, page_size)]
-                first = False
             else:
+                # Ask no further than the wall reached at the last page (ceil of the rest).
+                n = max(1, min(pages_per_call, -(-(count - offset) // page_size)))
                 try:
-                    pages = self._execute_pages(owner_id, offset, page_size, pages_per_call)
+                    pages = self._execute_pages(owner_id, offset, page_size, n)
                 except VkError as exc:
                     if exc.code not in EXECUTE_REFUSED:
                         raise
@@ -185,6 +186,7 @@ class VkClient:
             for page in pages:
                 if page.items:
                     yield page
+                count = page.count
                 offset = page.offset + len(page.items)
                 if not page.items or offset >= page.count:
                     return

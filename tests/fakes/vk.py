@@ -114,7 +114,7 @@ class FakeVk:
         self.published: list[dict] = []
         self.gate: threading.Event | None = None  # see hold_after
         self._hold_after: int | None = None
-        self._faults: dict[str, deque[Fault]] = {}
+        self._faults: dict[str, deque[Fault | None]] = {}
         self._guids: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -132,10 +132,12 @@ class FakeVk:
         http_status: int | None = None,
         malformed: bool = False,
         times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Make the next `times` calls of `method` ("*": any) fail the given way."""
+        """Make `times` calls of `method` ("*": any) fail the given way, after `after` good ones."""
         with self._lock:
             queue = self._faults.setdefault(method, deque())
+            queue.extend([None] * after)
             queue.extend(Fault(code, http_status, malformed) for _ in range(times))
 
     def hold_after(self, calls: int) -> threading.Event:
@@ -166,22 +168,24 @@ class FakeVk:
             item["text"] = text
             item["edited"] = item["date"] + 3600
 
-    def offsets(self, method: str = "wall.get") -> list[int]:
-        """Wall offsets requested, in order (execute calls contribute each inner wall.get)."""
+    def offsets(self, method: str | None = None) -> list[int]:
+        """Wall offsets requested in order, by plain `wall.get`, by `execute` or (None) both."""
         found = []
         for name, params in self.calls:
-            if name == "wall.get" and method == "wall.get":
+            if name == "wall.get" and method in (None, "wall.get"):
                 found.append(int(params.get("offset", 0)))
-            elif name == "execute" and method in ("execute", "wall.get"):
+            elif name == "execute" and method in (None, "execute"):
                 for call in _WALL_GET_CALL.findall(params.get("code", "")):
                     found.append(int(json.loads(call).get("offset", 0)))
         return found
 
     # ----- serving -----
     def start(self) -> FakeVk:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -308,6 +312,11 @@ def _error(code: int, method: str, params: dict, message: str | None = None) -> 
     error = {"error_code": code, "error_msg": message or ERROR_TEXTS.get(code, "Unknown error"),
              "request_params": shown}
     return json.dumps({"error": error}, ensure_ascii=False)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        pass  # a client killed mid-request (the kill-and-resume test) is expected here
 
 
 def _handler_for(fake: FakeVk) -> type[BaseHTTPRequestHandler]:
