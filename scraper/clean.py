@@ -25,12 +25,15 @@ from dataclasses import dataclass, field
 SEPARATOR = "@"
 
 # Characters that change nothing visible: zero-width spaces/joiners, BOM, word joiner.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"))
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline (nbsp, tabs, ...)
 _SIGNATURE = re.compile(r"^\W*бугурт[\s\-‐–—]*тред\W*$", re.IGNORECASE)
-_CREDIT = re.compile(r"предложен[оа]?\s+через\s+@?\w*", re.IGNORECASE)
+# Lower case only: an upper-case "ПРЕДЛОЖЕНО ЧЕРЕЗ" is a bugurt's own words.
+_CREDIT = re.compile(r"[Пп]редложен[оа]?\s+через\s+@\w+")
 # A line of 3+ rule characters: the admins' divider between bundled bugurts or before a note.
-_DIVIDER = re.compile(r"^[_\-‐–—=*~]{3,}$")
+_DIVIDER = re.compile(r"^(?:[_\-‐–—=*~]{3,}|[_—]{2,})$")
+# An author's or editor's note under a bugurt: it and what follows it go.
+_NOTE = re.compile(r"^(?:P\.\s?S\b|PS:|П\.\s?С\.|ПС:|Прим\.?\s*ред)", re.IGNORECASE)
 _HASHTAG = re.compile(r"#\w*[^\W\d]\w*(?:@\w+)?")
 _VK_MENTION = re.compile(r"\[(?:id|club|public|event)\d+\|([^\]\n]*)\]")
 _MENTION = re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_.]{2,}")
@@ -42,7 +45,18 @@ _URL = re.compile(
 )
 # "Too long a bugurt, read it on Telegraph": the bugurt itself sits behind a link.
 _READ_ELSEWHERE = re.compile(r"читайте\s+(?:в|на)\s+(?:телеграф|telegra)", re.IGNORECASE)
+# (marker, pattern, replacement): the pattern can only match where the marker occurs.
+_LINE_RULES = [
+    ("[", _VK_MENTION, r"\1"),
+    ("через", _CREDIT, " "),
+    (".", _URL, " "),
+    ("#", _HASHTAG, " "),
+    ("@", _MENTION, " "),
+]
 _DEDUP_DROP = re.compile(r"[\W_]+")
+
+
+Line = tuple[str, str]  # (raw, cleaned) text of one line
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,11 @@ class CorpusResult:
 
 def is_separator(line: str) -> bool:
     """`@`, ` @ `, `@@@`, `//@`, zero-width or combining marks around it: all one separator."""
+    stripped = line.strip()
+    if stripped == "@":
+        return True
+    if "@" not in stripped and "＠" not in stripped:
+        return False  # most lines: skip the per-character look below
     core = "".join(
         ch for ch in line if unicodedata.category(ch) not in ("Mn", "Me", "Cf")
     ).translate({ord("＠"): "@"})
@@ -81,10 +100,11 @@ def clean_line(line: str) -> str:
     """Strip credits, hashtags, links and mentions; normalise spaces (repeated to a fixpoint)."""
     while True:
         before = line
-        line = line.translate(_INVISIBLE)
-        line = _VK_MENTION.sub(r"\1", line)
-        for pattern in (_CREDIT, _URL, _HASHTAG, _MENTION):
-            line = pattern.sub(" ", line)
+        line = _INVISIBLE.sub("", line)
+        # Each pattern runs only where its marker occurs: most lines have none (speed).
+        for marker, pattern, replacement in _LINE_RULES:
+            if marker in line:
+                line = pattern.sub(replacement, line)
         line = _SPACES.sub(" ", line).strip()
         if _SIGNATURE.match(line) or _DIVIDER.match(line):
             line = ""
@@ -97,25 +117,31 @@ def clean_post(text: str) -> list[str]:
     if not isinstance(text, str):
         return []
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [(line, clean_line(line)) for line in text.split("\n")]  # (raw, cleaned)
     bugurts = []
-    for piece in _split_at_dividers(text.split("\n")):
+    for piece in _split_at_dividers(lines):
         bugurt = _bugurt_of(piece)
         if bugurt:
             bugurts.append(bugurt)
     return bugurts
 
 
-def _split_at_dividers(lines: list[str]) -> list[list[str]]:
-    pieces: list[list[str]] = [[]]
-    for line in lines:
-        if _DIVIDER.match(line.translate(_INVISIBLE).strip()):
+def _split_at_dividers(lines: list[Line]) -> list[list[Line]]:
+    """Pieces between divider lines; a `P.S.` / `Прим. ред.` note runs to the next divider."""
+    pieces: list[list[Line]] = [[]]
+    in_note = False
+    for raw, cleaned in lines:
+        if _DIVIDER.match(_INVISIBLE.sub("", raw).strip()):
             pieces.append([])
+            in_note = False
+        elif in_note or _NOTE.match(cleaned):
+            in_note = True
         else:
-            pieces[-1].append(line)
+            pieces[-1].append((raw, cleaned))
     return pieces
 
 
-def _bugurt_of(lines: list[str]) -> str | None:
+def _bugurt_of(lines: list[Line]) -> str | None:
     """Keep the blank-line blocks that hold `@` steps; drop preambles, notes, signatures."""
     steps: list[list[str]] = []
     for block in _blocks(lines):
@@ -130,7 +156,7 @@ def _bugurt_of(lines: list[str]) -> str | None:
     return f"\n{SEPARATOR}\n".join("\n".join(step) for step in steps)
 
 
-def _blocks(lines: list[str]) -> list[list[list[str]]]:
+def _blocks(lines: list[Line]) -> list[list[list[str]]]:
     """Blank-line blocks, each a list of steps (cleaned lines between separators).
 
     A blank line next to a separator does not end a block (`A\n@\n\nB` is one bugurt); a
@@ -138,8 +164,7 @@ def _blocks(lines: list[str]) -> list[list[list[str]]]:
     """
     blocks: list[list[list[str]]] = [[[]]]
     pending_break = False
-    for line in lines:
-        cleaned = clean_line(line)
+    for line, cleaned in lines:
         if is_separator(line) or is_separator(cleaned):
             blocks[-1].append([])
             pending_break = False

@@ -53,6 +53,12 @@ def test_preamble_and_editor_note_blocks_dropped():
     assert clean_post(raw) == [BUGURT]
 
 
+def test_postscripts_and_short_dividers_end_the_bugurt():
+    assert clean_post(BUGURT + "\nP.S.\nБерегите консольки\n@\nВсем пока") == [BUGURT]
+    assert clean_post(BUGURT + "\n——\nВсем хорошего вечера)") == [BUGURT]
+    assert clean_post("PS VITA\n@\nPS4") == ["PS VITA\n@\nPS4"]  # a console, not a P.S.
+
+
 def test_blank_lines_inside_a_bugurt_are_closed():
     raw = "ПРОСНУЛСЯ\n@\nПОШЁЛ НА РАБОТУ\n\n@\n\nСУББОТА"
     assert clean_post(raw) == ["ПРОСНУЛСЯ\n@\nПОШЁЛ НА РАБОТУ\n@\nСУББОТА"]
@@ -145,5 +151,6 @@ def test_real_wall_keeps_most_posts_and_leaves_no_furniture():
     assert 0.8 < result.kept_posts / len(rows) < 0.95
     text = "\n".join(result.bugurts)
     assert "БУГУРТ-ТРЕД" not in text.split("\n")
+    assert all(clean_post(b) == [b] for b in result.bugurts)  # idempotent on the real wall
     for furniture in ("предложено через", "https://", "#БТnews", "telegra.ph", "\u200c"):
         assert furniture not in text
