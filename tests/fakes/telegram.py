@@ -44,6 +44,7 @@ class _Fault:
     times: int
     status: int
     body: dict[str, Any] | None  # None: drop the connection without answering
+    hang: bool = False  # never answer (until stop): a request in flight when a client dies
 
 
 class FakeTelegram:
@@ -56,6 +57,7 @@ class FakeTelegram:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
+        self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -70,6 +72,7 @@ class FakeTelegram:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         with self._cond:
             self._cond.notify_all()
         self._server.shutdown()
@@ -85,8 +88,10 @@ class FakeTelegram:
         retry_after: int | None = None,
         times: int = 1,
         drop: bool = False,
+        hang: bool = False,
     ) -> None:
-        """Make the next `times` calls of `method` fail (drop: close the socket, no answer)."""
+        """Make the next `times` calls of `method` fail (drop: close the socket, no answer;
+        hang: keep the request unanswered until the server stops)."""
         body: dict[str, Any] | None = {
             "ok": False,
             "error_code": status,
@@ -102,7 +107,7 @@ class FakeTelegram:
             status = 429
         with self._cond:
             self._faults.setdefault(method, []).append(
-                _Fault(times, status, None if drop else body)
+                _Fault(times, status, None if drop or hang else body, hang)
             )
 
     def send_text(
@@ -197,6 +202,8 @@ class FakeTelegram:
                 self._cond.notify_all()
             fault = self._take_fault(method)
         if fault is not None:
+            if fault.hang:
+                self._stopping.wait(60)
             return fault.status, fault.body
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(params)}
@@ -341,7 +348,10 @@ def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (a test stopped it)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # quiet: the test output is for assertions
