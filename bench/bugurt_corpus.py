@@ -1,6 +1,7 @@
 """Build the real bugurt corpus: the shared posts served by the fake VK server, scraped for real.
 
     .venv/bin/python bench/bugurt_corpus.py [--out data/bugurt/corpus.txt] [--jsonl FILE]
+                                            [--no-execute]
 
 Serves ../shared/data/bugurtthread/messages-2020-2022.jsonl as the wall of `bugurt_thread`
 (tests/fakes/vk.py), runs the real `python -m scraper` against it with a temporary config,
@@ -33,13 +34,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jsonl", type=Path, default=SHARED_POSTS)
     parser.add_argument("--out", type=Path, default=Path("data/bugurt/corpus.txt"))
+    parser.add_argument(
+        "--no-execute", action="store_true",
+        help="refuse execute as VK does for a service token: measures plain wall.get paging",
+    )
     args = parser.parse_args()
     if not args.jsonl.exists():
         print(f"error: {args.jsonl} not found (shared data): pass --jsonl FILE", file=sys.stderr)
         return 2
     items = items_from_jsonl(args.jsonl)
     out = args.out.resolve()
-    with tempfile.TemporaryDirectory() as tmp, FakeVk(items) as vk:
+    fake = FakeVk(items, execute_allowed=not args.no_execute)
+    with tempfile.TemporaryDirectory() as tmp, fake as vk:
         db = Path(tmp) / "wall.sqlite3"
         config = Path(tmp) / "config.yaml"
         config.write_text(
