@@ -137,7 +137,7 @@ def _row(owner_id: int, item: dict, now: int) -> dict:
         "owner_id": owner_id,
         "post_id": item["id"],
         "date": item["date"],
-        "text": text if isinstance(text, str) else "",
+        "text": _valid_unicode(text) if isinstance(text, str) else "",
         "likes": counter("likes"),
         "reposts": counter("reposts"),
         "views": counter("views"),
@@ -145,6 +145,11 @@ def _row(owner_id: int, item: dict, now: int) -> dict:
         "is_pinned": int(bool(item.get("is_pinned"))),
         "is_repost": int(bool(item.get("copy_history"))),
         "edited": item.get("edited") if isinstance(item.get("edited"), int) else None,
-        "raw_json": json.dumps(item, ensure_ascii=False, sort_keys=True),
+        "raw_json": _valid_unicode(json.dumps(item, ensure_ascii=False, sort_keys=True)),
         "fetched_at": now,
     }
+
+
+def _valid_unicode(text: str) -> str:
+    """JSON may carry half an emoji (a lone surrogate) that SQLite cannot encode: make it U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

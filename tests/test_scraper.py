@@ -79,6 +79,13 @@ def test_full_scrape_stores_everything_and_writes_the_corpus(tmp_path):
     assert vk.offsets() == list(range(0, 50, 10))
 
 
+def test_half_an_emoji_is_stored_not_a_crash(tmp_path):
+    posts = [make_item(1, BASE_DATE, "ОБРЕЗАН \ud83d\n@\nСМАЙЛ \ud83d\ude00")]
+    with FakeVk(posts) as vk:
+        scrape(config(tmp_path, vk), options=FAST)
+    assert stored(tmp_path)[1]["text"] == "ОБРЕЗАН \ufffd\n@\nСМАЙЛ \U0001f600"
+
+
 def test_execute_refused_falls_back_to_wall_get(tmp_path):
     with FakeVk(wall(35), execute_allowed=False) as vk:
         result = scrape(config(tmp_path, vk), options=FAST)

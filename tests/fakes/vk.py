@@ -337,7 +337,10 @@ def _handler_for(fake: FakeVk) -> type[BaseHTTPRequestHandler]:
             else:
                 params = {k: v[-1] for k, v in multi.items()}
                 status, body = fake.handle(path[len("/method/") :], params)
-            data = body.encode("utf-8")
+            try:
+                data = body.encode("utf-8")
+            except UnicodeEncodeError:  # half an emoji: VK escapes it as \udXXX in JSON
+                data = json.dumps(json.loads(body)).encode("ascii")
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
