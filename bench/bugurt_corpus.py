@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.db import connect  # noqa: E402
-from scraper.clean import build_corpus  # noqa: E402
+from scraper.clean import DROP_REASONS, build_corpus  # noqa: E402
 from scraper.store import PostStore  # noqa: E402
 from tests.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
 
@@ -73,7 +73,7 @@ def main() -> int:
     print(f"kept: {result.kept_posts} of {n} posts ({result.kept_posts / n:.1%}), "
           f"{len(result.bugurts)} bugurts, {result.characters} characters")
     for reason, count in result.dropped.most_common():
-        print(f"dropped {reason}: {count} ({count / n:.1%})")
+        print(f"dropped {reason}: {count} ({count / n:.1%}): {DROP_REASONS[reason]}")
     print(f"duplicate bugurts removed: {result.duplicates}")
     print(f"corpus: {out}")
     return 0

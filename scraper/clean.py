@@ -183,8 +183,20 @@ def dedup_key(bugurt: str) -> str:
     return _DEDUP_DROP.sub("", bugurt.lower().replace("ё", "е"))
 
 
-def drop_reason(post: RawPost) -> str | None:
-    """Why a post gives no bugurt before its text is read, or why its text gives none."""
+# Why a post gives no bugurt (the keys of CorpusResult.dropped):
+DROP_REASONS = {
+    "ad": "marked_as_ads",
+    "repost": "a repost (copy_history)",
+    "empty": "no text once signature, credit, hashtags and links are gone (photo posts)",
+    "link": "no `@` lines, holds a link (the bugurt is on telegra.ph, news links)",
+    "no_separator": "no `@` lines: announcements, contests, one-liners",
+    "too_short": "`@` lines but fewer than two steps with words",
+    "duplicate": "every bugurt in it is a (near) duplicate of an older one",
+}
+
+
+def drop_reason(post: RawPost) -> str:
+    """Why a post gives no bugurt (a key of DROP_REASONS other than "duplicate")."""
     if post.marked_as_ads:
         return "ad"
     if post.is_repost:
@@ -194,8 +206,8 @@ def drop_reason(post: RawPost) -> str | None:
         return "empty"  # photo-only, or only a signature / credit / hashtags
     if not any(is_separator(line) for line in text.split("\n")):
         linked = _URL.search(text) or _READ_ELSEWHERE.search(text)
-        return "link" if linked else "announcement"
-    return "not_a_bugurt"  # has `@` lines but fewer than two steps with words
+        return "link" if linked else "no_separator"
+    return "too_short"
 
 
 def build_corpus(posts: Iterable[RawPost]) -> CorpusResult:
@@ -205,7 +217,7 @@ def build_corpus(posts: Iterable[RawPost]) -> CorpusResult:
     for post in sorted(posts, key=lambda p: (p.date, p.post_id)):
         bugurts = [] if post.marked_as_ads or post.is_repost else clean_post(post.text)
         if not bugurts:
-            result.dropped[drop_reason(post) or "not_a_bugurt"] += 1
+            result.dropped[drop_reason(post)] += 1
             continue
         fresh = []
         for bugurt in bugurts:

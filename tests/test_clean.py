@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.corpus import format_posts, parse_posts
-from scraper.clean import RawPost, build_corpus, clean_line, clean_post, dedup_key, is_separator
+from scraper.clean import (
+    DROP_REASONS,
+    RawPost,
+    build_corpus,
+    clean_line,
+    clean_post,
+    dedup_key,
+    is_separator,
+)
 from tests.conftest import shared_file
 
 BUGURT = "ПРОСНУЛСЯ\n@\nПОШЁЛ НА РАБОТУ\n@\nСУББОТА"
@@ -108,10 +116,11 @@ def test_build_corpus_drops_and_counts_reasons_in_date_order():
         "repost": 1,
         "empty": 1,
         "link": 1,
-        "announcement": 1,
-        "not_a_bugurt": 1,
+        "no_separator": 1,
+        "too_short": 1,
     }
     assert result.characters == len(BUGURT) + len("ЛЕГ СПАТЬ\n@\nПРОСНУЛСЯ")
+    assert set(result.dropped) <= set(DROP_REASONS)
 
 
 # Text drawn from the characters that matter to the rules, plus anything at all.
