@@ -2,8 +2,8 @@
 
 It answers the Bot API methods the bot uses over real HTTP (`/bot<TOKEN>/<method>`), keeps the
 chats' messages, records every request, serves queued updates through long-polling getUpdates,
-and can inject errors (a 429 with `retry_after`, a 400, a dropped connection) for the next N
-calls of a method.
+and can inject errors (a 429 with `retry_after`, a 400, a dropped connection, a raw body such as
+an HTML error page or truncated JSON) for the next N calls of a method.
 
     server = FakeTelegram(token="123:abc").start()
     config api_url = server.api_url          # "http://127.0.0.1:PORT/bot"
@@ -45,6 +45,7 @@ class _Fault:
     status: int
     body: dict[str, Any] | None  # None: drop the connection without answering
     hang: bool = False  # never answer (until stop): a request in flight when a client dies
+    raw: str | None = None  # a body sent as it is instead of JSON (HTML page, truncated JSON)
 
 
 class FakeTelegram:
@@ -89,9 +90,11 @@ class FakeTelegram:
         times: int = 1,
         drop: bool = False,
         hang: bool = False,
+        raw: str | None = None,
     ) -> None:
         """Make the next `times` calls of `method` fail (drop: close the socket, no answer;
-        hang: keep the request unanswered until the server stops)."""
+        hang: keep the request unanswered until the server stops; raw: answer `status` with
+        this body, e.g. a proxy's HTML error page or JSON cut short)."""
         body: dict[str, Any] | None = {
             "ok": False,
             "error_code": status,
@@ -107,7 +110,7 @@ class FakeTelegram:
             status = 429
         with self._cond:
             self._faults.setdefault(method, []).append(
-                _Fault(times, status, None if drop or hang else body, hang)
+                _Fault(times, status, None if drop or hang else body, hang, raw)
             )
 
     def send_text(
@@ -194,8 +197,11 @@ class FakeTelegram:
             faults.pop(0)
         return fault
 
-    def handle(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
-        """Answer one Bot API call: (HTTP status, JSON body or None to drop the connection)."""
+    def handle(
+        self, method: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | str | None]:
+        """Answer one Bot API call: (HTTP status, JSON body, raw text body, or None to drop the
+        connection)."""
         with self._cond:
             if method != "getUpdates":
                 self.calls.append(Call(method, params))
@@ -204,7 +210,7 @@ class FakeTelegram:
         if fault is not None:
             if fault.hang:
                 self._stopping.wait(60)
-            return fault.status, fault.body
+            return fault.status, fault.raw if fault.raw is not None else fault.body
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(params)}
         answer = getattr(self, "_m_" + method, None)
@@ -342,10 +348,11 @@ def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST  # noqa: N815
 
-        def _answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
+        def _answer(self, status: int, body: dict[str, Any] | str) -> None:
+            html = isinstance(body, str) and body.lstrip().startswith("<")
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/html" if html else "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             try:

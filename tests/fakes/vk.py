@@ -12,6 +12,7 @@ marked_as_ads, post_type, text, attachments, post_source, comments, likes, repos
         vk.fail("wall.get", code=6, times=3)  # the next 3 wall.get calls answer error 6
         vk.fail("*", http_status=502)    # the next call of any method answers HTTP 502
         vk.fail("execute", malformed=True)
+        vk.fail("wall.post", delay=60)  # takes effect, but the answer comes late (or never)
         vk.calls                         # [(method, params)] in arrival order
         vk.published                     # wall.post calls that created a post
 
@@ -92,6 +93,7 @@ class Fault:
     code: int | None = None  # VK error code in a 200 answer
     http_status: int | None = None  # an HTTP error status instead
     malformed: bool = False  # a 200 answer whose body is not JSON
+    delay: float = 0.0  # seconds before the answer (cut short by stop); the call takes effect
 
 
 class FakeVk:
@@ -118,6 +120,7 @@ class FakeVk:
         self._guids: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._stopped = threading.Event()  # ends the wait of delayed answers
 
     # ----- test controls -----
     @property
@@ -133,12 +136,17 @@ class FakeVk:
         malformed: bool = False,
         times: int = 1,
         after: int = 0,
+        delay: float = 0.0,
     ) -> None:
-        """Make `times` calls of `method` ("*": any) fail the given way, after `after` good ones."""
+        """Make `times` calls of `method` ("*": any) fail the given way, after `after` good ones.
+
+        `delay` alone answers normally but late: a slow server, or (past the client's timeout,
+        or with the client killed meanwhile) an answer lost after the call took effect.
+        """
         with self._lock:
             queue = self._faults.setdefault(method, deque())
             queue.extend([None] * after)
-            queue.extend(Fault(code, http_status, malformed) for _ in range(times))
+            queue.extend(Fault(code, http_status, malformed, delay) for _ in range(times))
 
     def hold_after(self, calls: int) -> threading.Event:
         """Block every wall-reading call after the first `calls` until the event is set."""
@@ -189,6 +197,7 @@ class FakeVk:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()
         if self.gate is not None:
             self.gate.set()
         if self._server is not None:
@@ -211,6 +220,13 @@ class FakeVk:
         if method in ("wall.get", "execute") and self._hold_after is not None:
             if n_reads > self._hold_after:
                 self.gate.wait(timeout=60)
+        if fault and fault.delay:
+            answer = self._answer(method, params, None)
+            self._stopped.wait(fault.delay)
+            return answer
+        return self._answer(method, params, fault)
+
+    def _answer(self, method: str, params: dict, fault: Fault | None) -> tuple[int, str]:
         if fault and fault.http_status:
             return fault.http_status, "<html>bad gateway</html>"
         if fault and fault.malformed:
