@@ -30,7 +30,8 @@ _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline (nbsp, tabs, 
 _SIGNATURE = re.compile(r"^\W*бугурт[\s\-‐–—]*тред\W*$", re.IGNORECASE)
 # Lower case only: an upper-case "ПРЕДЛОЖЕНО ЧЕРЕЗ" is a bugurt's own words.
 _CREDIT = re.compile(r"[Пп]редложен[оа]?\s+через\s+@\w+")
-# A line of 3+ rule characters: the admins' divider between bundled bugurts or before a note.
+# A line of rule characters (3+, or 2+ of `_`/`—`): the admins' divider between bundled
+# bugurts or before a note.
 _DIVIDER = re.compile(r"^(?:[_\-‐–—=*~]{3,}|[_—]{2,})$")
 # An author's or editor's note under a bugurt: it and what follows it go.
 _NOTE = re.compile(r"^(?:P\.\s?S\b|PS:|П\.\s?С\.|ПС:|Прим\.?\s*ред)", re.IGNORECASE)
