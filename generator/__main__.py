@@ -1,0 +1,213 @@
+"""`python -m generator train|sample|eval` (see CONTRACT.md). Posts and the contract's result
+lines go to stdout; logs and progress to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from common.cli import UserError, run_cli
+from common.config import Config, load_config
+from common.corpus import read_posts, split_paths, split_posts
+from common.log import setup_logging
+from generator import checkpoint
+from generator.gate import NoveltyIndex
+from generator.model import ModelConfig
+from generator.train import Streams, TrainConfig, Trainer, trim_metrics
+from generator.vocab import Vocab
+
+log = logging.getLogger("generator")
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    setup_logging()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = _config(args.config)
+    return {"train": train, "sample": sample, "eval": evaluate}[args.command](args, config)
+
+
+def _config(path: str | None) -> Config:
+    """--config must exist when given; the default config.yaml is optional."""
+    if path is None:
+        return load_config("config.yaml") if Path("config.yaml").exists() else Config()
+    return load_config(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model directory on a corpus")
+    t.add_argument("--corpus", help="corpus file (default: corpus.path of the config)")
+    t.add_argument("--out", help="model directory to write (default: runs/<date-time>)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--resume", action="store_true", help="continue --out from checkpoint.pt")
+    for f in fields(ModelConfig):
+        if f.name != "vocab_size":
+            t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default))
+    for f in fields(TrainConfig):
+        if f.name != "bf16":
+            kind = int if f.name == "max_steps" else type(f.default)
+            t.add_argument("--" + f.name.replace("_", "-"), type=kind)
+    t.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    s = sub.add_parser("sample", help="print finished posts")
+    s.add_argument("--model", help="model directory (default: generator.model_dir)")
+    s.add_argument("-n", type=int, default=1)
+    s.add_argument("--temperature", type=float, default=0.85)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--prime", help="text the posts start with (any case)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--candidates", type=int, default=16, help="samples drawn per round")
+    e = sub.add_parser("eval", help="bits per character of a model on a corpus file")
+    e.add_argument("--model", help="model directory (default: generator.model_dir)")
+    e.add_argument("--text", required=True, help="corpus file to score")
+    for sp in (t, s, e):
+        sp.add_argument("--config", help="config file (default: config.yaml if present)")
+        sp.add_argument("--threads", type=int, help="torch CPU threads")
+    return p
+
+
+def _read_corpus(path: Path) -> tuple[list[str], list[str]]:
+    if not path.is_file():
+        raise UserError(f"corpus {path} not found: run `python -m scraper` or pass --corpus FILE")
+    train_path, val_path = split_paths(path)
+    try:
+        if train_path.is_file() and val_path.is_file():
+            train_posts, val_posts = read_posts(train_path), read_posts(val_path)
+        else:
+            train_posts, val_posts = split_posts(read_posts(path))
+    except UnicodeDecodeError:
+        raise UserError(f"corpus {path} is not UTF-8 text: pass a corpus file") from None
+    if not train_posts or not val_posts:
+        raise UserError(f"corpus {path} holds fewer than 2 posts: scrape more before training")
+    return train_posts, val_posts
+
+
+def train(args, config: Config) -> int:
+    corpus = Path(args.corpus or config.corpus.path)
+    out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    train_posts, val_posts = _read_corpus(corpus)
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    if args.no_bf16:
+        overrides["bf16"] = False
+    payload = None
+    if args.resume:
+        payload = checkpoint.load(out / checkpoint.CHECKPOINT_FILE)
+        vocab = Vocab(payload["vocab"])
+        model_cfg = ModelConfig(**payload["model_config"])
+        train_cfg = TrainConfig(**{**payload["train_config"], **overrides})
+    else:
+        if (out / checkpoint.MODEL_FILE).exists() or (out / checkpoint.CHECKPOINT_FILE).exists():
+            raise UserError(f"{out} already holds a model: pass --resume to continue it, "
+                            "or choose a new --out")
+        vocab = Vocab.build(train_posts)
+        model_cfg = ModelConfig(vocab_size=len(vocab), **{
+            f.name: getattr(args, f.name) for f in fields(ModelConfig)
+            if f.name != "vocab_size" and getattr(args, f.name) is not None})
+        train_cfg = TrainConfig(**overrides)
+    device = _device(args.device)
+    rank = _init_distributed(device)
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        NoveltyIndex.build(train_posts + val_posts).save(out / checkpoint.NOVELTY_FILE)
+    val_text_chars = sum(len(p) + 2 for p in val_posts)  # each post + its blank-line separator
+    streams = Streams(vocab.encode_posts(train_posts), vocab.encode_posts(val_posts),
+                      val_text_chars, vocab.chars)
+    try:
+        trainer = Trainer(train_cfg, model_cfg, streams, out, device)
+    except ValueError as exc:
+        raise UserError(f"cannot train on {corpus}: {exc}") from None
+    if payload is not None:
+        trainer.resume(payload)
+        if rank == 0:
+            trim_metrics(out, trainer.step)
+    log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
+             len(streams.train), corpus, out)
+    summary = trainer.run()
+    if rank == 0:
+        print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
+              f"chars_per_sec={summary['chars_per_sec']:.1f} "
+              f"best_val_bpc={summary['best_val_bpc']:.4f}")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible; use --device cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def _init_distributed(device: torch.device) -> int:
+    """Join the torchrun process group when WORLD_SIZE > 1; returns this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.get_rank()
+
+
+def _model_dir(args, config: Config) -> Path:
+    return Path(args.model or config.generator.model_dir)
+
+
+def sample(args, config: Config) -> int:
+    from generator.sample import Generator  # noqa: PLC0415 - keeps `train` start-up lean
+
+    if args.n < 1 or args.candidates < 1:
+        raise UserError("-n and --candidates must be at least 1")
+    if args.temperature <= 0:
+        raise UserError("--temperature must be positive (e.g. 0.85)")
+    gen = Generator.load(_model_dir(args, config))
+    posts = []
+    while len(posts) < args.n:
+        batch = gen.generate(n=args.n - len(posts), prime=args.prime,
+                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                             seed=None if args.seed is None else args.seed + len(posts),
+                             candidates=args.candidates)
+        if not batch:
+            break
+        posts.extend(batch)
+    for post in posts:
+        print(post + "\n", flush=True)
+    if not posts:
+        raise UserError("no sample passed the quality gate: try again or another --temperature")
+    if len(posts) < args.n:
+        log.warning("only %d of %d posts passed the quality gate", len(posts), args.n)
+    return 0
+
+
+def evaluate(args, config: Config) -> int:
+    from generator.evaluate import text_bpc  # noqa: PLC0415
+    from generator.sample import load_model  # noqa: PLC0415
+
+    path = Path(args.text)
+    if not path.is_file():
+        raise UserError(f"--text {path} not found: pass a corpus file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--text {path} is not UTF-8 text: pass a corpus file") from None
+    if not text:
+        raise UserError(f"--text {path} is empty: pass a corpus file with posts")
+    model, vocab, _ = load_model(_model_dir(args, config))
+    print(f"bits_per_char: {text_bpc(model, vocab, text):.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,142 @@
+"""The quality gate a sampled post passes before it leaves: well-formed, then novel.
+
+Novelty works without the corpus, from a compact index saved beside the weights: two Bloom
+filters (bit arrays; a lookup can give a rare false "seen", never a false "unseen"):
+- word shingles: every run of SHINGLE_WORDS consecutive words of a training post; a candidate
+  whose shingles are ≥ SHINGLE_LIMIT seen reproduces training text;
+- character windows: the WINDOW-character substrings of every training post that start at a
+  multiple of STRIDE; a candidate shares a substring of ≥ WINDOW + STRIDE - 1 (= 47) characters with
+  a training post exactly when that substring covers one stored window, which the candidate's
+  windows at every position find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+TAG = "#neurobugurt"
+SEPARATOR = "@"
+SHINGLE_WORDS = 3
+SHINGLE_LIMIT = 0.6
+WINDOW, STRIDE = 32, 16
+MAX_LINE = 200  # characters in one line of a post
+_WORD = re.compile(r"\w+")
+_LOOP = re.compile(r"(.{2,}?)\1{3,}")  # a unit of ≥ 2 characters repeated ≥ 4 times in a row
+
+
+def _hashes(items: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes per item (for double hashing)."""
+    raw = b"".join(hashlib.blake2b(s.encode("utf-8"), digest_size=16).digest() for s in items)
+    pairs = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1] | np.uint64(1)
+
+
+class Bloom:
+    def __init__(self, bits: np.ndarray, k: int):
+        self.bits, self.k, self.m = bits, k, np.uint64(len(bits) * 8)
+
+    @classmethod
+    def build(cls, items: set[str], false_positive: float) -> Bloom:
+        n = max(1, len(items))
+        m = max(64, math.ceil(-n * math.log(false_positive) / math.log(2) ** 2))
+        bloom = cls(np.zeros((m + 7) // 8, dtype=np.uint8), max(1, round(m / n * math.log(2))))
+        if items:
+            pos = bloom._positions(sorted(items))
+            np.bitwise_or.at(bloom.bits, pos >> 3, (1 << (pos & 7)).astype(np.uint8))
+        return bloom
+
+    def _positions(self, items: list[str]) -> np.ndarray:
+        h1, h2 = _hashes(items)
+        i = np.arange(self.k, dtype=np.uint64)[:, None]
+        with np.errstate(over="ignore"):
+            return ((h1[None, :] + i * h2[None, :]) % self.m).ravel()
+
+    def contains(self, items: list[str]) -> np.ndarray:
+        """bool (len(items),): True where the item was (probably) added."""
+        if not items:
+            return np.zeros(0, dtype=bool)
+        pos = self._positions(items)
+        hit = (self.bits[pos >> 3] >> (pos & 7).astype(np.uint8)) & 1
+        return hit.reshape(self.k, len(items)).all(axis=0)
+
+
+def shingles(text: str) -> list[str]:
+    words = _WORD.findall(text)
+    return [" ".join(words[i : i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)]
+
+
+class NoveltyIndex:
+    def __init__(self, shingle_filter: Bloom, window_filter: Bloom):
+        self.shingle_filter, self.window_filter = shingle_filter, window_filter
+
+    @classmethod
+    def build(cls, posts: list[str]) -> NoveltyIndex:
+        words, windows = set(), set()
+        for post in posts:
+            words.update(shingles(post))
+            windows.update(post[i : i + WINDOW] for i in range(0, len(post) - WINDOW + 1, STRIDE))
+        # ~500 lookups per candidate: 1e-5 per window keeps false "copies" under 1% of candidates
+        return cls(Bloom.build(words, 1e-3), Bloom.build(windows, 1e-5))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, shingle_bits=self.shingle_filter.bits, shingle_k=self.shingle_filter.k,
+                 window_bits=self.window_filter.bits, window_k=self.window_filter.k,
+                 params=np.array([SHINGLE_WORDS, WINDOW, STRIDE]))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> NoveltyIndex:
+        with np.load(path) as z:
+            if tuple(z["params"]) != (SHINGLE_WORDS, WINDOW, STRIDE):
+                raise ValueError("novelty index built with other parameters")
+            return cls(Bloom(z["shingle_bits"], int(z["shingle_k"])),
+                       Bloom(z["window_bits"], int(z["window_k"])))
+
+    def copy_reason(self, text: str) -> str | None:
+        """Why `text` reproduces training text, or None when it is new."""
+        windows = [text[i : i + WINDOW] for i in range(len(text) - WINDOW + 1)]
+        if self.window_filter.contains(windows).any():
+            return f"shares a {WINDOW + STRIDE - 1}+ character run with a training post"
+        found = self.shingle_filter.contains(shingles(text))
+        if len(found) and found.mean() >= SHINGLE_LIMIT:
+            return f"{found.mean():.0%} of its word shingles occur in the training posts"
+        return None
+
+
+def form_reason(text: str) -> str | None:
+    """Why `text` is not a well-formed bugurt (text lines joined by lone @ lines), or None."""
+    lines = text.split("\n")
+    body = [line for line in lines if line != SEPARATOR]
+    if len(body) < 2 or SEPARATOR not in lines:
+        return "fewer than two text lines joined by @"
+    if lines[0] == SEPARATOR or lines[-1] == SEPARATOR:
+        return "starts or ends with @"
+    if any(not line.strip() for line in lines):
+        return "has an empty line"
+    if any(a != SEPARATOR and b != SEPARATOR for a, b in zip(lines, lines[1:], strict=False)):
+        return "two text lines without @ between them"
+    if "\ufffd" in text or any(len(line) > MAX_LINE for line in body):
+        return "unknown character or overlong line"
+    if Counter(body).most_common(1)[0][1] > 2 or any(_LOOP.search(line) for line in body):
+        return "repeats itself in a loop"
+    return None
+
+
+def cut_at_line(text: str) -> str:
+    """A post that hit the length cap: keep whole lines only and no trailing @."""
+    lines = text.split("\n")[:-1]  # the last line is unfinished
+    while lines and lines[-1] == SEPARATOR:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def finish(text: str) -> str:
+    """The published form: the post, then the tag on its own last line."""
+    return f"{text}\n{TAG}"

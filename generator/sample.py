@@ -1,0 +1,143 @@
+"""`Generator`: a model directory loaded once; draws candidates, gates them, returns posts.
+
+Candidates are sampled side by side as one batch through `FastLSTM` (the hand-written cell over
+the trained weights), each until the end-of-post symbol or the MAX_CHARS cap (then cut at a line
+boundary). Those that pass the quality gate (gate.py) are ranked by the model's own mean
+log-likelihood per character and the best are returned, tagged `#neurobugurt`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import torch
+
+from common.cli import UserError
+from generator import checkpoint, gate
+from generator.model import CharLSTM, FastLSTM, ModelConfig
+from generator.vocab import END, UNK, Vocab
+
+MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
+MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
+
+
+def load_model(model_dir: str | Path) -> tuple[CharLSTM, Vocab, dict]:
+    """(model in fp32 eval mode on CPU, vocab, info + "primer" tokens) of a model directory."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UserError(f"model directory {model_dir} not found: train one or fix the path")
+    payload = checkpoint.load(model_dir / checkpoint.MODEL_FILE)
+    model = CharLSTM(ModelConfig(**payload["model_config"]))
+    model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
+    model.eval()
+    info = dict(payload.get("info", {}))
+    info["primer"] = list(payload.get("primer", []))
+    return model, Vocab(payload["vocab"]), info
+
+
+class Generator:
+    def __init__(self, model: CharLSTM, vocab: Vocab, novelty: gate.NoveltyIndex, info: dict):
+        self.model, self.vocab, self.novelty = model, vocab, novelty
+        self.cell = FastLSTM(model)
+        self.cell.b_head[UNK] = -math.inf  # never write the unknown symbol
+        self._lock = threading.Lock()
+        # State after the primer (a text boundary of the training stream), shared by every sample.
+        self.start_state = self.cell.zero_state(1)
+        with torch.inference_mode():
+            for token in info.pop("primer", None) or [END]:  # a primer ends with END
+                self.start_logits = self.cell.step(torch.tensor([token]), self.start_state)
+        self.info = info
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> Generator:
+        model, vocab, info = load_model(model_dir)
+        index_path = Path(model_dir) / checkpoint.NOVELTY_FILE
+        try:
+            novelty = gate.NoveltyIndex.load(index_path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(
+                f"{index_path} is missing or unreadable ({exc}): retrain the model") from None
+        info.update(model_dir=str(model_dir), params=model.num_params(),
+                    vocab_size=len(vocab), layers=model.config.layers,
+                    hidden=model.config.hidden)
+        info.setdefault("val_bpc", None)
+        info.setdefault("trained_chars", 0)
+        return cls(model, vocab, novelty, info)
+
+    def generate(self, n: int = 1, prime: str | None = None, temperature: float = 0.85,
+                 top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                 candidates: int = 16) -> list[str]:
+        """Up to n gated posts, each ending with the line #neurobugurt (fewer if none pass)."""
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        rng = torch.Generator().manual_seed(seed if seed is not None else
+                                            torch.seed() % 2**63)
+        prime = self.vocab.normalize_prime(prime or "")
+        scored: list[tuple[float, str]] = []
+        with self._lock, torch.inference_mode():
+            for _ in range(MAX_ROUNDS):
+                texts, scores = self.sample(max(candidates, n), prime, temperature, top_k, top_p,
+                                            rng)
+                for text, score in zip(texts, scores, strict=True):
+                    if gate.form_reason(text) is None and self.novelty.copy_reason(text) is None:
+                        if text not in (t for _, t in scored):
+                            scored.append((score, text))
+                if len(scored) >= n:
+                    break
+        scored.sort(key=lambda item: -item[0])
+        return [gate.finish(text) for _, text in scored[:n]]
+
+    def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
+               top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:
+        """`rows` raw texts (prime + continuation) and each one's mean log-prob per character."""
+        state = [[t.expand(rows, -1).contiguous() for t in layer] for layer in self.start_state]
+        logits = self.start_logits.expand(rows, -1)
+        for token in self.vocab.encode(prime):
+            logits = self.cell.step(torch.full((rows,), token), state)
+        budget = max(0, MAX_CHARS - len(prime))
+        plain = not top_k and (top_p is None or top_p >= 1.0)
+        if plain:  # Gumbel-max: argmax(logits + T·g) draws from softmax(logits / T)
+            noise = torch.rand(budget, rows, logits.shape[1], generator=rng)
+            noise = noise.clamp_(1e-20).log_().neg_().log_().neg_().mul_(temperature)
+        out = torch.full((rows, budget), END)
+        seen = []  # logits of every step, scored after the loop in one pass
+        for t in range(budget):
+            if plain:
+                token = torch.add(logits, noise[t]).argmax(1)
+            else:
+                token = _draw(logits, temperature, top_k, top_p, rng)
+            out[:, t] = token
+            seen.append(logits)
+            if t % 16 == 15 and (out[:, : t + 1] == END).any(1).all():
+                break
+            logits = self.cell.step(token, state)
+        steps = len(seen)
+        out = out[:, :steps]
+        ended = out == END
+        # characters before the first END; a row with no END ran into the cap
+        length = torch.where(ended.any(1), ended.int().argmax(1), torch.tensor(steps))
+        logp = torch.log_softmax(torch.stack(seen, 1), -1).gather(2, out[:, :, None])[:, :, 0]
+        counted = torch.arange(steps)[None, :] <= length[:, None]  # the chars and their END
+        mean_logp = (logp * counted).sum(1) / counted.sum(1)
+        texts = []
+        for row in range(rows):
+            text = prime + self.vocab.decode(out[row, : length[row]].tolist())
+            texts.append(text if ended[row].any() else gate.cut_at_line(text))
+        return texts, mean_logp.tolist()
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+          rng: torch.Generator) -> torch.Tensor:
+    """One token per row from softmax(logits / T) restricted to top-k / nucleus top-p."""
+    logits = logits / temperature
+    if top_k:
+        kth = logits.topk(min(top_k, logits.shape[1]), dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=1, descending=True)
+        probs = sorted_logits.softmax(1)
+        drop = probs.cumsum(1) - probs >= top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), -math.inf)
+    return torch.multinomial(logits.softmax(1), 1, generator=rng)[:, 0]

@@ -1,0 +1,272 @@
+"""The trainer: stateful truncated BPTT over token streams, time-budgeted, exactly resumable.
+
+It knows tokens, not bugurts: the caller gives it the train/validation streams and the vocab to
+store. Every `eval_every` steps it measures validation bits per character, keeps the best weights
+in model.pt, writes the full training state to checkpoint.pt (so `--resume` after a crash, even
+kill -9, continues bit for bit) and appends progress to metrics.jsonl. It stops at the time
+budget, at `max_steps`, or early when validation stops improving. Under torchrun every rank
+trains its share of each global batch with DDP; rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from generator import checkpoint
+from generator.data import StreamBatches
+from generator.evaluate import autocast_context, stream_bits
+from generator.model import CharLSTM, ModelConfig
+
+PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (see save_model)
+
+
+@dataclass
+class TrainConfig:
+    minutes: float = 15.0  # time budget of the training steps (validation not counted)
+    max_steps: int | None = None  # a step budget instead (the schedule then follows steps)
+    batch_size: int = 128  # rows of the global batch (split across DDP ranks)
+    seq_len: int = 128  # TBPTT window in characters
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio when the budget is spent
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    clip: float = 1.0  # gradient norm clipping
+    eval_every: int = 100  # steps between validation + checkpoint
+    patience: int = 6  # evaluations without improvement before an early stop
+    log_every: int = 10  # steps between metrics.jsonl progress lines
+    seed: int = 1234
+    bf16: bool = True  # autocast to bfloat16 (CPU with AMX/AVX512-BF16, or CUDA)
+
+
+@dataclass
+class Streams:
+    train: torch.Tensor  # int64 token stream
+    val: torch.Tensor
+    val_chars: int  # characters of the validation text (the bpc denominator)
+    vocab_chars: str  # stored with the weights
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def batch_loss(model, x: torch.Tensor, y: torch.Tensor, state, bf16: bool):
+    """Mean cross-entropy (nats/char) of one TBPTT window and the detached state it leaves."""
+    with autocast_context(x.device, bf16):
+        logits, state = model(x, state)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+    return loss, tuple(s.detach() for s in state)
+
+
+def wrap_ddp(model: CharLSTM) -> torch.nn.Module:
+    """DDP over the initialised process group (gloo on CPU, nccl on CUDA); identity if none."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return model
+    device = next(model.parameters()).device
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Concatenate every rank's tensor along dim (the tensor itself on one process)."""
+    rank, world = _world()
+    if world == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts, dim)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, model_cfg: ModelConfig, streams: Streams, out: Path,
+                 device: torch.device):
+        self.cfg, self.model_cfg, self.streams, self.out, self.device = (
+            cfg, model_cfg, streams, out, device)
+        self.rank, self.world = _world()
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch size {cfg.batch_size} does not split over {self.world} ranks")
+        self.bf16 = cfg.bf16 and _bf16_supported(device)
+        torch.manual_seed(cfg.seed)
+        self.model = CharLSTM(model_cfg).to(device)
+        self.ddp = wrap_ddp(self.model)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+            fused=device.type in ("cpu", "cuda"))
+        self.batches = StreamBatches(streams.train, cfg.batch_size, cfg.seq_len, cfg.seed)
+        self.step, self.chars, self.seconds = 0, 0, 0.0
+        self.best_val_bpc, self.bad_evals, self.val_bpc = math.inf, 0, None
+        self.state = None  # this rank's TBPTT hidden state
+        torch.manual_seed(cfg.seed + self.rank)  # dropout masks differ across ranks
+
+    # ----- state on disk -----
+    def resume(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step, self.chars, self.seconds = payload["step"], payload["chars"], payload["seconds"]
+        self.best_val_bpc, self.bad_evals = payload["best_val_bpc"], payload["bad_evals"]
+        self.val_bpc = payload["val_bpc"]
+        share = self.cfg.batch_size // self.world
+        if payload["state"] is not None:
+            h, c = payload["state"]
+            rows = slice(self.rank * share, (self.rank + 1) * share)
+            self.state = (h[:, rows].to(self.device), c[:, rows].to(self.device))
+        rng = payload["rng"]
+        torch.set_rng_state(rng[self.rank % len(rng)])
+
+    def _save_checkpoint(self) -> None:
+        # Collective calls first: every rank takes part, rank 0 writes.
+        state = None
+        if self.state is not None:
+            state = tuple(_gather(s.float(), 1).cpu() for s in self.state)
+        rng = list(_gather(torch.get_rng_state()[None], 0))
+        if self.rank != 0:
+            return
+        checkpoint.save(self.out / checkpoint.CHECKPOINT_FILE, {
+            "kind": "train", "model_config": self.model_cfg.to_dict(),
+            "train_config": asdict(self.cfg), "vocab": self.streams.vocab_chars,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "chars": self.chars, "seconds": self.seconds,
+            "best_val_bpc": self.best_val_bpc, "bad_evals": self.bad_evals,
+            "val_bpc": self.val_bpc, "state": state, "rng": rng,
+        })
+
+    def _save_best(self) -> None:
+        primer = self.streams.train[-PRIMER_TOKENS:].tolist()
+        save_model(self.out, self.model, self.streams.vocab_chars, primer=primer, info={
+            "val_bpc": self.val_bpc, "trained_chars": self.chars, "train_seconds": self.seconds,
+            "step": self.step, "params": self.model.num_params()})
+
+    def _log(self, train_loss: float | None, val_bpc: float | None) -> None:
+        if self.rank != 0:
+            return
+        line = {"step": self.step, "chars": self.chars, "seconds": round(self.seconds, 3),
+                "chars_per_sec": round(self.chars / max(self.seconds, 1e-9), 1),
+                "train_loss": None if train_loss is None else round(train_loss, 5),
+                "val_bpc": None if val_bpc is None else round(val_bpc, 5),
+                "progress": round(self.progress(), 5)}
+        with open(self.out / checkpoint.METRICS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    # ----- the loop -----
+    def progress(self) -> float:
+        if self.cfg.max_steps:
+            return self.step / self.cfg.max_steps
+        return self.seconds / max(1e-9, self.cfg.minutes * 60)
+
+    def _evaluate(self) -> None:
+        if self.rank == 0:
+            bits = stream_bits(self.model, self.streams.val, bf16=self.bf16)
+            self.val_bpc = bits / self.streams.val_chars
+            if self.val_bpc < self.best_val_bpc:
+                self.best_val_bpc, self.bad_evals = self.val_bpc, 0
+                self._save_best()
+            else:
+                self.bad_evals += 1
+        self._save_checkpoint()
+
+    def _should_stop(self) -> bool:
+        stop = self.progress() >= 1.0 or self.bad_evals >= self.cfg.patience
+        if self.world > 1:  # rank 0's clock decides for everyone
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        bar = tqdm(total=100, unit="%", file=sys.stderr, disable=self.rank != 0,
+                   bar_format="{l_bar}{bar}| {postfix}", initial=int(100 * self.progress()))
+        chars_per_step = cfg.batch_size * cfg.seq_len
+        loss_sum, loss_n = 0.0, 0
+        while not self._should_stop():
+            epoch, k = self.batches.locate(self.step)
+            if k == 0:
+                self.state = None  # a new epoch re-cuts the rows: nothing to carry
+            x, y = self.batches.batch(self.step, self.rank, self.world)
+            started = time.perf_counter()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(cfg, self.step, self.progress())
+            loss, self.state = batch_loss(self.ddp, x.to(self.device), y.to(self.device),
+                                          self.state, self.bf16)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.item()
+            loss_n += 1
+            self.seconds += time.perf_counter() - started
+            self.step += 1
+            self.chars += chars_per_step
+            if self.step % cfg.eval_every == 0:
+                self._evaluate()
+            if self.step % cfg.log_every == 0 or self.step % cfg.eval_every == 0:
+                evaluated = self.step % cfg.eval_every == 0
+                self._log(loss_sum / loss_n, self.val_bpc if evaluated else None)
+                bar.set_postfix_str(f"step {self.step} {self.chars / self.seconds:,.0f} chars/s "
+                                    f"loss {loss_sum / loss_n:.3f} val_bpc {self.val_bpc or 0:.3f}")
+                bar.update(int(100 * self.progress()) - bar.n)
+                loss_sum, loss_n = 0.0, 0
+        if self.step % cfg.eval_every != 0 or self.step == 0:
+            self._evaluate()
+            self._log(loss_sum / loss_n if loss_n else None, self.val_bpc)
+        bar.close()
+        return {"chars": self.chars, "seconds": self.seconds,
+                "chars_per_sec": self.chars / max(self.seconds, 1e-9),
+                "best_val_bpc": self.best_val_bpc, "steps": self.step}
+
+
+def save_model(out: Path, model: CharLSTM, vocab_chars: str, info: dict,
+               primer: list[int] | None = None, dtype: torch.dtype = torch.float32) -> None:
+    """model.pt: what sample/eval need (weights in `dtype`, vocab, config, info, primer).
+
+    `primer` is the tail of the training stream: sampling reads it first, so it starts from the
+    state the model has at a text boundary in training (never the untrained all-zero state).
+    """
+    weights = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
+    checkpoint.save(out / checkpoint.MODEL_FILE, {
+        "kind": "model", "model_config": model.config.to_dict(), "vocab": vocab_chars,
+        "model": weights, "info": info, "primer": primer or []})
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def trim_metrics(out: Path, step: int) -> None:
+    """Drop progress lines written after the checkpoint a resumed run restarts from."""
+    path = out / checkpoint.METRICS_FILE
+    if path.exists():
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= step]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a line cut short by a crash counts as past any checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
