@@ -1,0 +1,194 @@
+"""Helpers of the whole-pipeline tests (test_e2e.py, test_faults.py): a wall, a config, and the
+real commands as child processes, with the secrets in their environment only.
+
+The wall is the newest real posts of ../shared/data when it is present, else one built here
+with the same furniture (signatures, credits, hashtags, links, ads, reposts, photo-only posts).
+"""
+
+from __future__ import annotations
+
+import datetime as dtm
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, SHARED_DATA
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vk import TOKEN as VK_TOKEN
+from tests.fakes.vk import FakeVk, items_from_jsonl, make_item
+
+REAL_WALL = SHARED_DATA / "bugurtthread" / "messages-2020-2022.jsonl"
+POST_COMMUNITY = 4242  # vk.post_community: the bot publishes to the wall of -4242
+CHANNEL = "@neurobugurt_e2e"
+ADMIN, READER = 11, 22
+# A tiny model: 1 layer of 96 units learns the `LINE / @ / LINE` shape in well under a minute.
+TINY_MODEL = ("--layers", "1", "--hidden", "96", "--embed", "32", "--batch-size", "32",
+              "--seq-len", "64", "--lr", "0.01", "--eval-every", "50", "--threads", "2")
+_SYLLABLES = "БА ТЯ КО ГДА ПРИ ШЕЛ НА ПА РУ ДО МОЙ МАГ ЗИН КОТ ПРЕ ПОД СО СЕД МА ЛО РЕ ВИ".split()
+
+
+def wall_items(n: int = 400) -> list[dict]:
+    """`wall.get` items of the wall to scrape, oldest first (the fake serves newest first)."""
+    if REAL_WALL.exists():
+        return items_from_jsonl(REAL_WALL)[-n:]
+    return built_wall(n)
+
+
+def built_wall(n: int, seed: int = 0) -> list[dict]:
+    """A bugurt wall of made-up capital words, with the furniture a real wall has."""
+    rng = random.Random(seed)
+    words = sorted({"".join(rng.choices(_SYLLABLES, k=rng.randint(2, 3))) for _ in range(150)})
+    items = []
+    for i in range(1, n + 1):
+        date = 1_600_000_000 + 3600 * i
+        steps = [" ".join(rng.choices(words, k=rng.randint(2, 5)))
+                 for _ in range(rng.randint(2, 5))]
+        text = "\n@\n".join(steps) + "\n\nпредложено через @tgbtbot\nБУГУРТ-ТРЕД #бугурт"
+        extra: dict = {}
+        if i % 17 == 0:
+            text = "Реклама: лучший VPN по ссылке https://example.com/vpn"
+            extra = {"marked_as_ads": 1}
+        elif i % 19 == 0:
+            text = "Конкурс! Подробности в нашем канале t.me/bugurtthread"
+        elif i % 23 == 0:
+            text, extra = "", {"attachments": [{"type": "photo"}]}
+        elif i % 29 == 0:
+            extra = {"copy_history": [{"id": i, "text": text}]}
+        items.append(make_item(i, date, text, **extra))
+    return items
+
+
+def write_config(
+    folder: Path,
+    vk: FakeVk | None = None,
+    telegram: FakeTelegram | None = None,
+    cron: str = "0 3 1 1 *",  # far away: only a test's rewind makes it due
+) -> Path:
+    """config.yaml pointing at the fake servers; every secret is a ${ENV} reference."""
+    raw: dict = {
+        "vk": {"token": "${VK_TOKEN}", "post_token": "${VK_POST_TOKEN}",
+               "community": "bugurt_thread"},
+        "telegram": {"token": "${TELEGRAM_TOKEN}", "admins": [ADMIN]},
+        "storage": {"db": str(folder / "data" / "neurobugurt.sqlite3")},
+        "corpus": {"path": str(folder / "data" / "corpus.txt")},
+        "generator": {"model_dir": str(folder / "model")},
+        "schedule": {"cron": cron, "timezone": "UTC"},
+        "bot": {"cooldown_seconds": 1, "candidates": 16},
+    }
+    if vk is not None:
+        raw["vk"].update(api_url=vk.api_url, post_community=POST_COMMUNITY)
+    if telegram is not None:
+        raw["telegram"].update(api_url=telegram.api_url, channel=CHANNEL)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def secrets(telegram: FakeTelegram | None = None, vk: bool = True) -> dict[str, str]:
+    """The environment of a child: the tokens the config refers to, and nothing stale."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VK_TOKEN", "VK_POST_TOKEN", "TELEGRAM_TOKEN")}
+    if vk:
+        env.update(VK_TOKEN=VK_TOKEN, VK_POST_TOKEN=VK_TOKEN)
+    if telegram is not None:
+        env["TELEGRAM_TOKEN"] = telegram.token
+    return env
+
+
+def run(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """`python -m <args>` from the repository root, to completion."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+class Child:
+    """A long-running `python -m <args>`; its output goes to files (no pipe fills up)."""
+
+    def __init__(self, folder: Path, *args: str, env: dict[str, str]):
+        folder.mkdir(parents=True, exist_ok=True)
+        name = "-".join(a for a in args[:2] if not a.startswith("-"))
+        self.out_path, self.err_path = folder / f"{name}.out", folder / f"{name}.err"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         text=True)
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(encoding="utf-8")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no handler, no cleanup, no flush."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (what `docker stop` sends), then the exit status."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+
+def wait_until(condition, timeout: float, what: str, step: float = 0.02):
+    """Poll `condition` until it is truthy (returned) or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(step)
+    return value
+
+
+def query(db: Path, sql: str, *args: object) -> list[tuple]:
+    """Rows of one query on the SQLite file, or [] while the file or its tables do not exist."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+def integrity(db: Path) -> str:
+    return query(db, "PRAGMA integrity_check")[0][0]
+
+
+def rewind_posting_job(db: Path, seconds: float) -> None:
+    """Move the stored posting job's next run into the past, as if the bot had been down then.
+
+    Uses APScheduler's own job store on the bot's database, with no scheduler running.
+    """
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    from bot.schedule import JOB_ID, JOBSTORE
+
+    store = SQLAlchemyJobStore(url=f"sqlite:///{db.resolve()}")
+    store.start(None, JOBSTORE)
+    try:
+        job = store.lookup_job(JOB_ID)
+        assert job is not None, "the bot installed no posting job"
+        job.next_run_time = dtm.datetime.now(dtm.UTC) - dtm.timedelta(seconds=seconds)
+        store.update_job(job)
+    finally:
+        store.shutdown()
