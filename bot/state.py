@@ -1,8 +1,8 @@
 """Small persistent settings of the running bot (table bot_state): what admins changed at runtime.
 
-Keys: `schedule_cron` (set by /schedule; overrides schedule.cron) and `model` (set by a retrain
-swap or /rollback; JSON {"served", "previous", "config"}: it overrides generator.model_dir only
-while the config still names the model dir it was made against, so editing the config wins).
+Keys: `schedule` (set by /schedule; JSON {"cron", "config"}) and `model` (set by a retrain swap
+or /rollback; JSON {"served", "previous", "config"}). Each overrides its config key only while
+the config still says what it said when the admin made the change, so editing the config wins.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ class State:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def schedule_cron(self, configured: str) -> str:
+        """The crontab line to post on: the last /schedule, unless the config changed since."""
+        schedule = json.loads(self.get("schedule") or "{}")
+        return schedule["cron"] if schedule.get("config") == configured else configured
+
+    def set_schedule_cron(self, configured: str, cron: str) -> None:
+        self.set("schedule", json.dumps({"cron": cron, "config": configured}))
 
     def served_model(self, configured: str) -> str:
         """The model dir to serve: the last swapped-in one, unless the config changed since."""

@@ -9,6 +9,8 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.schedule import CrontabError, Schedule, parse_crontab
+from bot.state import State
+from common import db
 
 TZ = "Europe/Moscow"
 
@@ -122,3 +124,23 @@ def test_run_now_fires_the_stored_job(tmp_path):
         schedule.scheduler.shutdown(wait=False)
 
     asyncio.run(body())
+
+
+def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
+    conn = db.connect(tmp_path / "bot.sqlite3")
+    state = State(conn)
+    assert state.schedule_cron("0 */4 * * *") == "0 */4 * * *"
+    state.set_schedule_cron("0 */4 * * *", "30 9 * * 1")  # an admin's /schedule
+    assert state.schedule_cron("0 */4 * * *") == "30 9 * * 1"
+    assert state.schedule_cron("0 8 * * *") == "0 8 * * *"  # the operator edited the config
+
+    served, previous = tmp_path / "new", tmp_path / "old"
+    served.mkdir()
+    previous.mkdir()
+    state.swap_model("bundled", str(served), str(previous))
+    assert state.served_model("bundled") == str(served)
+    assert state.previous_model("bundled") == str(previous)
+    assert state.served_model("other") == "other" and state.previous_model("other") is None
+    served.rmdir()  # the swapped-in model was deleted: fall back to the config
+    assert state.served_model("bundled") == "bundled"
+    conn.close()

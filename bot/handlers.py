@@ -1,0 +1,86 @@
+"""Telegram handlers: thin, typed, each passing one kind of update to the Runner in bot_data."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from telegram import Bot, Message, Update
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import ContextTypes
+
+from bot import texts
+from bot.publish import vote_keyboard
+from bot.runner import Runner, Sender, split_command
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 4096  # Bot API limit of one text message
+
+
+class TelegramChat:
+    """The Runner's Chat for one Telegram chat."""
+
+    def __init__(self, bot: Bot, chat_id: int) -> None:
+        self.bot = bot
+        self.chat_id = chat_id
+
+    async def say(self, text: str) -> Message:
+        return await self.bot.send_message(self.chat_id, text[:MAX_MESSAGE_CHARS])
+
+    async def edit(self, handle: object, text: str) -> None:
+        assert isinstance(handle, Message)
+        try:
+            await handle.edit_text(text[:MAX_MESSAGE_CHARS])
+        except BadRequest as exc:
+            if "not modified" not in str(exc):
+                raise
+
+    async def photo(self, path: Path, caption: str) -> None:
+        with open(path, "rb") as fh:
+            await self.bot.send_photo(self.chat_id, fh, caption=caption)
+
+
+def _runner(context: ContextTypes.DEFAULT_TYPE) -> Runner:
+    return context.bot_data["runner"]
+
+
+def _sender(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Sender:
+    user_id = update.effective_user.id if update.effective_user else 0
+    return Sender(user_id=user_id, is_admin=user_id in context.bot_data["admins"])
+
+
+async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Run a command (known or not) addressed to this bot; ignore those for other bots."""
+    message = update.effective_message
+    name, addressee, args = split_command(message.text or "")
+    if addressee and addressee != (context.bot.username or "").lower():
+        return  # "/bugurt@otherbot" in a group is not for us: ignored on purpose
+    chat = TelegramChat(context.bot, message.chat_id)
+    await _runner(context).command(name, args, _sender(update, context), chat)
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Answer plain text in a private chat with a hint (groups' chatter is ignored)."""
+    await update.effective_message.reply_text(texts.NOT_A_COMMAND)
+
+
+async def on_vote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Store a reader's 👍/👎 on a published post and show the new counts on its buttons."""
+    query = update.callback_query
+    _, outbox_id, value = (query.data or "").split(":")
+    answer, counts = _runner(context).vote(int(outbox_id), query.from_user.id, int(value))
+    await query.answer(answer)
+    if counts is not None and query.message is not None:
+        with contextlib.suppress(BadRequest):  # "message is not modified": same counts
+            await query.edit_message_reply_markup(vote_keyboard(int(outbox_id), *counts))
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log an unexpected error and tell the user one line instead of staying silent."""
+    log.error("error while handling an update", exc_info=context.error)
+    # Only a person's own message gets the apology (a vote's message is the channel post).
+    if isinstance(update, Update) and update.message is not None:
+        with contextlib.suppress(TelegramError):
+            await update.message.reply_text(texts.INTERNAL_ERROR)

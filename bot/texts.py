@@ -1,0 +1,127 @@
+"""Every line the bot says, in one place: short, saying what happened and what to do."""
+
+from __future__ import annotations
+
+import datetime as dtm
+import sqlite3
+from collections.abc import Sequence
+
+from bot.outbox import Result
+from bot.ratings import Rated
+
+START = (
+    "Hi! I write bugurts: short capital-letter stories whose lines are separated by '@'.\n"
+    "Send /bugurt for a fresh one, or /bugurt YOUR TEXT for one that starts with your text.\n"
+    "/help lists all commands."
+)
+HELP = (
+    "/bugurt: a fresh bugurt\n"
+    "/bugurt TEXT: a bugurt that starts with TEXT (at most 150 characters)\n"
+    "/top: the posts readers liked most\n"
+    "/help: this list"
+)
+HELP_ADMIN = HELP + (
+    "\n\nAdmin commands:\n"
+    "/post: write and publish one post now\n"
+    "/pause, /resume: stop and restart scheduled posting\n"
+    "/schedule MIN HOUR DAY MONTH WEEKDAY: set the posting crontab\n"
+    "/status: model, schedule, outbox, last post, uptime\n"
+    "/retrain: scrape, train, evaluate, and serve the new model if it is better\n"
+    "/rollback: serve the previous model again"
+)
+UNKNOWN = "I don't know /{name}. /help lists what I can do."
+ADMIN_ONLY = "/{name} is for the bot's admins only."
+NOT_A_COMMAND = "I answer commands: send /bugurt for a bugurt, or /help."
+COOLDOWN = "Please wait {seconds} s before the next /bugurt."
+PRIME_TOO_LONG = (
+    "Your beginning has {length} characters; at most {limit} fit. Please send a shorter one."
+)
+PRIME_EMPTY = (
+    "Your text has no characters I can write with; send /bugurt alone or with some words."
+)
+LEFT_OUT = "I left out characters I can't write: {chars}"
+BUSY = "I'm writing many bugurts right now; please try again in a minute."
+NO_GOOD_POST = "I couldn't write a good one this time; please try again."
+NO_TARGETS = (
+    "Nothing to publish to: set telegram.channel, or vk.post_token and vk.post_community, "
+    "in the config."
+)
+PAUSED = "Scheduled posting paused. /resume starts it again."
+ALREADY_PAUSED = "Scheduled posting is already paused. /resume starts it again."
+RESUMED = "Scheduled posting resumed: {schedule}."
+NOT_PAUSED = "Scheduled posting was not paused: {schedule}."
+SCHEDULE_USAGE = (
+    "Now: {schedule}.\nTo change it: /schedule MIN HOUR DAY MONTH WEEKDAY, "
+    "e.g. /schedule 0 */4 * * *"
+)
+BAD_CRONTAB = "Can't use '{line}' as a schedule: {error}. Example: /schedule 0 */4 * * *"
+SCHEDULED = "Schedule set: {schedule}."
+RETRAIN_RUNNING = "A retrain is already running ({stage}); /status shows its progress."
+NO_ROLLBACK = "There is no previous model to go back to."
+ROLLED_BACK = "Serving the previous model again: {model_dir}."
+VOTE_UNKNOWN = "This post is not in my records any more."
+VOTED_UP = "Thanks! 👍 counted."
+VOTED_DOWN = "Thanks! 👎 counted."
+INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+
+
+def published(outbox_id: int, temperature: float, results: Sequence[Result]) -> str:
+    parts = []
+    for r in results:
+        if r.status == "sent":
+            parts.append(f"{r.target}: sent (id {r.detail})")
+        elif r.status == "pending":
+            parts.append(f"{r.target}: will retry ({r.detail})")
+        else:
+            parts.append(f"{r.target}: failed ({r.detail})")
+    return f"Post #{outbox_id} (temperature {temperature:g}): " + "; ".join(parts) + "."
+
+
+def top(rated: Sequence[Rated]) -> str:
+    if not rated:
+        return "No votes yet: readers vote with 👍/👎 under published posts."
+    lines = ["Readers' favourites:"]
+    for r in rated:
+        first = r.text.split("\n", 1)[0]
+        first = first if len(first) <= 60 else first[:57] + "..."
+        lines.append(f"#{r.outbox_id} 👍{r.ups} 👎{r.downs}: {first}")
+    return "\n".join(lines)
+
+
+def status(
+    model_dir: str,
+    info: dict,
+    schedule: str,
+    targets: list[str],
+    counts: dict[str, int],
+    last: sqlite3.Row | None,
+    retrain: str,
+    uptime: float,
+) -> str:
+    bpc = info.get("val_bpc")
+    bpc_text = f"val bpc {bpc:.3f}" if isinstance(bpc, int | float) else "val bpc unknown"
+    params = info.get("params")
+    outbox = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pending", "sent", "failed"))
+    if last is None:
+        last_text = "none yet"
+    else:
+        when = dtm.datetime.fromtimestamp(last["created_at"], dtm.UTC)
+        last_text = f"#{last['id']} at {when:%Y-%m-%d %H:%M} UTC to {last['targets']}"
+    hours, rest = divmod(int(uptime), 3600)
+    return "\n".join(
+        [
+            f"Model: {model_dir} ({bpc_text}, {params or '?'} parameters)",
+            f"Schedule: {schedule}",
+            f"Targets: {', '.join(targets) or 'none configured'}",
+            f"Outbox: {outbox}",
+            f"Last post: {last_text}",
+            f"Retrain: {retrain}",
+            f"Uptime: {hours}h {rest // 60:02d}m",
+        ]
+    )
+
+
+def samples(posts: Sequence[str]) -> str:
+    if not posts:
+        return "Samples: the model wrote none that passed the quality gate."
+    return "Three samples from the new model:\n\n" + "\n\n".join(posts)

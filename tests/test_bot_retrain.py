@@ -1,0 +1,99 @@
+"""/retrain end to end: real scraper and trainer processes, swap only when better, rollback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vk import TOKEN as VK_TOKEN
+from tests.fakes.vk import FakeVk, make_item
+from tests.test_bot_app import (
+    ADMIN,
+    TINY_TRAIN,
+    AppThread,
+    ask,
+    bot_config,
+    tiny_posts,
+    train_model,
+    write_config,
+    write_tiny_corpus,
+)
+
+
+@pytest.fixture
+def telegram():
+    server = FakeTelegram().start()
+    yield server
+    server.stop()
+
+
+def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[str], str]:
+    """Run /retrain; (progress texts of the edited message, the final text)."""
+    start = len(telegram.calls)
+    first = ask(telegram, "/retrain", ADMIN)
+    assert first == "Retrain: starting…"
+    if not fails_at_once:
+        assert ask(telegram, "/retrain", ADMIN).startswith("A retrain is already running")
+        assert "Retrain: running:" in ask(telegram, "/status", ADMIN)
+    final = telegram.wait_for(
+        "editMessageText",
+        lambda p: p["text"].startswith(("Retrain done", "Retrain failed")),
+        timeout=90,
+        after=start,
+    )
+    edits = [c.params["text"] for c in telegram.calls[start:] if c.method == "editMessageText"]
+    return edits, final.params["text"]
+
+
+def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, telegram):
+    weak = train_model(write_tiny_corpus(tmp_path / "weak" / "corpus.txt", seed=9),
+                       tmp_path / "weak" / "model", steps=1)
+    wall = [make_item(i + 1, 1_600_000_000 + i * 3600, text)
+            for i, text in enumerate(tiny_posts(300, seed=1))]
+    raw = bot_config(tmp_path, weak, telegram, channel=False, retrain_minutes=1)
+    with FakeVk(posts=wall) as vk:
+        raw["vk"].update(token=VK_TOKEN, api_url=vk.api_url, community="bugurt_thread")
+        config_path = str(write_config(tmp_path, raw))
+        options = {"train_args": (*TINY_TRAIN, "--max-steps", "300"), "retrain_poll_seconds": 0.2}
+        with AppThread(raw, config_path, **options):
+            start = len(telegram.calls)
+            edits, final = _retrain(telegram)
+            assert "Retrain: scraping new posts" in edits  # the scrape stage ran (VK token set)
+            assert any(e.startswith("Retrain: training") and "%" in e for e in edits)
+            assert "Retrain: evaluating both models" in edits
+            assert "better: now serving it" in final, final
+            photo = telegram.wait_for("sendPhoto", after=start)
+            assert photo.params["photo"].startswith(b"\x89PNG")
+            samples = telegram.wait_for(
+                "sendMessage", lambda p: p["text"].startswith("Three samples"), after=start
+            )
+            assert "#neurobugurt" in samples.params["text"]
+            status = ask(telegram, "/status", ADMIN)
+            assert str(weak) not in status and "models/" in status
+            assert "better: now serving it" in status  # the last retrain's result
+            new_model = status.split("Model: ", 1)[1].split(" (", 1)[0]
+        assert any(method == "execute" or method == "wall.get" for method, _ in vk.calls)
+
+    # A restart keeps serving the swapped-in model; a worse one is trained but not served.
+    raw["vk"]["token"] = ""  # no scrape: the corpus from the first run is used
+    write_config(tmp_path, raw)
+    options = {"train_args": (*TINY_TRAIN, "--max-steps", "3"), "retrain_poll_seconds": 0.2}
+    with AppThread(raw, config_path, **options):
+        assert f"Model: {new_model} " in ask(telegram, "/status", ADMIN)
+        edits, final = _retrain(telegram)
+        assert "Retrain: scraping new posts" not in edits
+        assert "not better: keeping the served model" in final, final
+        time.sleep(0.3)
+        assert f"Model: {new_model} " in ask(telegram, "/status", ADMIN)
+
+        assert ask(telegram, "/rollback", ADMIN) == f"Serving the previous model again: {weak}."
+        assert f"Model: {weak} " in ask(telegram, "/status", ADMIN)
+
+        # A failing stage leaves the served model alone and says what failed.
+        (tmp_path / "data" / "corpus.val.txt").unlink()
+        edits, final = _retrain(telegram, fails_at_once=True)
+        assert final.startswith("Retrain failed at corpus check: no corpus at")
+        assert final.endswith("The served model is unchanged.")
+        assert f"Model: {weak} " in ask(telegram, "/status", ADMIN)
