@@ -41,16 +41,23 @@ def wall_items(n: int = 400) -> list[dict]:
     return built_wall(n)
 
 
-def built_wall(n: int, seed: int = 0) -> list[dict]:
-    """A bugurt wall of made-up capital words, with the furniture a real wall has."""
+def made_up_bugurts(n: int, seed: int = 0) -> list[str]:
+    """Bugurts (corpus format) of made-up capital words, varied enough for the novelty gate."""
     rng = random.Random(seed)
     words = sorted({"".join(rng.choices(_SYLLABLES, k=rng.randint(2, 3))) for _ in range(150)})
+    return [
+        "\n@\n".join(" ".join(rng.choices(words, k=rng.randint(2, 5)))
+                      for _ in range(rng.randint(2, 5)))
+        for _ in range(n)
+    ]
+
+
+def built_wall(n: int, seed: int = 0) -> list[dict]:
+    """A bugurt wall of made-up capital words, with the furniture a real wall has."""
     items = []
-    for i in range(1, n + 1):
+    for i, bugurt in enumerate(made_up_bugurts(n, seed), start=1):
         date = 1_600_000_000 + 3600 * i
-        steps = [" ".join(rng.choices(words, k=rng.randint(2, 5)))
-                 for _ in range(rng.randint(2, 5))]
-        text = "\n@\n".join(steps) + "\n\nпредложено через @tgbtbot\nБУГУРТ-ТРЕД #бугурт"
+        text = bugurt + "\n\nпредложено через @tgbtbot\nБУГУРТ-ТРЕД #бугурт"
         extra: dict = {}
         if i % 17 == 0:
             text = "Реклама: лучший VPN по ссылке https://example.com/vpn"
@@ -86,6 +93,7 @@ def write_config(
         raw["vk"].update(api_url=vk.api_url, post_community=POST_COMMUNITY)
     if telegram is not None:
         raw["telegram"].update(api_url=telegram.api_url, channel=CHANNEL)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
