@@ -77,6 +77,7 @@ def write_config(
     vk: FakeVk | None = None,
     telegram: FakeTelegram | None = None,
     cron: str = "0 3 1 1 *",  # far away: only a test's rewind makes it due
+    model_dir: Path | None = None,
 ) -> Path:
     """config.yaml pointing at the fake servers; every secret is a ${ENV} reference."""
     raw: dict = {
@@ -85,7 +86,7 @@ def write_config(
         "telegram": {"token": "${TELEGRAM_TOKEN}", "admins": [ADMIN]},
         "storage": {"db": str(folder / "data" / "neurobugurt.sqlite3")},
         "corpus": {"path": str(folder / "data" / "corpus.txt")},
-        "generator": {"model_dir": str(folder / "model")},
+        "generator": {"model_dir": str(model_dir or folder / "model")},
         "schedule": {"cron": cron, "timezone": "UTC"},
         "bot": {"cooldown_seconds": 1, "candidates": 16},
     }

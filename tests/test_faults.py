@@ -20,8 +20,10 @@ import torch
 from common.corpus import write_corpus
 from generator import checkpoint
 from generator.sample import Generator
+from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.pipeline import (
+    ADMIN,
     Child,
     integrity,
     made_up_bugurts,
@@ -188,3 +190,82 @@ def test_truncated_checkpoint_is_one_clear_line(tmp_path, tiny_corpus, reference
     resumed = run(*train(tiny_corpus, out, "--resume"), env=secrets(vk=False), timeout=120)
     assert resumed.returncode == 2
     assert "truncated or not a neurobugurt model file" in one_clear_line(resumed.stderr)
+
+
+# ----- kill -9 of the bot between "stored as pending" and "sent" ------------------------------
+
+
+@pytest.fixture(scope="module")
+def bot_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bot-model")
+    write_corpus(root / "corpus.txt", made_up_bugurts(300, seed=3))
+    done = run("generator", "train", "--corpus", str(root / "corpus.txt"), "--out",
+               str(root / "model"), "--max-steps", "300", "--layers", "1", "--hidden", "48",
+               "--embed", "16", "--batch-size", "16", "--seq-len", "64", "--lr", "0.01",
+               "--eval-every", "100", "--threads", "1", env=secrets(vk=False), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "model"
+
+
+@pytest.fixture
+def servers():
+    telegram, vk = FakeTelegram().start(), FakeVk().start()
+    yield telegram, vk
+    telegram.stop()
+    vk.stop()
+
+
+def start_bot(folder, config, telegram) -> Child:
+    bot = Child(folder, "bot", "--config", str(config), env=secrets(telegram))
+    after = len(telegram.calls_of("setMyCommands"))
+    wait_until(lambda: len(telegram.calls_of("setMyCommands")) > after or not bot.alive(), 120,
+               "the bot to start")
+    assert bot.alive(), bot.stderr[-3000:]
+    return bot
+
+
+def admin_post(telegram) -> str:
+    """/post from the admin; the bot's one-line answer."""
+    after = len(telegram.calls)
+    telegram.send_command("/post", user_id=ADMIN)
+    return telegram.wait_for("sendMessage", lambda p: p["chat_id"] == ADMIN, 90, after).params[
+        "text"]
+
+
+@pytest.mark.parametrize(("seed", "lost"), [(1, "telegram"), (2, "vk"), (3, "vk")])
+def test_bot_killed_between_pending_and_sent_publishes_each_post_once(
+    tmp_path, servers, bot_model, seed, lost
+):
+    rng = random.Random(seed)
+    telegram, vk = servers
+    config = write_config(tmp_path, vk, telegram, model_dir=bot_model)
+    db = tmp_path / "data" / "neurobugurt.sqlite3"
+    bot = start_bot(tmp_path / "first", config, telegram)
+    for _ in range(rng.randint(0, 1)):  # posts already sent before the crash
+        assert "telegram: sent" in admin_post(telegram)
+    posts = len(query(db, "SELECT id FROM outbox")) + 1
+    if lost == "telegram":  # the request never gets an answer
+        telegram.fail("sendMessage", hang=True)
+        telegram.send_command("/post", user_id=ADMIN)
+        wait_until(lambda: len(telegram.calls_of("sendMessage")) > 2 * (posts - 1), 90, "post")
+    else:  # VK creates the post, but its answer is lost
+        vk.fail("wall.post", delay=120)
+        telegram.send_command("/post", user_id=ADMIN)
+        wait_until(lambda: len(vk.published) == posts, 90, "wall.post")
+    time.sleep(rng.uniform(0, 0.3))
+    bot.kill()
+    pending = query(db, "SELECT target FROM deliveries WHERE status = 'pending' ORDER BY target")
+    assert pending == ([("telegram",), ("vk",)] if lost == "telegram" else [("vk",)])
+
+    bot = start_bot(tmp_path / "second", config, telegram)
+    wait_until(lambda: query(db, "SELECT COUNT(*) FROM deliveries WHERE status = 'sent'")[0][0]
+               == 2 * posts, 90, "the pending deliveries")
+    time.sleep(1)  # a second delivery would arrive by now
+    assert bot.stop() == 0, bot.stderr[-3000:]
+    texts = [text for text, in query(db, "SELECT text FROM outbox ORDER BY id")]
+    assert len(texts) == posts and all(t.endswith(TAG) for t in texts)
+    assert [m["text"] for m in telegram.messages_in(CHANNEL_ID)] == texts
+    assert sorted(p["message"] for p in vk.published) == sorted(texts)
+    guids = [guid for guid, in query(db, "SELECT guid FROM outbox ORDER BY id")]
+    assert sorted(p["guid"] for p in vk.published) == sorted(guids)
+    assert integrity(db) == "ok"
