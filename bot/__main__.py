@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from common.cli import run_cli
 from common.config import load_config
@@ -19,6 +20,8 @@ def main() -> int:
     parser.add_argument("--config", default="config.yaml", help="config file (config.yaml)")
     args = parser.parse_args()
     setup_logging()
+    # APScheduler logs every job run (the outbox sweep runs every few seconds) at INFO.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     config = load_config(args.config)
     if config.telegram.token:
         from bot.app import run_telegram

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ class Retrainer:
         await chat.edit(message, done)
         png = outcome.model_dir / "loss.png"
         if png.exists():
-            await chat.photo(png, "Training loss and validation bits per character")
+            await chat.photo(png, "Bits per character while training: train and validation")
         return outcome
 
     async def _stages(self, chat: Chat, message: object, served_model_dir: str) -> Outcome:
@@ -211,21 +212,26 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_losses(metrics_path: Path, png_path: Path) -> Path | None:
-    """Train loss and validation bpc against characters trained, as a PNG (None if no data)."""
+    """Train and validation bits per character against characters trained, as a PNG."""
     records = read_metrics(metrics_path)
     if not records:
         return None
     fig = Figure(figsize=(7, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    train = [(r["chars"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
+    # train_loss is cross-entropy in nats per character: / ln 2 puts it in bits, like val_bpc.
+    train = [
+        (r["chars"], r["train_loss"] / math.log(2))
+        for r in records
+        if r.get("train_loss") is not None
+    ]
     val = [(r["chars"], r["val_bpc"]) for r in records if r.get("val_bpc") is not None]
     if train:
-        ax.plot(*zip(*train, strict=True), label="train loss", linewidth=1)
+        ax.plot(*zip(*train, strict=True), label="train", linewidth=1, marker=".")
     if val:
-        ax.plot(*zip(*val, strict=True), label="validation bits/char", marker="o")
+        ax.plot(*zip(*val, strict=True), label="validation", marker="o")
     ax.set_xlabel("characters trained")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
