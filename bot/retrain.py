@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -189,6 +190,20 @@ class Retrainer:
         if text != self._progress:
             self._progress = text
             await chat.edit(message, f"Retrain: {text}")
+
+    def prune(self, keep: set[str]) -> list[Path]:
+        """Delete earlier retrains' model dirs except `keep` (served, rollback, latest)."""
+        if not self.models_dir.is_dir():
+            return []
+        kept = {Path(k).resolve() for k in keep | {self.config.generator.model_dir} if k}
+        removed = [
+            path for path in sorted(self.models_dir.iterdir())
+            if path.is_dir() and path.resolve() not in kept
+        ]
+        for path in removed:
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed old model %s", path)
+        return removed
 
     async def stop(self) -> None:
         """Kill the children of a retrain when the bot shuts down."""

@@ -280,6 +280,9 @@ class Runner:
             trained = await asyncio.to_thread(Generator.load, str(outcome.model_dir))
         samples = await self.generate(None, self._temperature(), n=3, generator=trained)
         await chat.say(texts.samples(samples))
+        previous = self.state.previous_model(self.config.generator.model_dir) or ""
+        keep = {self.model_dir, previous, str(outcome.model_dir)}
+        await asyncio.to_thread(self.retrainer.prune, keep)
 
     async def _cmd_rollback(self, args: str, sender: Sender, chat: Chat) -> None:
         previous = self.state.previous_model(self.config.generator.model_dir)

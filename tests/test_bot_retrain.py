@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from bot.retrain import Retrainer
+from common.config import config_from_dict
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item
@@ -97,3 +99,18 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
         assert final.startswith("Retrain failed at corpus check: no corpus at")
         assert final.endswith("The served model is unchanged.")
         assert f"Model: {weak} " in ask(telegram, "/status", ADMIN)
+
+
+def test_prune_keeps_served_rollback_latest_and_configured_models(tmp_path):
+    models = tmp_path / "models"
+    names = ["20260101-000000", "20260102-000000", "20260103-000000", "20260104-000000", "pinned"]
+    for name in names:
+        (models / name).mkdir(parents=True)
+        (models / name / "model.pt").write_bytes(b"weights")
+    config = config_from_dict({"generator": {"model_dir": str(models / "pinned")}})
+    retrainer = Retrainer(config, "config.yaml", models)
+    keep = {str(models / "20260102-000000"), str(models / "20260104-000000"), ""}
+    removed = retrainer.prune(keep)
+    assert [p.name for p in removed] == ["20260101-000000", "20260103-000000"]
+    left = sorted(p.name for p in models.iterdir())
+    assert left == ["20260102-000000", "20260104-000000", "pinned"]
