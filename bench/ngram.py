@@ -33,11 +33,13 @@ def _discounts(counts: np.ndarray) -> np.ndarray:
                      3 - 4 * y * n[3] / n[2]]).clip(0)
 
 
-def kneser_ney_bits(train: np.ndarray, val: np.ndarray, order: int) -> float:
-    """Total −log2 p of val[1:] (val[0] is the END that starts it) under a model of `train`."""
+def kneser_ney_bits(train: np.ndarray, val: np.ndarray, order: int,
+                    vocab: int | None = None) -> float:
+    """Total −log2 p of val[1:] (val[0] is the END that starts it) under a model of `train`;
+    the order-0 distribution is uniform over `vocab` symbols (default: those in the stream)."""
     stream = np.concatenate([train, val[1:]]).astype(np.int64)
     n_train = len(train)
-    vocab = int(stream.max()) + 1
+    vocab = max(vocab or 0, int(stream.max()) + 1)
     ids = [None, stream]  # ids[n][i]: dense id of the n-gram ending at i, -1 where none
     for n in range(2, order + 1):
         prev = np.full(len(stream), -1, dtype=np.int64)
@@ -94,7 +96,7 @@ def corpus_bpc(corpus: Path, orders: list[int]) -> dict[int, float]:
     train = vocab.encode_posts(train_posts).numpy()
     val = vocab.encode_posts(val_posts).numpy()
     chars = len(format_posts(val_posts))
-    return {n: kneser_ney_bits(train, val, n) / chars for n in orders}
+    return {n: kneser_ney_bits(train, val, n, len(vocab)) / chars for n in orders}
 
 
 def main() -> None:

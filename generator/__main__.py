@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -32,7 +33,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args.config)
-    return {"train": train, "sample": sample, "eval": evaluate}[args.command](args, config)
+    commands = {"train": train, "sample": sample, "eval": evaluate, "export": export}
+    return commands[args.command](args, config)
 
 
 def _config(path: str | None) -> Config:
@@ -70,7 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="bits per character of a model on a corpus file")
     e.add_argument("--model", help="model directory (default: generator.model_dir)")
     e.add_argument("--text", required=True, help="corpus file to score")
-    for sp in (t, s, e):
+    x = sub.add_parser("export", help="copy a model directory with bf16 weights (for bundling)")
+    x.add_argument("--model", required=True, help="trained model directory")
+    x.add_argument("--out", required=True, help="directory to write (e.g. generator/bundled)")
+    for sp in (t, s, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
@@ -206,6 +211,23 @@ def evaluate(args, config: Config) -> int:
         raise UserError(f"--text {path} is empty: pass a corpus file with posts")
     model, vocab, _ = load_model(_model_dir(args, config))
     print(f"bits_per_char: {text_bpc(model, vocab, text):.6f}")
+    return 0
+
+
+def export(args, config: Config) -> int:
+    """model.pt with bf16 weights (half the size) + the novelty index and metrics beside it."""
+    from generator.sample import load_model  # noqa: PLC0415
+    from generator.train import save_model  # noqa: PLC0415
+
+    src, out = Path(args.model), Path(args.out)
+    model, vocab, info = load_model(src)
+    primer = info.pop("primer")
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(out, model, vocab.chars, info, primer=primer, dtype=torch.bfloat16)
+    for name in (checkpoint.NOVELTY_FILE, checkpoint.METRICS_FILE):
+        if (src / name).exists():
+            shutil.copyfile(src / name, out / name)
+    log.info("exported %s -> %s", src, out)
     return 0
 
 

@@ -1,0 +1,270 @@
+"""Generator: model, trainer, checkpoints, sampling, gate, eval, DDP — at tiny sizes, offline."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.cli import UserError
+from common.config import BUNDLED_MODEL_DIR
+from common.corpus import format_posts, write_corpus
+from generator import checkpoint, gate
+from generator.data import StreamBatches
+from generator.evaluate import stream_bits, text_bpc
+from generator.model import CharLSTM, FastLSTM, ModelConfig
+from generator.sample import Generator, load_model
+from generator.train import Streams, TrainConfig, Trainer, batch_loss, save_model
+from generator.vocab import END, UNK, Vocab
+from tests.conftest import REPO
+
+torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
+TINY = dict(embed=4, hidden=5, layers=2)  # torch-rnn style sizes: N,T,D,H,V = 2,3,4,5,6
+WORDS = "КОТ ПЕС ДОМ ЛЕС ЧАЙ СОК ДЫМ МЕЛ ЛУК РОТ НОС ГОЛ ПАР ЖАР СЫР".split()
+
+
+def bugurts(count: int, seed: int = 0) -> list[str]:
+    rnd = random.Random(seed)
+    return ["\n@\n".join(" ".join(rnd.sample(WORDS, 2)) for _ in range(rnd.randint(2, 4)))
+            for _ in range(count)]
+
+
+def run_generator(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "generator", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    write_corpus(path, bugurts(60))
+    return path
+
+
+def test_shapes_at_tiny_sizes_and_fast_cell_matches_nn_lstm():
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=6, **TINY)).eval()
+    x = torch.randint(0, 6, (2, 3))
+    logits, (h, c) = model(x)
+    assert logits.shape == (2, 3, 6) and h.shape == c.shape == (2, 2, 5)
+    for int8, tolerance in ((False, 1e-5), (True, 2e-2)):  # int8: quantized matrix products
+        cell = FastLSTM(model, int8=int8)
+        state = cell.zero_state(2)
+        steps = torch.stack([cell.step(x[:, t], state) for t in range(3)], 1)
+        torch.testing.assert_close(steps, logits.detach(), atol=tolerance, rtol=tolerance)
+
+
+def test_batches_are_contiguous_streams_split_across_ranks():
+    ids = torch.arange(100)
+    batches = StreamBatches(ids, rows=4, seq_len=3, seed=0)
+    x0, y0 = batches.batch(0)
+    x1, _ = batches.batch(1)
+    assert x0.shape == (4, 3) and torch.equal(y0[:, :-1], x0[:, 1:])
+    assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # batch k+1 continues each row of batch k
+    halves = [batches.batch(1, rank, 2)[0] for rank in (0, 1)]
+    assert torch.equal(torch.cat(halves), x1)
+
+
+def test_vocab_round_trip_end_symbol_and_unknowns():
+    vocab = Vocab.build(["АБ\n@\nВ"])
+    ids = vocab.encode_posts(["АБ", "ЯZ"]).tolist()
+    assert ids[0] == END and ids[3] == END and ids[-1] == END
+    assert ids[4:6] == [UNK, UNK]
+    assert vocab.decode(vocab.encode("АБ\n@")) == "АБ\n@"
+    assert vocab.normalize_prime("привет\r\n\r\n日本 x") == "ПРИВЕТ\n日本 X"
+
+
+def _tiny_trainer(tmp_path: Path, posts: list[str], **overrides) -> Trainer:
+    vocab = Vocab.build(posts)
+    val_text = format_posts(posts[-2:])
+    streams = Streams(vocab.encode_posts(posts), vocab.encode_posts(posts[-2:]), len(val_text),
+                      vocab.chars)
+    cfg = TrainConfig(**{"batch_size": 2, "seq_len": 16, "lr": 1e-2, "warmup_steps": 1,
+                         "eval_every": 100, "min_lr_ratio": 0.5, **overrides})
+    model_cfg = ModelConfig(vocab_size=len(vocab), embed=8, hidden=48, layers=1, dropout=0.0)
+    return Trainer(cfg, model_cfg, streams, tmp_path, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def overfit_dir(tmp_path_factory) -> Path:
+    """A model that learnt one short post by heart (the stream: END post END post ...)."""
+    out = tmp_path_factory.mktemp("overfit")
+    trainer = _tiny_trainer(out, ["КОТ\n@\nПЕС"] * 40, max_steps=300, bf16=False)
+    trainer.run()
+    gate.NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]).save(out / checkpoint.NOVELTY_FILE)
+    return out
+
+
+def test_overfits_one_short_text_to_near_zero_loss(overfit_dir):
+    model, vocab, info = load_model(overfit_dir)
+    text = format_posts(["КОТ\n@\nПЕС"] * 20)
+    assert text_bpc(model, vocab, text) < 0.05
+    # the trainer's validation figure is eval's figure on the validation text (2 posts)
+    val_text = format_posts(["КОТ\n@\nПЕС"] * 2)
+    assert info["val_bpc"] == pytest.approx(text_bpc(model, vocab, val_text), rel=1e-6)
+    assert info["trained_chars"] == 300 * 2 * 16
+
+
+def test_sampling_stops_at_the_end_symbol(overfit_dir):
+    gen = Generator.load(overfit_dir)
+    texts, scores = gen.sample(8, "", 0.5, None, None, torch.Generator().manual_seed(0))
+    assert texts == ["КОТ\n@\nПЕС"] * 8  # not continued into a second post, not 500 chars
+    assert all(-0.05 < s <= 0 for s in scores)
+    posts = gen.generate(n=2, seed=1, top_k=3, top_p=0.9)
+    assert posts == ["КОТ\n@\nПЕС\n#neurobugurt"]  # duplicates collapse to one
+
+
+def test_prime_with_unknown_characters_any_case_and_script(overfit_dir):
+    gen = Generator.load(overfit_dir)
+    texts, _ = gen.sample(3, gen.vocab.normalize_prime("кот ж 日本\nhi"), 0.8, None, None,
+                          torch.Generator().manual_seed(0))
+    assert all(t.startswith("КОТ Ж 日本\nHI") for t in texts)
+    assert all(len(t) <= 500 for t in texts)
+    assert isinstance(gen.generate(n=1, prime="€ ünïcödé 🙂", seed=3, candidates=4), list)
+
+
+def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
+    torch.manual_seed(1)
+    model = CharLSTM(ModelConfig(vocab_size=6, **TINY)).eval()
+    save_model(tmp_path, model, "АБВГ", info={"val_bpc": 1.5})
+    loaded, vocab, info = load_model(tmp_path)
+    x = torch.randint(0, 6, (2, 3))
+    assert torch.equal(model(x)[0], loaded(x)[0])
+    assert vocab.chars == "АБВГ" and info["val_bpc"] == 1.5
+    path = tmp_path / checkpoint.MODEL_FILE
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(UserError, match="truncated or not a neurobugurt"):
+        load_model(tmp_path)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(UserError, match="not a neurobugurt model"):
+        load_model(tmp_path)
+    with pytest.raises(UserError, match="not found"):
+        Generator.load(tmp_path / "missing")
+
+
+def test_eval_cli_on_a_known_text(tmp_path):
+    model = CharLSTM(ModelConfig(vocab_size=6, **TINY))
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)  # uniform prediction: every symbol costs log2(6) bits
+    save_model(tmp_path, model, "АБВГ", info={})
+    text = "АБ\n@\nВЯ\n\n"  # END + 7 characters + END: 8 predicted symbols, 9 characters
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    result = run_generator("eval", "--model", str(tmp_path), "--text", str(tmp_path / "t.txt"))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("bits_per_char: ")
+    assert float(last.split()[1]) == pytest.approx(8 * math.log2(6) / 9, rel=1e-5)
+    bad = run_generator("eval", "--model", str(tmp_path), "--text", str(tmp_path / "none"))
+    assert bad.returncode != 0 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_novelty_filter_rejects_copies_and_accepts_new_posts(tmp_path):
+    posts = bugurts(50, seed=3) + ["ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"]
+    gate.NoveltyIndex.build(posts).save(tmp_path / "n.npz")
+    index = gate.NoveltyIndex.load(tmp_path / "n.npz")
+    assert index.copy_reason(posts[7]) is not None
+    long_run = "ВСТАЕШЬ\n@\nИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ"
+    assert "character run" in index.copy_reason(long_run)
+    assert index.copy_reason("ПРОСЫПАЕШЬСЯ УТРОМ\n@\nЗАВТРАК ОСТЫЛ\n@\nЖЕНА УШЛА") is None
+
+
+def test_form_gate_and_line_cut():
+    assert gate.form_reason("ТЫ\n@\nЯ") is None
+    assert gate.form_reason("ОДНА СТРОКА") is not None
+    assert gate.form_reason("А\nБ\n@\nВ") is not None
+    assert gate.form_reason("ХА\n@\nАХАХАХАХАХА") is not None
+    assert gate.form_reason("@\nА\n@\nБ") is not None
+    assert gate.cut_at_line("А\n@\nБ\n@\nНЕДОПИСАН") == "А\n@\nБ"
+    assert gate.finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
+
+
+def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
+    common = ["train", "--corpus", str(corpus), "--max-steps", "800", "--eval-every", "10",
+              "--embed", "4", "--hidden", "5", "--layers", "2", "--batch-size", "2",
+              "--seq-len", "3", "--threads", "1"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "generator", *common, "--out", str(killed)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (killed / checkpoint.CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)["step"] < 800
+    resumed = run_generator(*common, "--out", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already holds a model" in run_generator(*common, "--out", str(killed)).stderr
+    straight = run_generator(*common, "--out", str(tmp_path / "straight"))
+    assert straight.stdout.strip().splitlines()[-1].startswith("train_summary: chars=4800 ")
+    a = checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)
+    b = checkpoint.load(tmp_path / "straight" / checkpoint.CHECKPOINT_FILE)
+    assert a["step"] == b["step"] == 800
+    for name, weight in b["model"].items():
+        assert torch.equal(a["model"][name], weight), name
+
+    def val_curve(d):
+        lines = (d / checkpoint.METRICS_FILE).read_text().splitlines()
+        return [(m["step"], m["val_bpc"]) for m in map(json.loads, lines)]
+
+    assert val_curve(killed) == val_curve(tmp_path / "straight")
+
+
+def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
+    import torch.distributed as dist
+
+    from generator.train import wrap_ddp
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
+    batches = StreamBatches(torch.arange(60) % 6, rows=4, seq_len=3)
+    x, y = batches.batch(0, rank, 2)
+    ddp = wrap_ddp(model)  # keep a reference: DDP's gradient hooks live as long as it does
+    loss, _ = batch_loss(ddp, x, y, None, bf16=False)
+    loss.backward()  # DDP all-reduces (averages) the gradients here
+    if rank == 0:
+        torch.save({k: p.grad for k, p in model.named_parameters()}, out_file)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_average_to_the_global_batch_gradient(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path / "g.pt")), nprocs=2)
+    ddp_grads = torch.load(tmp_path / "g.pt")
+    torch.manual_seed(0)
+    model = CharLSTM(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
+    x, y = StreamBatches(torch.arange(60) % 6, rows=4, seq_len=3).batch(0)
+    batch_loss(model, x, y, None, bf16=False)[0].backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ddp_grads[name], p.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_stream_bits_counts_every_symbol_once():
+    model = CharLSTM(ModelConfig(vocab_size=6, **TINY))
+    ids = torch.randint(0, 6, (5000,))
+    whole = stream_bits(model, ids, rows=1)
+    split = stream_bits(model, ids, rows=3)
+    assert split == pytest.approx(whole, rel=0.01)  # rows restart from zero state: tiny change
+    assert whole / 4999 == pytest.approx(math.log2(6), rel=0.05)
+
+
+def test_bundled_model_writes_tagged_posts_through_the_cli():
+    gen = Generator.load(BUNDLED_MODEL_DIR)
+    assert gen.info["params"] > 0 and gen.info["val_bpc"] is not None
+    result = run_generator("sample", "--model", str(BUNDLED_MODEL_DIR), "-n", "2", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    posts = [p for p in result.stdout.split("\n\n") if p.strip()]
+    assert len(posts) == 2
+    for post in posts:
+        lines = post.strip("\n").split("\n")
+        assert lines[-1] == "#neurobugurt" and gate.form_reason("\n".join(lines[:-1])) is None
