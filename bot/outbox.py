@@ -111,19 +111,25 @@ class Outbox:
         try:
             message_id = await publisher.publish(outbox_id, row["text"], row["guid"])
         except RetryLater as exc:
-            delay = exc.delay
-            if delay is None:
-                delay = min(self.backoff_seconds * 2 ** row["attempts"], self.max_backoff_seconds)
-            self._record(outbox_id, target, "pending", None, str(exc), time.time() + delay)
-            log.warning("post %d to %s: %s; retry in %.0f s", outbox_id, target, exc, delay)
-            return Result(target, "pending", str(exc))
+            return self._retry_later(outbox_id, target, row["attempts"], exc)
         except PermanentFailure as exc:
             self._record(outbox_id, target, "failed", None, str(exc), 0)
             log.error("post %d to %s failed for good: %s", outbox_id, target, exc)
             return Result(target, "failed", str(exc))
+        except Exception as exc:  # a publisher's bug must not stop the other deliveries
+            log.exception("post %d to %s: unexpected error", outbox_id, target)
+            return self._retry_later(outbox_id, target, row["attempts"], RetryLater(repr(exc)))
         self._record(outbox_id, target, "sent", message_id, None, 0)
         log.info("post %d sent to %s as %s", outbox_id, target, message_id)
         return Result(target, "sent", message_id)
+
+    def _retry_later(self, outbox_id: int, target: str, attempts: int, exc: RetryLater) -> Result:
+        delay = exc.delay
+        if delay is None:  # exponential back-off: base, 2 × base, 4 × base, ... up to the cap
+            delay = min(self.backoff_seconds * 2**attempts, self.max_backoff_seconds)
+        self._record(outbox_id, target, "pending", None, str(exc), time.time() + delay)
+        log.warning("post %d to %s: %s; retry in %.0f s", outbox_id, target, exc, delay)
+        return Result(target, "pending", str(exc))
 
     def _record(
         self,

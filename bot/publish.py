@@ -13,7 +13,14 @@ import warnings
 import requests
 import vk_api
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from bot.outbox import PermanentFailure, RetryLater
 
@@ -66,6 +73,8 @@ class TelegramChannel:
             raise PermanentFailure(f"Telegram refused the post: {exc}") from None
         except NetworkError as exc:  # includes TimedOut
             raise RetryLater(f"Telegram unreachable: {exc}") from None
+        except TelegramError as exc:  # e.g. "Invalid server response": a proxy page, cut JSON
+            raise RetryLater(f"Telegram answered oddly: {exc}") from None
         return str(message.message_id)
 
 

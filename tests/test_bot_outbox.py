@@ -133,3 +133,19 @@ def test_lost_vk_answer_is_retried_with_the_same_guid_and_not_duplicated(tmp_pat
         assert len(vk.published) == 1
 
     asyncio.run(_with_outbox(tmp_path, telegram, vk, body))
+
+
+def test_odd_answers_from_telegram_are_retried_not_fatal(tmp_path, telegram, vk):
+    async def body(outbox, conn):
+        telegram.fail("sendMessage", status=200, raw='{"ok": true, "result": {"message_id"')
+        telegram.fail("sendMessage", status=502, raw="<html><body>502 Bad Gateway</body></html>")
+        outbox_id = outbox.store("ОТВЕТ\n#neurobugurt", 0.85, "admin")
+        first = {r.target: r for r in await outbox.deliver(outbox_id)}
+        assert first["telegram"].status == "pending" and first["vk"].status == "sent"
+        second = await outbox.deliver(outbox_id, force=True)
+        assert [(r.target, r.status) for r in second] == [("telegram", "pending")]
+        third = await outbox.deliver(outbox_id, force=True)
+        assert [(r.target, r.status) for r in third] == [("telegram", "sent")]
+        assert len(telegram.messages_in(CHANNEL_ID)) == 1 and len(vk.published) == 1
+
+    asyncio.run(_with_outbox(tmp_path, telegram, vk, body))
