@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from common.corpus import write_corpus
 from tests.conftest import REPO, SHARED_DATA
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
@@ -114,7 +115,7 @@ def secrets(telegram: FakeTelegram | None = None, vk: bool = True) -> dict[str, 
 def run(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
     """`python -m <args>` from the repository root, to completion."""
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
 
 
 class Child:
@@ -201,3 +202,18 @@ def rewind_posting_job(db: Path, seconds: float) -> None:
         store.update_job(job)
     finally:
         store.shutdown()
+
+
+def bot_model(basetemp: Path) -> Path:
+    """A tiny model trained once per test session (cached under pytest's base temp folder)."""
+    root = basetemp / "pipeline-bot-model"
+    model = root / "model"
+    if not (model / "model.pt").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        write_corpus(root / "corpus.txt", made_up_bugurts(300, seed=3))
+        done = run("generator", "train", "--corpus", str(root / "corpus.txt"), "--out",
+                   str(model), "--max-steps", "300", "--layers", "1", "--hidden", "48",
+                   "--embed", "16", "--batch-size", "16", "--seq-len", "64", "--lr", "0.01",
+                   "--eval-every", "100", "--threads", "1", env=secrets(vk=False), timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return model

@@ -20,6 +20,7 @@ import torch
 from common.corpus import write_corpus
 from generator import checkpoint
 from generator.sample import Generator
+from tests import pipeline
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.pipeline import (
@@ -198,14 +199,7 @@ def test_truncated_checkpoint_is_one_clear_line(tmp_path, tiny_corpus, reference
 
 @pytest.fixture(scope="module")
 def bot_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bot-model")
-    write_corpus(root / "corpus.txt", made_up_bugurts(300, seed=3))
-    done = run("generator", "train", "--corpus", str(root / "corpus.txt"), "--out",
-               str(root / "model"), "--max-steps", "300", "--layers", "1", "--hidden", "48",
-               "--embed", "16", "--batch-size", "16", "--seq-len", "64", "--lr", "0.01",
-               "--eval-every", "100", "--threads", "1", env=secrets(vk=False), timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root / "model"
+    return pipeline.bot_model(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
