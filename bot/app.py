@@ -26,7 +26,7 @@ from bot.publish import TelegramChannel, VkWall
 from bot.ratings import Ratings
 from bot.retrain import Retrainer
 from bot.runner import PUBLIC, Runner
-from bot.schedule import Schedule
+from bot.schedule import CrontabError, Schedule, parse_crontab
 from bot.state import State
 from common import db
 from common.cli import UserError
@@ -49,6 +49,10 @@ def build_runner(
     """Open the database, load the served model, and assemble the bot's parts."""
     if not config.bot.temperatures or min(config.bot.temperatures) <= 0:
         raise UserError("bot.temperatures must list positive numbers, e.g. [0.7, 0.85, 1.0]")
+    try:
+        parse_crontab(config.schedule.cron, config.schedule.timezone)
+    except CrontabError as exc:
+        raise UserError(f"schedule.cron {config.schedule.cron!r} in the config: {exc}") from None
     conn = db.connect(config.storage.db)
     state = State(conn)
     model_dir = state.served_model(config.generator.model_dir)

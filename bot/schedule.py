@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dtm
 import logging
 import re
+import zoneinfo
 from collections.abc import Awaitable, Callable
 
 from apscheduler.job import Job
@@ -46,6 +47,11 @@ async def run_scheduled_post(key: str) -> None:
 
 def parse_crontab(line: str, timezone: str) -> CronTrigger:
     """A CronTrigger for a standard 5-field crontab line (weekday 0 and 7 = Sunday)."""
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = "use a name like Europe/Moscow"
+        raise CrontabError(f"unknown time zone {timezone!r}: {hint}") from None
     fields = line.split()
     if len(fields) != 5:
         raise CrontabError(

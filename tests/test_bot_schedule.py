@@ -8,9 +8,12 @@ import datetime as dtm
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.app import build_runner
 from bot.schedule import CrontabError, Schedule, parse_crontab
 from bot.state import State
 from common import db
+from common.cli import UserError
+from common.config import config_from_dict
 
 TZ = "Europe/Moscow"
 
@@ -144,3 +147,17 @@ def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
     served.rmdir()  # the swapped-in model was deleted: fall back to the config
     assert state.served_model("bundled") == "bundled"
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"schedule": {"cron": "0 */4 * *"}}, r"schedule.cron '0 \*/4 \* \*' .*: a crontab line"),
+        ({"schedule": {"timezone": "Mars/Base"}}, "unknown time zone 'Mars/Base'"),
+        ({"bot": {"temperatures": [0.7, 0]}}, "bot.temperatures must list positive numbers"),
+    ],
+)
+def test_bad_schedule_settings_stop_the_bot_with_one_line(tmp_path, section, message):
+    config = config_from_dict({"storage": {"db": str(tmp_path / "bot.sqlite3")}, **section})
+    with pytest.raises(UserError, match=message):
+        build_runner(config, "config.yaml", AsyncIOScheduler(), [])
