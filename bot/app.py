@@ -49,6 +49,8 @@ def build_runner(
     """Open the database, load the served model, and assemble the bot's parts."""
     if not config.bot.temperatures or min(config.bot.temperatures) <= 0:
         raise UserError("bot.temperatures must list positive numbers, e.g. [0.7, 0.85, 1.0]")
+    if config.schedule.misfire_grace_seconds <= 0:
+        raise UserError("schedule.misfire_grace_seconds must be a positive number of seconds")
     try:
         parse_crontab(config.schedule.cron, config.schedule.timezone)
     except CrontabError as exc:

@@ -155,6 +155,7 @@ def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
         ({"schedule": {"cron": "0 */4 * *"}}, r"schedule.cron '0 \*/4 \* \*' .*: a crontab line"),
         ({"schedule": {"timezone": "Mars/Base"}}, "unknown time zone 'Mars/Base'"),
         ({"bot": {"temperatures": [0.7, 0]}}, "bot.temperatures must list positive numbers"),
+        ({"schedule": {"misfire_grace_seconds": 0}}, "misfire_grace_seconds must be a positive"),
     ],
 )
 def test_bad_schedule_settings_stop_the_bot_with_one_line(tmp_path, section, message):
