@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import zoneinfo
 from pathlib import Path
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -51,6 +52,13 @@ def build_runner(
         raise UserError("bot.temperatures must list positive numbers, e.g. [0.7, 0.85, 1.0]")
     if config.schedule.misfire_grace_seconds <= 0:
         raise UserError("schedule.misfire_grace_seconds must be a positive number of seconds")
+    try:
+        zoneinfo.ZoneInfo(config.schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UserError(
+            f"schedule.timezone {config.schedule.timezone!r} is not a time zone name:"
+            " use one like Europe/Moscow"
+        ) from None
     try:
         parse_crontab(config.schedule.cron, config.schedule.timezone)
     except CrontabError as exc:

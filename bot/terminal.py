@@ -60,7 +60,8 @@ async def run_terminal(
     stdout: TextIO = sys.stdout,
     sweep_seconds: float = 15.0,
 ) -> None:
-    scheduler = AsyncIOScheduler(timezone=config.schedule.timezone)
+    # UTC like PTB's JobQueue: the posting job's crontab carries schedule.timezone itself.
+    scheduler = AsyncIOScheduler(timezone="UTC")
     runner = build_runner(config, config_path, scheduler, vk_publisher(config))
     scheduler.start()
     scheduler.add_job(runner.sweep, "interval", seconds=sweep_seconds, id="sweep")

@@ -153,7 +153,7 @@ def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
     ("section", "message"),
     [
         ({"schedule": {"cron": "0 */4 * *"}}, r"schedule.cron '0 \*/4 \* \*' .*: a crontab line"),
-        ({"schedule": {"timezone": "Mars/Base"}}, "unknown time zone 'Mars/Base'"),
+        ({"schedule": {"timezone": "Mars/Base"}}, "'Mars/Base' is not a time zone"),
         ({"bot": {"temperatures": [0.7, 0]}}, "bot.temperatures must list positive numbers"),
         ({"schedule": {"misfire_grace_seconds": 0}}, "misfire_grace_seconds must be a positive"),
     ],
