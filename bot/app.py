@@ -145,7 +145,7 @@ def build_application(
             handlers.on_text,
         )
     )
-    app.add_handler(CallbackQueryHandler(handlers.on_vote, pattern=r"^vote:\d+:-?1$"))
+    app.add_handler(CallbackQueryHandler(handlers.on_vote, pattern=r"^vote:\d{1,18}:-?1$"))
     app.add_error_handler(handlers.on_error)
     return app
 

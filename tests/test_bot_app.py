@@ -263,6 +263,10 @@ def test_admin_commands_scheduled_post_votes_and_flood_control(tmp_path, model_d
         )
         assert edit.params["reply_markup"]["inline_keyboard"][0][1]["text"] == "👎 1"
         assert "#1 👍2 👎1" in ask(telegram, "/top", READER)
+        start = len(telegram.calls)
+        telegram.press_button(posted, "vote:77:1", READER)  # a post the database never had
+        answer = telegram.wait_for("answerCallbackQuery", after=start)
+        assert answer.params["text"] == "This post is not in my records any more."
 
         # Flood control on the channel: the rate limiter waits retry_after, then sends once.
         telegram.fail("sendMessage", retry_after=1)
