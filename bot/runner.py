@@ -109,6 +109,8 @@ class Runner:
     async def start(self) -> None:
         """Install the posting job (scheduler running) and send what a previous run left pending."""
         self.schedule.install(self.state.schedule_cron(self.config.schedule.cron))
+        # Sampling's first call is slow (lazy torch set-up): pay it now, not on a user's /bugurt.
+        self._pool.submit(self.generator.generate, n=1, candidates=1, seed=0)
         await self.sweep(force=True)
 
     async def sweep(self, force: bool = False) -> None:
@@ -256,6 +258,7 @@ class Runner:
                 targets=list(self.outbox.publishers),
                 counts=self.outbox.counts(),
                 last=self.outbox.last_post(),
+                arms=self.ratings.arms(self.config.bot.temperatures),
                 retrain=self.retrainer.describe(),
                 uptime=time.monotonic() - self.started,
             )

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from bot.outbox import Result
-from bot.ratings import Rated
+from bot.ratings import Arm, Rated
 
 START = (
     "Hi! I write bugurts: short capital-letter stories whose lines are separated by '@'.\n"
@@ -95,6 +95,7 @@ def status(
     targets: list[str],
     counts: dict[str, int],
     last: sqlite3.Row | None,
+    arms: Sequence[Arm],
     retrain: str,
     uptime: float,
 ) -> str:
@@ -107,6 +108,7 @@ def status(
     else:
         when = dtm.datetime.fromtimestamp(last["created_at"], dtm.UTC)
         last_text = f"#{last['id']} at {when:%Y-%m-%d %H:%M} UTC to {last['targets']}"
+    bandit = ", ".join(f"{a.temperature:g} (👍{a.ups} 👎{a.downs}, {a.posts} posts)" for a in arms)
     hours, rest = divmod(int(uptime), 3600)
     return "\n".join(
         [
@@ -115,6 +117,7 @@ def status(
             f"Targets: {', '.join(targets) or 'none configured'}",
             f"Outbox: {outbox}",
             f"Last post: {last_text}",
+            f"Temperatures: {bandit}",
             f"Retrain: {retrain}",
             f"Uptime: {hours}h {rest // 60:02d}m",
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -277,6 +278,10 @@ def test_admin_commands_scheduled_post_votes_and_flood_control(tmp_path, model_d
         assert len(telegram.messages_in(CHANNEL_ID)) == 2 and len(vk.published) == 2
         status = ask(telegram, "/status", ADMIN)
         assert "Outbox: 0 pending, 4 sent, 0 failed" in status and "Last post: #2" in status
+        arms = re.findall(r"([\d.]+) \(👍(\d+) 👎(\d+), (\d+) posts\)", status)
+        assert [a[0] for a in arms] == ["0.7", "0.85", "1"]
+        assert sum(int(a[3]) for a in arms) == 2  # two posts published
+        assert [(int(a[1]), int(a[2])) for a in arms if a[1] != "0" or a[2] != "0"] == [(2, 1)]
 
     with FakeVk() as vk, AppThread(bot_config(tmp_path, model_dir, telegram, vk)):
         status = ask(telegram, "/status", ADMIN)  # after a restart
