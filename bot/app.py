@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import zoneinfo
 from pathlib import Path
@@ -33,8 +32,6 @@ from common import db
 from common.cli import UserError
 from common.config import Config
 from generator.sample import Generator
-
-log = logging.getLogger(__name__)
 
 
 def build_runner(
