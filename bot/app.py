@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import zoneinfo
 from pathlib import Path
 
@@ -42,7 +41,6 @@ def build_runner(
     backoff_seconds: float = 30.0,
     train_args: tuple[str, ...] = (),
     retrain_poll_seconds: float = 3.0,
-    rng: random.Random | None = None,
 ) -> Runner:
     """Open the database, load the served model, and assemble the bot's parts."""
     if not config.bot.temperatures or min(config.bot.temperatures) <= 0:
@@ -89,7 +87,6 @@ def build_runner(
         Ratings(conn),
         schedule,
         retrainer,
-        rng=rng,
     )
 
 

@@ -85,7 +85,6 @@ class Runner:
         ratings: Ratings,
         schedule: Schedule,
         retrainer: Retrainer,
-        rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.state = state
@@ -96,7 +95,7 @@ class Runner:
         self.schedule = schedule
         schedule.bind(self.scheduled_post)
         self.retrainer = retrainer
-        self.rng = rng or random.Random()
+        self.rng = random.Random()  # the bandit's draws
         self.started = time.monotonic()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
         self._waiting = 0
