@@ -19,7 +19,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers
+from bot import handlers, texts
 from bot.outbox import Outbox, Publisher
 from bot.publish import TelegramChannel, VkWall
 from bot.ratings import Ratings
@@ -146,7 +146,7 @@ def build_application(
 
 async def _post_init(app: Application) -> None:
     """Menu of public commands; start-up work is a job so that it runs with the scheduler."""
-    await app.bot.set_my_commands([BotCommand(c, f"/{c}") for c in PUBLIC])
+    await app.bot.set_my_commands([BotCommand(c, texts.MENU[c]) for c in PUBLIC])
     app.job_queue.run_once(_start_job, when=0, name="start")
     seconds = app.bot_data["sweep_seconds"]
     app.job_queue.run_repeating(_sweep_job, interval=seconds, first=seconds, name="sweep")
