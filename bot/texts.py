@@ -65,13 +65,7 @@ SCHEDULED = "Schedule set: {schedule}."
 RETRAIN_RUNNING = "A retrain is already running ({stage}); /status shows its progress."
 NO_ROLLBACK = "There is no previous model to go back to."
 ROLLED_BACK = "Serving the previous model again: {model_dir}."
-VOTE_MENU = {  # Telegram's command menu: one short description per public command
-    "start": "what this bot does",
-    "help": "all commands",
-    "bugurt": "a fresh bugurt; add words to start it with them",
-    "top": "the posts readers liked most",
-}
-UNKNOWN = "This post is not in my records any more."
+VOTE_UNKNOWN = "This post is not in my records any more."
 VOTED_UP = "Thanks! 👍 counted."
 VOTED_DOWN = "Thanks! 👎 counted."
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."

@@ -205,7 +205,8 @@ def test_chat_commands_and_bad_input(tmp_path, model_dir, telegram):
         post = telegram.wait_for("sendMessage", lambda p: "#neurobugurt" in p["text"], after=start)
         assert post.params["text"].startswith("КОТ")
 
-        assert ask(telegram, "/frobnicate", OTHER).startswith("I don't know /frobnicate.")
+        got = ask(telegram, "/frobnicate", OTHER)
+        assert got.startswith("I don't know /frobnicate."), got
         assert ask(telegram, "просто текст", OTHER).startswith("I answer commands")
         assert "#neurobugurt" in ask(telegram, f"/bugurt@{BOT_USERNAME}", ADMIN)
         assert ask(telegram, "/post", OTHER) == "/post is for the bot's admins only."
