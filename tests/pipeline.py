@@ -30,8 +30,10 @@ POST_COMMUNITY = 4242  # vk.post_community: the bot publishes to the wall of -42
 CHANNEL = "@neurobugurt_e2e"
 ADMIN, READER = 11, 22
 # A tiny model: 1 layer of 96 units learns the `LINE / @ / LINE` shape in well under a minute.
+# One thread: on a busy 2-core machine two OpenMP threads ran this 15x slower than one.
 TINY_MODEL = ("--layers", "1", "--hidden", "96", "--embed", "32", "--batch-size", "32",
-              "--seq-len", "64", "--lr", "0.01", "--eval-every", "50", "--threads", "2")
+              "--seq-len", "64", "--lr", "0.01", "--warmup-steps", "5", "--eval-every", "200",
+              "--threads", "1")
 _SYLLABLES = "БА ТЯ КО ГДА ПРИ ШЕЛ НА ПА РУ ДО МОЙ МАГ ЗИН КОТ ПРЕ ПОД СО СЕД МА ЛО РЕ ВИ".split()
 
 
@@ -118,6 +120,17 @@ def run(*args: str, env: dict[str, str], timeout: float) -> subprocess.Completed
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
 
 
+_LIVE: list[Child] = []  # children started by the running test, for reap()
+
+
+def reap() -> None:
+    """kill -9 what a test left running (it failed before stopping its children)."""
+    while _LIVE:
+        child = _LIVE.pop()
+        if child.alive():
+            child.kill()
+
+
 class Child:
     """A long-running `python -m <args>`; its output goes to files (no pipe fills up)."""
 
@@ -129,6 +142,7 @@ class Child:
             self.proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                          text=True)
+        _LIVE.append(self)
 
     @property
     def stdout(self) -> str:

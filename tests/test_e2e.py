@@ -14,6 +14,7 @@ import re
 import pytest
 
 from common.corpus import read_posts, split_paths
+from tests import pipeline
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import FakeVk
 from tests.pipeline import (
@@ -37,6 +38,13 @@ TRAIN_SUMMARY = re.compile(
     r"train_summary: chars=(\d+) seconds=([\d.]+) chars_per_sec=([\d.]+) best_val_bpc=([\d.]+)"
 )
 TAG = "\n#neurobugurt"
+
+
+@pytest.fixture(autouse=True)
+def _reap_children():
+    """No child process outlives its test, whatever the test's outcome."""
+    yield
+    pipeline.reap()
 
 
 @pytest.fixture
@@ -80,9 +88,9 @@ def test_wall_to_trained_model_to_published_posts(tmp_path, servers):
     assert trained.returncode == 0, trained.stderr[-2000:]
     summary = TRAIN_SUMMARY.fullmatch(trained.stdout.strip().splitlines()[-1])
     assert summary, trained.stdout
-    assert float(summary[2]) >= 60 and 0 < float(summary[4]) < 6
+    assert float(summary[2]) <= 66 and 0 < float(summary[4]) < 4.5  # within the budget
     progress = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
-    assert progress[-1]["progress"] >= 1 and progress[-1]["chars"] == int(summary[1])
+    assert progress[-1]["progress"] < 1.1 and progress[-1]["chars"] == int(summary[1])
 
     # 3. The bot answers /bugurt from the trained model, then stops cleanly on SIGTERM.
     bot = Child(tmp_path / "logs", "bot", "--config", config, env=env)

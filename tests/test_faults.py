@@ -45,6 +45,13 @@ TINY_STEPS = ("--layers", "1", "--hidden", "24", "--embed", "8", "--batch-size",
 STEPS = 100
 
 
+@pytest.fixture(autouse=True)
+def _reap_children():
+    """No child process outlives its test, whatever the test's outcome."""
+    yield
+    pipeline.reap()
+
+
 def stored_posts(db) -> list[tuple]:
     return query(db, "SELECT owner_id, post_id, date, text FROM posts ORDER BY post_id")
 
@@ -132,7 +139,7 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
     env = secrets(vk=False)
     trainer = Child(tmp_path, *train(tiny_corpus, out), env=env)
     # A random point after the first checkpoint (step 20): between 5-step progress lines.
-    lines = rng.randint(5, STEPS // 5 - 2)
+    lines = rng.randint(5, STEPS // 5 - 6)
     wait_until(lambda: metrics_lines(out) >= lines or not trainer.alive(), 120, "training")
     time.sleep(rng.uniform(0, 0.05))
     trainer.kill()
@@ -148,8 +155,28 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
     assert ours["step"] == theirs["step"] == STEPS
     for name, weight in theirs["model"].items():
         assert torch.equal(ours["model"][name], weight), f"{name} differs after the resume"
-    assert progress(out) == progress(reference_run)  # no line lost or repeated by the crash
+    ours, reference = progress(out), progress(reference_run)
+    assert [line for line in reference if line in ours] == ours  # none repeated or changed
+    # The one line a kill may lose: the checkpoint step's (see the xfail below).
+    assert {line[0] for line in reference if line not in ours} <= {killed_at}
     assert Generator.load(out).info["params"] > 0  # the served form loads too
+
+
+@pytest.mark.xfail(strict=True, reason="bug in generator/train.py Trainer.run: the checkpoint "
+                   "is written before the progress line of its step, so a kill between the two "
+                   "loses that line (with its val_bpc) for good: trim_metrics keeps steps <= it")
+def test_resume_keeps_the_progress_line_of_the_checkpoint_step(tmp_path, tiny_corpus):
+    out = tmp_path / "model"
+    first = run(*train(tiny_corpus, out, "--max-steps", "40"), env=secrets(vk=False),
+                timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # The state a kill right after the step-40 checkpoint leaves: its progress line unwritten.
+    lines = (out / checkpoint.METRICS_FILE).read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 40
+    (out / checkpoint.METRICS_FILE).write_text("".join(line + "\n" for line in lines[:-1]))
+    resumed = run(*train(tiny_corpus, out, "--resume"), env=secrets(vk=False), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 40 in [step for step, *_ in progress(out)]
 
 
 def kill_before_first_checkpoint(tmp_path, corpus, late: tuple[str, ...]):
@@ -342,9 +369,6 @@ def test_bot_never_dies_under_a_stormy_telegram_and_vk(tmp_path, servers, bot_mo
     assert query(db, "SELECT DISTINCT status FROM deliveries") == [("sent",)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug in bot/publish.py TelegramChannel.publish: a 200 "
-                   "answer that is not JSON raises PTB's bare TelegramError('Invalid server "
-                   "response'), neither RetryLater nor PermanentFailure: the delivery pass aborts")
 def test_channel_post_answered_with_cut_json_is_retried(tmp_path, servers, bot_model):
     telegram, vk = servers
     config = write_config(tmp_path, vk, telegram, model_dir=bot_model)
