@@ -32,12 +32,15 @@ test: install-dev
 lint: install-dev
 	$(PY) -m ruff check .
 
-# Clone the committed main into a temporary directory and run the tests there, as CI does:
-# catches files that exist only in this working tree.
+# Clone the committed main into a temporary directory (../shared linked beside it when present)
+# and run the CI entry there: catches files that exist only in this working tree. The clone and
+# its fresh .venv are removed afterwards, whatever the outcome.
 fresh-check:
-	d=$$(mktemp -d) && git clone -q . "$$d/main" && \
+	@if [ -n "$$(git status --porcelain --untracked-files=no)" ]; then \
+	  echo "fresh-check: testing the last commit; uncommitted changes are left out"; fi
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && git clone -q . "$$d/main" && \
 	  if [ -d ../shared ]; then ln -s "$$(cd ../shared && pwd)" "$$d/shared"; fi && \
-	  cd "$$d/main" && $(MAKE) test
+	  cd "$$d/main" && ./.ci/run
 
 clean:
 	rm -rf $(VENV) build *.egg-info
