@@ -8,6 +8,7 @@ key and the variable to set. Unknown keys and wrong types are rejected the same 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import types
@@ -105,6 +106,10 @@ def load_config(path: str | os.PathLike = "config.yaml") -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"config file {path} is not valid YAML{where}: fix its syntax") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, or deep nesting
+        raise UserError(
+            f"config file {path} holds a value too long or nested too deeply: fix it"
+        ) from None
     return config_from_dict(raw if raw is not None else {}, source=str(path))
 
 
@@ -185,19 +190,20 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise _type_error(key, "true or false", value, source)
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value.strip()):
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
             return value
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
         raise _type_error(key, "an integer", value, source)
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
             try:
-                return float(value)
-            except ValueError:
+                number = float(value)
+            except (ValueError, OverflowError):
                 pass
+        if number is not None and math.isfinite(number):
+            return number
         raise _type_error(key, "a number", value, source)
     if hint is str:
         if value is None:
@@ -209,7 +215,11 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
 
 
 def _type_error(key: str, expected: str, value: Any, source: str) -> UserError:
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    try:
+        shown = repr(value)
+    except ValueError:  # an int of more digits than Python will print
+        shown = "<huge number>"
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return UserError(f"{source}: '{key}' must be {expected}, got {_kind(value)} {shown}")
 
 

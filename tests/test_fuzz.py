@@ -103,8 +103,6 @@ def test_any_env_value_gives_a_config_or_one_line(tmp_path, key, value):
         assert "\n" not in str(exc) and key in str(exc)
 
 
-@pytest.mark.xfail(strict=True, reason="bugs in common/config.py: huge numbers and deep YAML "
-                   "nesting raise OverflowError / ValueError / RecursionError, not UserError")
 @pytest.mark.parametrize("text", [
     "bot:\n  cooldown_seconds: " + "9" * 400 + "\n",  # float(int) overflows
     "bot:\n  temperatures: [" + "9" * 400 + "]\n",
