@@ -37,6 +37,12 @@ def kneser_ney_bits(train: np.ndarray, val: np.ndarray, order: int,
                     vocab: int | None = None) -> float:
     """Total −log2 p of val[1:] (val[0] is the END that starts it) under a model of `train`;
     the order-0 distribution is uniform over `vocab` symbols (default: those in the stream)."""
+    return float(-np.log2(kneser_ney_probs(train, val, order, vocab)).sum())
+
+
+def kneser_ney_probs(train: np.ndarray, val: np.ndarray, order: int,
+                     vocab: int | None = None) -> np.ndarray:
+    """p(val[i] | val[:i], train) for i = 1 .. len(val) − 1."""
     stream = np.concatenate([train, val[1:]]).astype(np.int64)
     n_train = len(train)
     vocab = max(vocab or 0, int(stream.max()) + 1)
@@ -85,7 +91,7 @@ def kneser_ney_bits(train: np.ndarray, val: np.ndarray, order: int,
         d = discount[np.minimum(c, 3).astype(np.int64)]
         mixed = (np.maximum(c - d, 0) + gam * p) / np.where(tot > 0, tot, 1)
         p = np.where(tot > 0, mixed, p)
-    return float(-np.log2(p).sum())
+    return p
 
 
 def corpus_bpc(corpus: Path, orders: list[int]) -> dict[int, float]:

@@ -103,7 +103,7 @@ class FastLSTM:
         for layer in range(self.layers):
             h, c = state[layer]
             if layer == 0:
-                gates = self.matmuls[0](h).add_(self.table0[tokens])
+                gates = self.matmuls[0](h).add_(F.embedding(tokens, self.table0))
             else:
                 gates = self.matmuls[layer](torch.cat([x, h], 1))
             ifo = gates[:, : 3 * H].sigmoid_()

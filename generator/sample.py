@@ -9,6 +9,7 @@ log-likelihood per character and the best are returned, tagged `#neurobugurt`.
 from __future__ import annotations
 
 import math
+import secrets
 import threading
 from pathlib import Path
 
@@ -52,6 +53,9 @@ class Generator:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Generator:
+        # One character step is a handful of small products: a second thread only adds
+        # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
+        torch.set_num_threads(1)
         model, vocab, info = load_model(model_dir)
         index_path = Path(model_dir) / checkpoint.NOVELTY_FILE
         try:
@@ -72,8 +76,7 @@ class Generator:
         """Up to n gated posts, each ending with the line #neurobugurt (fewer if none pass)."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")
-        rng = torch.Generator().manual_seed(seed if seed is not None else
-                                            torch.seed() % 2**63)
+        rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         prime = self.vocab.normalize_prime(prime or "")
         scored: list[tuple[float, str]] = []
         with self._lock, torch.inference_mode():

@@ -132,6 +132,9 @@ class Trainer:
             self.state = (h[:, rows].to(self.device), c[:, rows].to(self.device))
         rng = payload["rng"]
         torch.set_rng_state(rng[self.rank % len(rng)])
+        cuda_rng = payload.get("cuda_rng")
+        if self.device.type == "cuda" and cuda_rng:  # dropout masks on the GPU
+            torch.cuda.set_rng_state(cuda_rng[self.rank % len(cuda_rng)], self.device)
 
     def _save_checkpoint(self) -> None:
         # Collective calls first: every rank takes part, rank 0 writes.
@@ -139,6 +142,10 @@ class Trainer:
         if self.state is not None:
             state = tuple(_gather(s.float(), 1).cpu() for s in self.state)
         rng = list(_gather(torch.get_rng_state()[None], 0))
+        cuda_rng = None
+        if self.device.type == "cuda":
+            local = torch.cuda.get_rng_state(self.device)[None].to(self.device)
+            cuda_rng = [t.cpu() for t in _gather(local, 0)]
         if self.rank != 0:
             return
         checkpoint.save(self.out / checkpoint.CHECKPOINT_FILE, {
@@ -148,6 +155,7 @@ class Trainer:
             "step": self.step, "chars": self.chars, "seconds": self.seconds,
             "best_val_bpc": self.best_val_bpc, "bad_evals": self.bad_evals,
             "val_bpc": self.val_bpc, "state": state, "rng": rng,
+            "cuda_rng": cuda_rng,
         })
 
     def _save_best(self) -> None:

@@ -188,7 +188,7 @@ def test_form_gate_and_line_cut():
 
 
 def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
-    common = ["train", "--corpus", str(corpus), "--max-steps", "800", "--eval-every", "10",
+    common = ["train", "--corpus", str(corpus), "--max-steps", "400", "--eval-every", "10",
               "--embed", "4", "--hidden", "5", "--layers", "2", "--batch-size", "2",
               "--seq-len", "3", "--threads", "1"]
     killed = tmp_path / "killed"
@@ -199,15 +199,15 @@ def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)["step"] < 800
+    assert checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)["step"] < 400
     resumed = run_generator(*common, "--out", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "already holds a model" in run_generator(*common, "--out", str(killed)).stderr
     straight = run_generator(*common, "--out", str(tmp_path / "straight"))
-    assert straight.stdout.strip().splitlines()[-1].startswith("train_summary: chars=4800 ")
+    assert straight.stdout.strip().splitlines()[-1].startswith("train_summary: chars=2400 ")
     a = checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)
     b = checkpoint.load(tmp_path / "straight" / checkpoint.CHECKPOINT_FILE)
-    assert a["step"] == b["step"] == 800
+    assert a["step"] == b["step"] == 400
     for name, weight in b["model"].items():
         assert torch.equal(a["model"][name], weight), name
 
