@@ -17,6 +17,7 @@ import time
 import pytest
 import torch
 
+from bot.texts import INTERNAL_ERROR
 from common.corpus import write_corpus
 from generator import checkpoint
 from generator.sample import Generator
@@ -348,6 +349,14 @@ def test_bot_never_dies_under_a_stormy_telegram_and_vk(tmp_path, servers, bot_mo
     telegram.send_command("/bugurt", user_id=READER)
     reply = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == READER, timeout=90)
     assert reply.params["text"].endswith(TAG)
+    # A reply that never gets its answer: PTB's read timeout, then one apology, not silence.
+    telegram.fail("sendMessage", hang=True)
+    after = len(telegram.calls)
+    telegram.send_command("/bugurt", user_id=READER + 1)
+    hung = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == READER + 1, 90, after)
+    assert hung.params["text"].endswith(TAG)  # recorded on arrival, never answered
+    telegram.wait_for("sendMessage", lambda p: p["chat_id"] == READER + 1
+                      and p["text"] == INTERNAL_ERROR, 60, after)
 
     # Each /post meets another VK fault; the channel post once a Telegram flood limit.
     telegram.fail("sendMessage", retry_after=1)
