@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from common.corpus import read_posts, split_paths
 from tests import pipeline
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
+from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
 from tests.pipeline import (
     ADMIN,
@@ -61,6 +63,8 @@ def test_wall_to_trained_model_to_published_posts(tmp_path, servers):
     vk, telegram = servers
     config = str(write_config(tmp_path, vk, telegram))
     env = secrets(telegram)
+    written = Path(config).read_text(encoding="utf-8")
+    assert telegram.token not in written and VK_TOKEN not in written  # secrets: env only
     db, corpus = tmp_path / "data" / "neurobugurt.sqlite3", tmp_path / "data" / "corpus.txt"
 
     # 1. Scrape: every post of the wall stored once, the corpus and its split written.
@@ -131,5 +135,5 @@ def test_wall_to_trained_model_to_published_posts(tmp_path, servers):
     assert abs(served_bpc - float(summary[4])) < 0.0011  # the best checkpoint is served
     assert integrity(db) == "ok"
     for child_err in (scrape.stderr, trained.stderr, bot.stderr):
-        assert telegram.token not in child_err and "fake-vk-token" not in child_err
+        assert telegram.token not in child_err and VK_TOKEN not in child_err
         assert "Traceback" not in child_err
