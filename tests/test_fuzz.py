@@ -14,12 +14,12 @@ import shutil
 import pytest
 import yaml
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from bot import texts
 from bot.app import build_runner
-from bot.runner import MAX_PRIME_CHARS, Sender
+from bot.runner import MAX_PRIME_CHARS, Sender, clean_prime, split_command
 from bot.terminal import TerminalChat
 from common.cli import UserError
 from common.config import Config, config_from_dict, load_config
@@ -163,21 +163,31 @@ def runner(tmp_path_factory):
     loop.close()
 
 
+# Mostly the model's own alphabet (capitals, @ lines), with emoji and control characters mixed in.
+PRIME_TEXT = st.lists(st.sampled_from(
+    list("БАТЯКОГДПРИШЕЛНУМЙЗСВабвгдеёжзий ") + ["\n@\n", "\n", "😀", "\x00", "\u200b", "!"]
+), max_size=60).map("".join)
 SHORT_ANSWERS = {texts.NO_GOOD_POST, texts.PRIME_EMPTY, texts.BUSY}
 LEFT_OUT = texts.LEFT_OUT.split("{")[0]
 
 
-@fuzz(60)
-@given(st.one_of(ANY_TEXT, st.text(max_size=2000), st.sampled_from(
+@fuzz(100)
+@given(st.one_of(ANY_TEXT, PRIME_TEXT, PRIME_TEXT, st.text(max_size=2000), st.sampled_from(
     ["😀😀😀", "\x00\x07\x1b[31m", "ПРИШЕЛ НА ПАРУ\n@\nА ТАМ", "@", "\n\n\n", "ß ﬁ ǅ İ", "ʼn"])))
 @example("Я" * 10_000)
 def test_any_prime_text_gets_a_post_or_one_short_answer(runner, prime):
     built, loop = runner
     out = io.StringIO()
+    name, addressee, args = split_command(f"/bugurt {prime}")  # as the Telegram handler does
+    assert (name, addressee) == ("bugurt", "")
     for sender in (Sender(1, is_admin=True), Sender(2, is_admin=False)):
         built._last_bugurt.clear()  # noqa: SLF001 - every example starts out of cooldown
-        loop.run_until_complete(built.command("bugurt", prime, sender, TerminalChat(out)))
+        loop.run_until_complete(built.command(name, args, sender, TerminalChat(out)))
     replies = [r for r in out.getvalue().split("\n\n") if r.strip()]
+    event("post" if replies[-1].endswith("#neurobugurt") else replies[-1][:20])
+    start = built.generator.vocab.normalize_prime(clean_prime(args))
+    if replies[-1].endswith("#neurobugurt") and len(replies) == 2:  # no characters left out
+        assert replies[0].startswith(start), (start, replies[0])
     assert 2 <= len(replies) <= 4
     for reply in replies:
         reply = reply.strip("\n")
