@@ -231,3 +231,34 @@ def bot_model(basetemp: Path) -> Path:
                    "--eval-every", "100", "--threads", "1", env=secrets(vk=False), timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
     return model
+
+
+def stored_posts(db: Path) -> list[tuple]:
+    """The scraper's stored posts, (owner_id, post_id, date, text) by post id."""
+    return query(db, "SELECT owner_id, post_id, date, text FROM posts ORDER BY post_id")
+
+
+def one_clear_line(stderr: str) -> str:
+    """The last line of a failed command: `error: ...`, and no traceback anywhere."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and len(last) < 400, stderr[-3000:]
+    return last
+
+
+def start_bot(folder: Path, config: Path, telegram: FakeTelegram) -> Child:
+    """`python -m bot` serving the fake Bot API, once it has set its command menu."""
+    bot = Child(folder, "bot", "--config", str(config), env=secrets(telegram))
+    after = len(telegram.calls_of("setMyCommands"))
+    wait_until(lambda: len(telegram.calls_of("setMyCommands")) > after or not bot.alive(), 120,
+               "the bot to start")
+    assert bot.alive(), bot.stderr[-3000:]
+    return bot
+
+
+def admin_post(telegram: FakeTelegram) -> str:
+    """/post from the admin; the bot's one-line answer."""
+    after = len(telegram.calls)
+    telegram.send_command("/post", user_id=ADMIN)
+    return telegram.wait_for("sendMessage", lambda p: p["chat_id"] == ADMIN, 90, after).params[
+        "text"]
