@@ -41,6 +41,7 @@ MIGRATIONS: list[str] = [
         newest_post_id INTEGER,   -- highest non-pinned post id of the last completed scrape
         run_newest_id  INTEGER,   -- newest id seen by the run in progress (NULL when none)
         run_offset     INTEGER,   -- wall offset the run in progress has stored up to
+        run_last_id    INTEGER,   -- oldest non-pinned post id the run in progress has stored
         run_full       INTEGER NOT NULL DEFAULT 0,
         updated_at     INTEGER
     );

@@ -10,7 +10,9 @@ How a run knows where to stop and where to resume (state in `scrape_state`, see 
   `run_newest_id` (the top it started from) in the same transaction. A run that finds these
   set resumes: it first reads the posts that appeared above `run_newest_id` since (they push
   the old ones `k` places down), then continues at `run_offset + k`, re-reading
-  `RESUME_OVERLAP` posts before it in case some were deleted meanwhile. Posts are keyed by
+  `RESUME_OVERLAP` posts before it in case some were deleted meanwhile; if more were deleted,
+  the post at the restart point is older than `run_last_id` (the oldest the run stored), and
+  the restart point steps back a page at a time until it is not. Posts are keyed by
   (owner_id, post_id), so a re-read updates a row and never duplicates it.
 """
 
@@ -89,7 +91,7 @@ def fetch_wall(
         if state.interrupted:
             log.info("resuming the interrupted scrape at offset %d", state.run_offset)
             state, new_posts = _catch_up(client, store, state, options, bar)
-            start = max(0, state.run_offset - RESUME_OVERLAP)
+            start = _resume_point(client, state, options)
         else:
             state = replace(state, run_full=full, run_offset=0)
             start = 0
@@ -100,6 +102,7 @@ def fetch_wall(
             if state.run_newest_id is None and regular:
                 state.run_newest_id = max(regular)
             state.run_offset = page.offset + len(page.items)
+            state.run_last_id = min(regular, default=state.run_last_id)
             new_posts += store.save_page(owner_id, page.items, state, page.offset == 0)
             bar.update(len(page.items))
             if floor is not None and min(regular, default=floor + 1) <= floor:
@@ -126,6 +129,19 @@ def _catch_up(
     state = replace(state, run_newest_id=top, run_offset=state.run_offset + above)
     store.save_state(state)
     return state, new_posts
+
+
+def _resume_point(client: VkClient, state: ScrapeState, options: ScrapeOptions) -> int:
+    """An offset at or above the oldest post the interrupted run stored: no post skipped."""
+    start = max(0, state.run_offset - RESUME_OVERLAP)
+    while start > 0 and state.run_last_id is not None:
+        page = next(client.wall_pages(state.owner_id, start, 1, 1), None)
+        first = _regular_ids(page) if page else []
+        if first and first[0] >= state.run_last_id:
+            break
+        log.info("posts were deleted meanwhile: resuming %d posts earlier", options.page_size)
+        start = max(0, start - options.page_size)
+    return start
 
 
 def _pages(client: VkClient, owner_id: int, start: int, options: ScrapeOptions):

@@ -23,6 +23,7 @@ class ScrapeState:
     run_newest_id: int | None = None  # top non-pinned id of the run in progress; None: none
     run_offset: int = 0  # wall offset the run in progress has stored up to
     run_full: bool = False
+    run_last_id: int | None = None  # oldest non-pinned id the run in progress has stored
 
     @property
     def interrupted(self) -> bool:
@@ -58,6 +59,7 @@ class PostStore:
             row["run_newest_id"],
             row["run_offset"] or 0,
             bool(row["run_full"]),
+            row["run_last_id"],
         )
 
     def save_page(
@@ -95,16 +97,18 @@ class PostStore:
     def _write_state(self, state: ScrapeState, now: int) -> None:
         self.conn.execute(
             "INSERT INTO scrape_state (owner_id, newest_post_id, run_newest_id, run_offset,"
-            " run_full, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " run_full, run_last_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (owner_id) DO UPDATE SET newest_post_id = excluded.newest_post_id,"
             " run_newest_id = excluded.run_newest_id, run_offset = excluded.run_offset,"
-            " run_full = excluded.run_full, updated_at = excluded.updated_at",
+            " run_full = excluded.run_full, run_last_id = excluded.run_last_id,"
+            " updated_at = excluded.updated_at",
             (
                 state.owner_id,
                 state.newest_post_id,
                 state.run_newest_id,
                 state.run_offset if state.interrupted else None,
                 int(state.run_full),
+                state.run_last_id if state.interrupted else None,
                 now,
             ),
         )

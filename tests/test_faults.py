@@ -86,10 +86,6 @@ def test_scrape_killed_at_a_random_point_resumes_without_loss_or_duplicates(tmp_
     assert corpus == (tmp_path / "reference" / "data" / "corpus.txt").read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="bug in scraper/run.py fetch_wall: a resume restarts at "
-                   "run_offset - RESUME_OVERLAP (20); when more posts than that were deleted "
-                   "from the part already read, the older posts move up past the restart point "
-                   "and are never stored (later incremental runs stop at newest_post_id)")
 def test_scrape_resumed_after_many_deletions_loses_no_post(tmp_path):
     posts = [make_item(i, 1_600_000_000 + 60 * i, f"ПОСТ {i}\n@\nСТРОКА {i}")
              for i in range(1, 2701)]

@@ -65,8 +65,9 @@ def test_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path):
         offsets = vk.offsets()
     assert out.strip().startswith("fetched 105 new posts; corpus: 2705 bugurts"), err
     assert stored_ids(tmp_path) == list(range(1, 2706))
-    # Caught up on the 5 new posts at offset 0, then resumed at 2600 + 5 less the overlap.
-    assert offsets == [0, 2585, 2685]
+    # Caught up on the 5 new posts at offset 0, then resumed at 2600 + 5 less the overlap,
+    # after a one-post probe there showing that no post moved past the restart point.
+    assert offsets == [0, 2585, 2585, 2685]
 
 
 def test_bad_token_exits_with_one_line(tmp_path):
