@@ -51,10 +51,11 @@ def servers():
     vk.stop()
 
 
-# ----- the scraper ----------------------------------------------------------------------
-
 PROXY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 CUT_JSON = '{"ok": true, "result": [{"update_id": 4'
+
+
+# ----- the scraper ------------------------------------------------------------------------------
 
 
 def test_scrape_retries_a_stormy_vk_api_within_a_bound(tmp_path):
@@ -93,6 +94,9 @@ def test_scrape_stops_with_one_line_on_a_broken_answer_and_loses_nothing(tmp_pat
         wall_ids = sorted(vk.posts)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [row[1] for row in stored_posts(db)] == wall_ids
+
+
+# ----- the bot ----------------------------------------------------------------------------------
 
 
 def test_bot_never_dies_under_a_stormy_telegram_and_vk(tmp_path, servers, bot_model):
