@@ -81,11 +81,14 @@ def _train_rate(model: CharLSTM, batch: int, seq: int, seconds: float, bf16: boo
 
 def train_speed(args) -> None:
     cfg = ModelConfig(vocab_size=160, embed=64, hidden=512, layers=2, dropout=0.1)
-    runs = [("this trainer: bf16 autocast, fused AdamW, batch 128×128", 128, 128, True, True),
-            ("plain fp32 nn.LSTM, batch 128×128, foreach AdamW", 128, 128, False, False),
-            ("beginner loop: batch 1×128, fp32", 1, 128, False, False)]
+    threads = torch.get_num_threads()
+    runs = [("this trainer: bf16 autocast, fused AdamW, batch 128×128", 128, 128, True, True, 0),
+            ("the same on 1 thread", 128, 128, True, True, 1),
+            ("plain fp32 nn.LSTM, batch 128×128, foreach AdamW", 128, 128, False, False, 0),
+            ("beginner loop: batch 1×128, fp32", 1, 128, False, False, 0)]
     rows = []
-    for name, batch, seq, bf16, fused in runs:
+    for name, batch, seq, bf16, fused, one_thread in runs:
+        torch.set_num_threads(1 if one_thread else threads)
         torch.manual_seed(0)
         rate = _train_rate(CharLSTM(cfg), batch, seq, args.seconds, bf16, fused)
         rows.append((name, rate))
@@ -98,7 +101,7 @@ def train_speed(args) -> None:
 {COMMAND}train-speed --seconds {args.seconds:g}
 
 Machine: {machine()}. Each variant trains {args.seconds:g} s (after 2 warm-up steps), one after
-another in one process.
+another in one process; all but "1 thread" use {threads} threads.
 
 | variant | chars/s | this trainer is faster by |
 |---|---:|---:|
