@@ -116,6 +116,7 @@ class Runner:
         """Deliver pending posts whose retry time has come (periodic job; all of them on start)."""
         if self.outbox.publishers:
             await self.outbox.deliver(force=force)
+        self.state.beat()  # `python -m bot --health` reads it: the event loop is alive
 
     async def wait_idle(self) -> None:
         """Wait for background work (a retrain) to finish."""

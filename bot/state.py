@@ -1,20 +1,30 @@
 """Small persistent settings of the running bot (table bot_state): what admins changed at runtime.
 
-Keys: `schedule` (set by /schedule; JSON {"cron", "config"}) and `model` (set by a retrain swap
-or /rollback; JSON {"served", "previous", "config"}). Each overrides its config key only while
-the config still says what it said when the admin made the change, so editing the config wins.
+Keys: `heartbeat` (unix time of the last outbox sweep, read by `--health`), `schedule` (set
+by /schedule; JSON {"cron", "config"}) and `model` (set by a retrain swap or /rollback; JSON
+{"served", "previous", "config"}). Each of the last two overrides its config key only while the
+config still says what it said when the admin made the change, so editing the config wins.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 
 class State:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    def beat(self) -> None:
+        """Record that the bot's periodic jobs are running (unix seconds)."""
+        self.set("heartbeat", str(time.time()))
+
+    def seconds_since_beat(self) -> float | None:
+        beat = self.get("heartbeat")
+        return None if beat is None else time.time() - float(beat)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM bot_state WHERE key = ?", (key,)).fetchone()

@@ -53,6 +53,23 @@ def test_terminal_mode_on_stdin(tmp_path, model_dir):
     assert "Traceback" not in err
 
 
+def test_health_reads_the_heartbeat_of_the_running_bot(tmp_path, model_dir):
+    config = write_config(tmp_path, bot_config(tmp_path, model_dir))
+
+    def health() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "--health", "--config", str(config)],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+
+    before = health()
+    assert before.returncode == 1 and "last heartbeat was never" in before.stderr
+    proc = _bot(config, stdin=subprocess.PIPE)
+    proc.communicate("/help\n", timeout=60)  # start-up sweeps the outbox: the first heartbeat
+    after = health()
+    assert after.returncode == 0 and after.stdout.startswith("healthy"), after.stderr
+
+
 def test_refused_token_is_one_line_without_the_token(tmp_path, model_dir):
     server = FakeTelegram(token="999:REAL-SECRET-TOKEN").start()
     try:
