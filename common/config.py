@@ -16,6 +16,7 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -118,6 +119,8 @@ def config_from_dict(raw: Any, source: str = "config") -> Config:
     config = _build(Config, raw, prefix="", source=source)
     for secret in (config.vk.token, config.vk.post_token, config.telegram.token):
         register_secret(secret)
+    password = urlsplit(config.schedule.jobstore_url).password  # postgresql://u:PASSWORD@host
+    register_secret(password or "")
     return config
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR, Config, config_from_dict, load_config, require
-from common.log import RedactingFilter
+from common.log import RedactingFilter, redact
 from tests.conftest import REPO
 
 
@@ -89,6 +89,15 @@ def test_require_names_key_and_variable():
     with pytest.raises(UserError, match="vk.token is empty: set the environment variable VK_TOKEN"):
         require("", "vk.token", "VK_TOKEN")
     assert require("t0k3n", "vk.token", "VK_TOKEN") == "t0k3n"
+
+
+def test_job_store_password_is_redacted(monkeypatch):
+    monkeypatch.setenv("NB_JOBSTORE", "postgresql+psycopg://bot:hunter2-pass@db/nb")
+    config = config_from_dict({"schedule": {"jobstore_url": "${NB_JOBSTORE}"}})
+    assert "hunter2" not in repr(config)
+    assert redact("connect to postgresql+psycopg://bot:hunter2-pass@db") == (
+        "connect to postgresql+psycopg://bot:***@db"
+    )
 
 
 def test_tokens_are_not_in_repr_and_are_redacted_from_logs(monkeypatch, caplog):
