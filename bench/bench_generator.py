@@ -50,7 +50,7 @@ def machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), "?")
     amx = "AMX" if "amx_bf16" in Path("/proc/cpuinfo").read_text() else "no AMX"
-    return (f"{cpu} ({amx}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    return (f"{cpu} ({amx}), torch {torch.__version__}, torch threads: {torch.get_num_threads()}, "
             f"load average {open('/proc/loadavg').read().split()[0]} at start")
 
 
@@ -80,6 +80,7 @@ def _train_rate(model: CharLSTM, batch: int, seq: int, seconds: float, bf16: boo
 
 
 def train_speed(args) -> None:
+    where = machine()  # the load average before the run
     cfg = ModelConfig(vocab_size=160, embed=64, hidden=512, layers=2, dropout=0.1)
     threads = torch.get_num_threads()
     runs = [("this trainer: bf16 autocast, fused AdamW, batch 128×128", 128, 128, True, True, 0),
@@ -100,7 +101,7 @@ def train_speed(args) -> None:
 
 {COMMAND}train-speed --seconds {args.seconds:g}
 
-Machine: {machine()}. Each variant trains {args.seconds:g} s (after 2 warm-up steps), one after
+Machine: {where}. Each variant trains {args.seconds:g} s (after 2 warm-up steps), one after
 another in one process; all but "1 thread" use {threads} threads.
 
 | variant | chars/s | this trainer is faster by |
@@ -124,6 +125,7 @@ def _nn_lstm_post(model: CharLSTM, rows: int, chars: int) -> float:
 
 
 def generate(args) -> None:
+    where = machine()  # the load average before the run
     gen = Generator.load(args.model)  # sets 1 torch thread: both variants run on one core
     model, vocab, _ = load_model(args.model)
     gen.cell.b_head[END] = -1e9  # never stop early: every sample runs to the 500-character cap
@@ -155,7 +157,7 @@ def generate(args) -> None:
 
 {COMMAND}generate --model {args.model} --repeats {args.repeats}
 
-Machine: {machine()}. FastLSTM (hand-written cell, int8={gen.cell.int8}) vs `nn.LSTM` called once
+Machine: {where}. FastLSTM (hand-written cell, int8={gen.cell.int8}) vs `nn.LSTM` called once
 per character over the same weights; END is masked so every sample runs the full 500 characters.
 
 | task | FastLSTM best s | FastLSTM median s | nn.LSTM per char s | speed-up |
@@ -239,6 +241,7 @@ def _interpolated(model_dir: str, corpus: Path, order: int) -> tuple[float, ...]
 
 # ----- tiny shakespeare -----
 def shakespeare(args) -> None:
+    where = machine()  # the load average before the run
     source = SHARED / "tinyshakespeare" / "input.txt"
     if not source.exists():
         print(f"skip: {source} not found (shared data is present in CI only)")
@@ -261,9 +264,9 @@ def shakespeare(args) -> None:
     write_section("shakespeare", f"""
 ## tiny-shakespeare, first 90% train / last 10% validation, CPU
 
-{COMMAND}shakespeare --minutes {args.minutes:g} {extra}
+{COMMAND}shakespeare --minutes {args.minutes:g} -- {extra}
 
-Machine: {machine()}.
+Machine: {where}.
 `{line}`
 
 Validation: **{bpc:.4f} bits/char = {bpc * 0.693147:.4f} nats/char** after {args.minutes:g}
