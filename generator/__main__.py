@@ -120,6 +120,8 @@ def train(args, config: Config) -> int:
             f.name: getattr(args, f.name) for f in fields(ModelConfig)
             if f.name != "vocab_size" and getattr(args, f.name) is not None})
         train_cfg = TrainConfig(**overrides)
+        # Progress lines of a run killed before its first checkpoint: not this run's.
+        (out / checkpoint.METRICS_FILE).unlink(missing_ok=True)
     device = _device(args.device)
     rank = _init_distributed(device)
     out.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,8 @@ def load(path: str | os.PathLike) -> dict:
         raise UserError(f"{path} not found: train a model first (python -m generator train)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as exc:  # OSError: torch reads past the end of a cut zip archive
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise UserError(
             f"{path} is truncated or not a neurobugurt model file ({reason}): "

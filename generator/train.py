@@ -190,7 +190,6 @@ class Trainer:
                 self._save_best()
             else:
                 self.bad_evals += 1
-        self._save_checkpoint()
 
     def _should_stop(self) -> bool:
         stop = self.progress() >= 1.0 or self.bad_evals >= self.cfg.patience
@@ -225,18 +224,23 @@ class Trainer:
             self.seconds += time.perf_counter() - started
             self.step += 1
             self.chars += chars_per_step
-            if self.step % cfg.eval_every == 0:
+            evaluated = self.step % cfg.eval_every == 0
+            if evaluated:
                 self._evaluate()
-            if self.step % cfg.log_every == 0 or self.step % cfg.eval_every == 0:
-                evaluated = self.step % cfg.eval_every == 0
+            if self.step % cfg.log_every == 0 or evaluated:
                 self._log(loss_sum / loss_n, self.val_bpc if evaluated else None)
                 bar.set_postfix_str(f"step {self.step} {self.chars / self.seconds:,.0f} chars/s "
                                     f"loss {loss_sum / loss_n:.3f} val_bpc {self.val_bpc or 0:.3f}")
                 bar.update(int(100 * self.progress()) - bar.n)
                 loss_sum, loss_n = 0.0, 0
+            if evaluated:
+                # After the step's progress line: a kill between the two re-runs the step's
+                # tail on resume instead of losing its line (resume trims lines past the step).
+                self._save_checkpoint()
         if self.step % cfg.eval_every != 0 or self.step == 0:
             self._evaluate()
             self._log(loss_sum / loss_n if loss_n else None, self.val_bpc)
+            self._save_checkpoint()
         bar.close()
         return {"chars": self.chars, "seconds": self.seconds,
                 "chars_per_sec": self.chars / max(self.seconds, 1e-9),
