@@ -1,18 +1,31 @@
-"""Shared fixtures: where the real data of ../shared/data lives, skipping cleanly without it."""
+"""Fixtures shared by the process-level tests: child reaping, a tiny bot model, fake servers."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests import pipeline
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.vk import FakeVk
 
 
-def shared_file(relative: str) -> Path:
-    """A file of ../shared/data, or skip the test: a user's fresh clone has no shared data."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"needs {path} (shared data, present in CI only)")
-    return path
+@pytest.fixture(autouse=True)
+def _reap_children():
+    """No child process started through tests.pipeline outlives its test, whatever its outcome."""
+    yield
+    pipeline.reap()
+
+
+@pytest.fixture(scope="module")
+def bot_model(tmp_path_factory):
+    """A tiny trained model for bot processes (trained once per session by tests.pipeline)."""
+    return pipeline.bot_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def servers():
+    """A fake Telegram Bot API and a fake VK API on 127.0.0.1, empty."""
+    telegram, vk = FakeTelegram().start(), FakeVk().start()
+    yield telegram, vk
+    telegram.stop()
+    vk.stop()

@@ -20,10 +20,10 @@ from pathlib import Path
 import yaml
 
 from common.corpus import write_corpus
-from tests.conftest import REPO, SHARED_DATA
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, items_from_jsonl, make_item
+from tests.paths import REPO, SHARED_DATA
 
 REAL_WALL = SHARED_DATA / "bugurtthread" / "messages-2020-2022.jsonl"
 POST_COMMUNITY = 4242  # vk.post_community: the bot publishes to the wall of -4242

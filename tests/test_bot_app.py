@@ -24,10 +24,10 @@ from telegram.ext import Application
 from bot.app import build_application
 from common.config import config_from_dict
 from common.corpus import write_corpus
-from tests.conftest import REPO
 from tests.fakes.telegram import BOT_USERNAME, CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
+from tests.paths import REPO
 
 ADMIN, READER, OTHER = 11, 22, 33
 TINY_TRAIN = (

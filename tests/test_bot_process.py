@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import FakeVk
+from tests.paths import REPO
 from tests.test_bot_app import ADMIN, bot_config, tiny_model, write_config
 
 

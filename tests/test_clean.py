@@ -17,7 +17,7 @@ from scraper.clean import (
     dedup_key,
     is_separator,
 )
-from tests.conftest import shared_file
+from tests.paths import shared_file
 
 BUGURT = "ПРОСНУЛСЯ\n@\nПОШЁЛ НА РАБОТУ\n@\nСУББОТА"
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from common.corpus import read_posts, split_paths
-from tests import pipeline
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
@@ -40,13 +39,6 @@ TRAIN_SUMMARY = re.compile(
     r"train_summary: chars=(\d+) seconds=([\d.]+) chars_per_sec=([\d.]+) best_val_bpc=([\d.]+)"
 )
 TAG = "\n#neurobugurt"
-
-
-@pytest.fixture(autouse=True)
-def _reap_children():
-    """No child process outlives its test, whatever the test's outcome."""
-    yield
-    pipeline.reap()
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ import torch
 from common.corpus import write_corpus
 from generator import checkpoint
 from generator.sample import Generator
-from tests import pipeline
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
+from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import FakeVk, make_item
 from tests.pipeline import (
     ADMIN,
@@ -45,13 +44,6 @@ TAG = "\n#neurobugurt"
 TINY_STEPS = ("--layers", "1", "--hidden", "24", "--embed", "8", "--batch-size", "8",
               "--seq-len", "32", "--eval-every", "20", "--log-every", "5", "--threads", "1")
 STEPS = 100
-
-
-@pytest.fixture(autouse=True)
-def _reap_children():
-    """No child process outlives its test, whatever the test's outcome."""
-    yield
-    pipeline.reap()
 
 
 # ----- kill -9 during the scrape ----------------------------------------------------------------
@@ -209,19 +201,6 @@ def test_truncated_checkpoint_is_one_clear_line(tmp_path, tiny_corpus, reference
 
 
 # ----- kill -9 of the bot between "stored as pending" and "sent" ------------------------------
-
-
-@pytest.fixture(scope="module")
-def bot_model(tmp_path_factory):
-    return pipeline.bot_model(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def servers():
-    telegram, vk = FakeTelegram().start(), FakeVk().start()
-    yield telegram, vk
-    telegram.stop()
-    vk.stop()
 
 
 @pytest.mark.parametrize(("seed", "lost"), [(1, "telegram"), (2, "vk"), (3, "vk")])

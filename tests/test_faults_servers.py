@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from bot.texts import INTERNAL_ERROR
-from tests import pipeline
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
+from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import FakeVk
 from tests.pipeline import (
     READER,
@@ -29,26 +26,6 @@ from tests.pipeline import (
 )
 
 TAG = "\n#neurobugurt"
-
-
-@pytest.fixture(autouse=True)
-def _reap_children():
-    """No child process outlives its test, whatever the test's outcome."""
-    yield
-    pipeline.reap()
-
-
-@pytest.fixture(scope="module")
-def bot_model(tmp_path_factory):
-    return pipeline.bot_model(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def servers():
-    telegram, vk = FakeTelegram().start(), FakeVk().start()
-    yield telegram, vk
-    telegram.stop()
-    vk.stop()
 
 
 PROXY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"

@@ -25,7 +25,7 @@ from generator.model import CharLSTM, FastLSTM, ModelConfig
 from generator.sample import Generator, load_model
 from generator.train import Streams, TrainConfig, Trainer, batch_loss, save_model
 from generator.vocab import END, UNK, Vocab
-from tests.conftest import REPO
+from tests.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
 TINY = dict(embed=4, hidden=5, layers=2)  # torch-rnn style sizes: N,T,D,H,V = 2,3,4,5,6

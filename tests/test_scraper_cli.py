@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import REPO
 from tests.fakes.vk import TOKEN, FakeVk, make_item
+from tests.paths import REPO
 
 BASE_DATE = 1_600_000_000
 
