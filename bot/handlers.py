@@ -79,6 +79,11 @@ async def on_vote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log an unexpected error and tell the user one line instead of staying silent."""
+    if update is None and context.job is None and isinstance(context.error, TelegramError):
+        # getUpdates failed (Bot API down, a proxy's error page): PTB's polling loop retries by
+        # itself, and a traceback for every try would bury the log.
+        log.warning("polling Telegram failed, retrying: %s", context.error)
+        return
     log.error("error while handling an update", exc_info=context.error)
     # Only a person's own message gets the apology (a vote's message is the channel post).
     if isinstance(update, Update) and update.message is not None:
