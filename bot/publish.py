@@ -23,8 +23,8 @@ from telegram.error import (
 )
 
 from bot.outbox import PermanentFailure, RetryLater
+from common.vk import vk_api_client
 
-VK_DEFAULT_METHOD_URL = "https://api.vk.ru/method/"  # the URL vk-api calls; rebased below
 VK_FLOOD_CONTROL = 9  # "Flood control": too many posts (or the same post) in a short time
 VK_RETRYABLE = {1, 6, 9, 10, 29}  # unknown, too many rps, flood, internal, rate limit
 
@@ -78,20 +78,6 @@ class TelegramChannel:
         return str(message.message_id)
 
 
-class _RebasedSession(requests.Session):
-    """A requests session that sends vk-api's fixed method URL to `vk.api_url` instead."""
-
-    def __init__(self, api_url: str) -> None:
-        super().__init__()
-        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
-
-    def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
-        if url.startswith(VK_DEFAULT_METHOD_URL):
-            url = self.api_url + url[len(VK_DEFAULT_METHOD_URL):]
-        kwargs.setdefault("timeout", 30)
-        return super().request(method, url, *args, **kwargs)
-
-
 class VkWall:
     """Posts to the wall of community `vk.post_community` as the community (wall.post)."""
 
@@ -99,9 +85,7 @@ class VkWall:
 
     def __init__(self, api_url: str, token: str, api_version: str, community: int) -> None:
         self.owner_id = -abs(community)
-        self.vk = vk_api.VkApi(
-            token=token, api_version=api_version, session=_RebasedSession(api_url)
-        )
+        self.vk = vk_api_client(token, api_url, api_version, timeout=30)
 
     async def publish(self, outbox_id: int, text: str, guid: str) -> str:
         values = {"owner_id": self.owner_id, "from_group": 1, "message": text, "guid": guid}

@@ -1,9 +1,6 @@
-"""VK API access through the real `vk_api.VkApi`: base URL, retries, errors, wall paging.
+"""Reading a VK wall through the real `vk_api.VkApi` (common.vk): retries, errors, paging.
 
-vk_api posts every call to the hard-coded `https://api.vk.ru/method/`; `BaseUrlSession` (the
-`session=` it accepts) rewrites that prefix to `vk.api_url`, so the same code talks to a fake
-server in tests. vk_api's own handler for error 6 sleeps and calls itself again without end;
-the client removes it and retries 6/9/29/10 and HTTP 5xx itself, a bounded number of times.
+Errors 6/9/29/10 and HTTP 5xx are retried here, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -16,14 +13,13 @@ from dataclasses import dataclass
 
 import requests
 import vk_api
-from jconfig import MemoryConfig
 from vk_api.exceptions import ApiError, ApiHttpError, VkApiError
 
 from common.cli import UserError
+from common.vk import vk_api_client
 
 log = logging.getLogger(__name__)
 
-VK_LIB_API_URL = "https://api.vk.ru/method/"  # what vk_api hard-codes
 PAGE_SIZE = 100  # wall.get's maximum `count`
 PAGES_PER_EXECUTE = 25  # execute runs at most 25 API calls
 RETRYABLE = {6: "too many requests", 9: "flood control", 10: "VK internal error",
@@ -45,21 +41,6 @@ class VkError(UserError):
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
         self.code = code
-
-
-class BaseUrlSession(requests.Session):
-    """A requests session that sends vk_api's calls to `api_url` instead of api.vk.ru."""
-
-    def __init__(self, api_url: str):
-        super().__init__()
-        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
-        self.headers["User-Agent"] = "neurobugurt-scraper"
-
-    def request(self, method, url, *args, **kwargs):  # noqa: ANN001 (requests' signature)
-        if isinstance(url, str) and url.startswith(VK_LIB_API_URL):
-            url = self.api_url + url[len(VK_LIB_API_URL) :]
-        kwargs.setdefault("timeout", 60)
-        return super().request(method, url, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -90,13 +71,9 @@ class VkClient:
         retry: Retry = Retry(),
         min_interval: float = vk_api.VkApi.RPS_DELAY,  # VK allows ~3 calls a second
     ):
-        self.session = BaseUrlSession(api_url)
-        self.api_url = self.session.api_url
-        self.api = vk_api.VkApi(
-            token=token, api_version=api_version, session=self.session, config=MemoryConfig
-        )  # MemoryConfig: no vk_config.v2.json read from or written to the current directory
+        self.api = vk_api_client(token, api_url, api_version, timeout=60)
+        self.api_url = self.api.http.api_url
         self.api.RPS_DELAY = min_interval
-        self.api.error_handlers.pop(vk_api.vk_api.TOO_MANY_RPS_CODE, None)  # unbounded recursion
         self.api_version = api_version
         self.retry = retry
         self.community = ""  # for error messages
