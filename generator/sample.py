@@ -41,8 +41,7 @@ def load_model(model_dir: str | Path) -> tuple[CharLSTM, Vocab, dict]:
 class Generator:
     def __init__(self, model: CharLSTM, vocab: Vocab, novelty: gate.NoveltyIndex, info: dict):
         self.model, self.vocab, self.novelty = model, vocab, novelty
-        self.cell = FastLSTM(model)
-        self.cell.b_head[UNK] = -math.inf  # never write the unknown symbol
+        self.cell = FastLSTM(model, banned=(UNK,))  # never write the unknown symbol
         self._lock = threading.Lock()
         # State after the primer (a text boundary of the training stream), shared by every sample.
         self.start_state = self.cell.zero_state(1)
@@ -95,7 +94,7 @@ class Generator:
     def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
                top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:
         """`rows` raw texts (prime + continuation) and each one's mean log-prob per character."""
-        state = [[t.expand(rows, -1).contiguous() for t in layer] for layer in self.start_state]
+        state = self.start_state.repeat(rows)
         logits = self.start_logits.expand(rows, -1)
         for token in self.vocab.encode(prime):
             logits = self.cell.step(torch.full((rows,), token), state)
@@ -103,21 +102,21 @@ class Generator:
         plain = not top_k and (top_p is None or top_p >= 1.0)
         if plain:  # Gumbel-max: argmax(logits + T·g) draws from softmax(logits / T)
             noise = torch.rand(budget, rows, logits.shape[1], generator=rng)
-            noise = noise.clamp_(1e-20).log_().neg_().log_().neg_().mul_(temperature)
-        out = torch.full((rows, budget), END)
+            noise = noise.clamp_(1e-20).log_().neg_().log_().neg_().mul_(temperature).unbind(0)
+        out = torch.full((budget, rows), END)
+        out_rows = out.unbind(0)  # views: each step's draw is written in place
         seen = []  # logits of every step, scored after the loop in one pass
         for t in range(budget):
             if plain:
-                token = torch.add(logits, noise[t]).argmax(1)
+                torch.argmax(torch.add(logits, noise[t]), 1, out=out_rows[t])
             else:
-                token = _draw(logits, temperature, top_k, top_p, rng)
-            out[:, t] = token
+                out_rows[t].copy_(_draw(logits, temperature, top_k, top_p, rng))
             seen.append(logits)
-            if t % 16 == 15 and (out[:, : t + 1] == END).any(1).all():
+            if t % 16 == 15 and (out[: t + 1] == END).any(0).all():
                 break
-            logits = self.cell.step(token, state)
+            logits = self.cell.step(out_rows[t], state)
         steps = len(seen)
-        out = out[:, :steps]
+        out = out[:steps].T
         ended = out == END
         # characters before the first END; a row with no END ran into the cap
         length = torch.where(ended.any(1), ended.int().argmax(1), torch.tensor(steps))

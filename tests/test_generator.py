@@ -50,17 +50,27 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-def test_shapes_at_tiny_sizes_and_fast_cell_matches_nn_lstm():
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_shapes_at_tiny_sizes_and_fast_cell_matches_nn_lstm(layers):
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=6, **TINY)).eval()
+    model = CharLSTM(ModelConfig(vocab_size=6, **{**TINY, "layers": layers})).eval()
     x = torch.randint(0, 6, (2, 3))
     logits, (h, c) = model(x)
-    assert logits.shape == (2, 3, 6) and h.shape == c.shape == (2, 2, 5)
+    assert logits.shape == (2, 3, 6) and h.shape == c.shape == (layers, 2, 5)
     for int8, tolerance in ((False, 1e-5), (True, 2e-2)):  # int8: quantized matrix products
-        cell = FastLSTM(model, int8=int8)
+        cell = FastLSTM(model, int8=int8, banned=(4,))
         state = cell.zero_state(2)
         steps = torch.stack([cell.step(x[:, t], state) for t in range(3)], 1)
+        assert torch.isneginf(steps[..., 4]).all()  # a banned token is never drawn
+        steps[..., 4] = logits[..., 4]
         torch.testing.assert_close(steps, logits.detach(), atol=tolerance, rtol=tolerance)
+        # a one-row state repeated for 2 rows continues like the original row (int8 quantizes
+        # the activations per batch, hence the same tolerance)
+        one = cell.zero_state(1)
+        cell.step(x[:1, 0], one)
+        both = one.repeat(2)
+        torch.testing.assert_close(cell.step(x[:, 1], both)[:1], cell.step(x[:1, 1], one),
+                                   atol=tolerance, rtol=tolerance)
 
 
 def test_batches_are_contiguous_streams_split_across_ranks():
