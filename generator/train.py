@@ -229,8 +229,9 @@ class Trainer:
                 self._evaluate()
             if self.step % cfg.log_every == 0 or evaluated:
                 self._log(loss_sum / loss_n, self.val_bpc if evaluated else None)
+                val = "—" if self.val_bpc is None else f"{self.val_bpc:.3f}"  # none before 1st eval
                 bar.set_postfix_str(f"step {self.step} {self.chars / self.seconds:,.0f} chars/s "
-                                    f"loss {loss_sum / loss_n:.3f} val_bpc {self.val_bpc or 0:.3f}")
+                                    f"loss {loss_sum / loss_n:.3f} val_bpc {val}")
                 bar.update(int(100 * self.progress()) - bar.n)
                 loss_sum, loss_n = 0.0, 0
             if evaluated:
