@@ -80,6 +80,25 @@ def _train_rate(model: CharLSTM, batch: int, seq: int, seconds: float, bf16: boo
     return chars / spent
 
 
+def _train_flops_per_char(cfg: ModelConfig) -> float:
+    """Multiply-add FLOPs of one training character: forward products ×3 (forward + backward)."""
+    H, D, L, V = cfg.hidden, cfg.embed, cfg.layers, cfg.vocab_size
+    forward = 2 * (4 * H * (D + H) + (L - 1) * 4 * H * 2 * H + H * V)
+    return 3.0 * forward
+
+
+def _bf16_gemm_rate(m: int, k: int, n: int, seconds: float = 3.0) -> float:
+    """FLOP/s of a bf16 (m×k)·(k×n) product on this machine (oneDNN/AMX), best of a few runs."""
+    a, b = torch.randn(m, k).bfloat16(), torch.randn(k, n).bfloat16()
+    best, spent = math.inf, 0.0
+    while spent < seconds:
+        started = time.perf_counter()
+        a @ b
+        took = time.perf_counter() - started
+        best, spent = min(best, took), spent + took
+    return 2 * m * k * n / best
+
+
 def train_speed(args) -> None:
     where = machine()  # the load average before the run
     cfg = ModelConfig(vocab_size=160, embed=64, hidden=512, layers=2, dropout=0.1)
@@ -97,6 +116,15 @@ def train_speed(args) -> None:
         print(f"{name}: {rate:,.0f} chars/s", file=sys.stderr)
     base = rows[0][1]
     table = "\n".join(f"| {n} | {r:,.0f} | {base / r:.1f}× |" for n, r in rows)
+    torch.set_num_threads(threads)
+    flops = _train_flops_per_char(cfg)
+    step_rate = _bf16_gemm_rate(128, 512, 2048)  # one recurrent step of batch 128
+    big_rate = _bf16_gemm_rate(16384, 1024, 2048)  # a whole window's input products at once
+    ceiling = f"""A training character is {flops / 1e6:.1f} MFLOP of matrix products (3 × forward).
+Measured bf16 matrix-product rates here ({threads} threads): {step_rate / 1e9:,.0f} GFLOP/s for the
+recurrent step's 128×512·512×2048, {big_rate / 1e9:,.0f} GFLOP/s for a large 16384×1024·1024×2048.
+If every FLOP ran at the large product's rate the ceiling would be {big_rate / flops:,.0f} chars/s;
+this trainer reaches {base * flops / 1e9:,.0f} GFLOP/s ({base * flops / big_rate:.0%} of it)."""
     write_section("train-speed", f"""
 ## Training speed, 2×512 LSTM (V=160, D=64), CPU
 
@@ -108,6 +136,8 @@ another in one process; all but "1 thread" use {threads} threads.
 | variant | chars/s | this trainer is faster by |
 |---|---:|---:|
 {table}
+
+{ceiling}
 """)
 
 
