@@ -60,6 +60,20 @@ def split_paths(corpus_path: str | os.PathLike) -> tuple[Path, Path]:
     return path.with_suffix(".train.txt"), path.with_suffix(".val.txt")
 
 
+def read_split(corpus_path: str | os.PathLike) -> tuple[list[str], list[str], bool]:
+    """(train, validation, from_files) of a corpus: its split files when they hold exactly the
+    corpus's posts, else the corpus split here (split files missing, or stale: written by an
+    earlier scrape, or a write that was interrupted between files). Raises UnicodeDecodeError."""
+    posts = read_posts(corpus_path)
+    train_path, val_path = split_paths(corpus_path)
+    if train_path.is_file() and val_path.is_file():
+        train, val = read_posts(train_path), read_posts(val_path)
+        if sorted(train + val) == sorted(posts):
+            return train, val, True
+    train, val = split_posts(posts)
+    return train, val, False
+
+
 def write_corpus(corpus_path: str | os.PathLike, posts: list[str]) -> tuple[Path, Path]:
     """Write the corpus and its date split; returns the (train, validation) file paths."""
     train, val = split_posts(posts)

@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from common.cli import UserError, run_cli
 from common.config import Config, load_config
-from common.corpus import read_posts, split_paths, split_posts
+from common.corpus import VAL_FRACTION, read_split, split_paths
 from common.log import setup_logging
 from generator import checkpoint
 from generator.gate import NoveltyIndex
@@ -84,14 +84,13 @@ def _parser() -> argparse.ArgumentParser:
 def _read_corpus(path: Path) -> tuple[list[str], list[str]]:
     if not path.is_file():
         raise UserError(f"corpus {path} not found: run `python -m scraper` or pass --corpus FILE")
-    train_path, val_path = split_paths(path)
     try:
-        if train_path.is_file() and val_path.is_file():
-            train_posts, val_posts = read_posts(train_path), read_posts(val_path)
-        else:
-            train_posts, val_posts = split_posts(read_posts(path))
+        train_posts, val_posts, from_files = read_split(path)
     except UnicodeDecodeError:
         raise UserError(f"corpus {path} is not UTF-8 text: pass a corpus file") from None
+    if not from_files and all(p.is_file() for p in split_paths(path)):
+        log.warning("the split files of %s do not hold its posts (stale?): splitting %s itself, "
+                    "newest %d%% of posts for validation", path, path.name, VAL_FRACTION * 100)
     if not train_posts or not val_posts:
         raise UserError(f"corpus {path} holds fewer than 2 posts: scrape more before training")
     return train_posts, val_posts

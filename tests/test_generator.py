@@ -17,7 +17,7 @@ import torch
 
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR
-from common.corpus import format_posts, write_corpus
+from common.corpus import format_posts, read_split, split_posts, write_corpus, write_text_atomic
 from generator import checkpoint, gate
 from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
@@ -278,3 +278,15 @@ def test_bundled_model_writes_tagged_posts_through_the_cli():
     for post in posts:
         lines = post.strip("\n").split("\n")
         assert lines[-1] == "#neurobugurt" and gate.form_reason("\n".join(lines[:-1])) is None
+
+
+def test_trainer_input_ignores_stale_split_files(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    old, new = bugurts(20), bugurts(30)
+    write_corpus(corpus, old)
+    train, val, from_files = read_split(corpus)
+    assert from_files and train + val == old
+    # a newer scrape whose write stopped after the corpus: the split files are the old ones
+    write_text_atomic(corpus, format_posts(new))
+    train, val, from_files = read_split(corpus)
+    assert not from_files and (train, val) == split_posts(new)
