@@ -1,7 +1,7 @@
 """Generator benchmarks, measured side by side in one run; each writes its section of BENCHMARKS.md.
 
     .venv/bin/python bench/bench_generator.py train-speed [--seconds 60]
-    .venv/bin/python bench/bench_generator.py generate [--model generator/bundled]
+    .venv/bin/python bench/bench_generator.py generate [--model DIR ...]
     .venv/bin/python bench/bench_generator.py quality --model DIR --corpus data/bugurt/corpus.txt
     .venv/bin/python bench/bench_generator.py shakespeare --minutes 10
 
@@ -155,48 +155,64 @@ def _nn_lstm_post(model: CharLSTM, rows: int, chars: int) -> float:
     return time.perf_counter() - started
 
 
-def generate(args) -> None:
-    where = machine()  # the load average before the run
-    gen = Generator.load(args.model)  # sets 1 torch thread: both variants run on one core
-    model, vocab, _ = load_model(args.model)
+def _generation_times(model_dir: str, repeats: int) -> tuple[list[str], str]:
+    """Table rows (one post, best-of-16) and the end-to-end line for one model directory."""
+    gen = Generator.load(model_dir)  # sets 1 torch thread: both variants run on one core
+    model, _, _ = load_model(model_dir)
     gen.cell = FastLSTM(model, banned=(UNK, END))  # every sample runs to the 500-character cap
     gen.start_logits = gen.start_logits.clone()
     gen.start_logits[:, END] = -math.inf
     rng = torch.Generator().manual_seed(0)
-    results = {}
-    for rows in (1, 16):
+    cfg, rows_out = model.config, []
+    for rows, task in ((1, "one post"), (16, "best-of-16 (16 in parallel)")):
         with torch.inference_mode():
             gen.sample(rows, "", 0.85, None, None, rng)  # warm-up
             times = []
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 started = time.perf_counter()
                 gen.sample(rows, "", 0.85, None, None, rng)
                 times.append(time.perf_counter() - started)
         _nn_lstm_post(model, rows, 20)
-        results[rows] = (min(times), sorted(times)[len(times) // 2],
-                         min(_nn_lstm_post(model, rows, 500) for _ in range(2)))
-    full = Generator.load(args.model)
-    started = time.perf_counter()
-    posts = full.generate(n=1, seed=1, candidates=16)
-    gated = time.perf_counter() - started
-    cfg = model.config
-    table = "\n".join(
-        f"| {'one post' if r == 1 else 'best-of-16 (16 in parallel)'} | {fast:.3f} | {med:.3f} "
-        f"| {slow:.3f} | {slow / fast:.1f}× |" for r, (fast, med, slow) in results.items())
+        fast, med = min(times), sorted(times)[len(times) // 2]
+        slow = min(_nn_lstm_post(model, rows, 500) for _ in range(2))
+        rows_out.append(f"| {cfg.layers}×{cfg.hidden} | {task} | {fast:.3f} | {med:.3f} "
+                        f"| {slow:.3f} | {slow / fast:.1f}× |")
+    full = Generator.load(model_dir)
+    took, returned = [], 0
+    for seed in range(1, repeats + 1):
+        started = time.perf_counter()
+        returned += len(full.generate(n=1, seed=seed, candidates=16))
+        took.append(time.perf_counter() - started)
+    median = sorted(took)[len(took) // 2]
+    line = (f"- {cfg.layers}×{cfg.hidden} (`{model_dir}`): median {median:.3f} s, "
+            f"best {min(took):.3f} s over seeds 1–{repeats}; {returned} of {repeats} calls "
+            "returned a post")
+    return rows_out, line
+
+
+def generate(args) -> None:
+    where = machine()  # the load average before the run
+    rows, lines = [], []
+    for model_dir in args.model:
+        model_rows, line = _generation_times(model_dir, args.repeats)
+        rows += model_rows
+        lines.append(line)
+    table, ends = "\n".join(rows), "\n".join(lines)
     write_section("generate", f"""
-## Generation time, 500 characters, {cfg.layers}×{cfg.hidden} model ({args.model})
+## Generation time, 500 characters
 
-{COMMAND}generate --model {args.model} --repeats {args.repeats}
+{COMMAND}generate --model {' '.join(args.model)} --repeats {args.repeats}
 
-Machine: {where}. FastLSTM (hand-written cell, int8={gen.cell.int8}) vs `nn.LSTM` called once
-per character over the same weights; END is masked so every sample runs the full 500 characters.
+Machine: {where}. FastLSTM (hand-written cell, int8 matrix products, one thread) vs `nn.LSTM`
+called once per character over the same weights; END is masked so every sample runs the full
+500 characters.
 
-| task | FastLSTM best s | FastLSTM median s | nn.LSTM per char s | speed-up |
-|---|---:|---:|---:|---:|
+| model | task | FastLSTM best s | FastLSTM median s | nn.LSTM per char s | speed-up |
+|---|---|---:|---:|---:|---:|
 {table}
 
 `Generator.generate(n=1, candidates=16)` end to end (sampling until END, quality gate, ranking):
-{gated:.3f} s, {len(posts)} post returned.
+{ends}
 """)
 
 
@@ -313,7 +329,7 @@ def main() -> None:
     s = sub.add_parser("train-speed")
     s.add_argument("--seconds", type=float, default=60)
     g = sub.add_parser("generate")
-    g.add_argument("--model", default="generator/bundled")
+    g.add_argument("--model", nargs="+", default=["generator/bundled"], help="model directories")
     g.add_argument("--repeats", type=int, default=5)
     q = sub.add_parser("quality")
     q.add_argument("--model", default="generator/bundled")
