@@ -104,6 +104,9 @@ def test_wall_to_trained_model_to_published_posts(tmp_path, servers):
     try:
         wait_until(lambda: telegram.messages_in(CHANNEL_ID) and vk.published, 120,
                    "the scheduled post on both targets")
+        # the bot records a delivery just after the service answered: wait for both records
+        wait_until(lambda: query(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'")
+                   == [(2,)], 30, "both deliveries recorded as sent")
         telegram.send_command("/status", user_id=ADMIN)
         status = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == ADMIN, timeout=60)
     finally:
