@@ -14,6 +14,7 @@ with a message when ../shared/data is absent.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import subprocess
@@ -103,15 +104,20 @@ def train_speed(args) -> None:
     where = machine()  # the load average before the run
     cfg = ModelConfig(vocab_size=160, embed=64, hidden=512, layers=2, dropout=0.1)
     threads = torch.get_num_threads()
-    runs = [("this trainer: bf16 autocast, fused AdamW, batch 128×128", 128, 128, True, True, 0),
-            ("the same on 1 thread", 128, 128, True, True, 1),
-            ("plain fp32 nn.LSTM, batch 128×128, foreach AdamW", 128, 128, False, False, 0),
-            ("beginner loop: batch 1×128, fp32", 1, 128, False, False, 0)]
+    # (name, batch, seq, bf16, fused AdamW, one thread, dropout)
+    runs = [("this trainer: bf16 autocast, fused AdamW, batch 128×128", 128, 128, True, True, 0,
+             cfg.dropout),
+            ("the same without dropout", 128, 128, True, True, 0, 0.0),
+            ("the same on 1 thread", 128, 128, True, True, 1, cfg.dropout),
+            ("plain fp32 nn.LSTM, batch 128×128, foreach AdamW", 128, 128, False, False, 0,
+             cfg.dropout),
+            ("beginner loop: batch 1×128, fp32", 1, 128, False, False, 0, cfg.dropout)]
     rows = []
-    for name, batch, seq, bf16, fused, one_thread in runs:
+    for name, batch, seq, bf16, fused, one_thread, dropout in runs:
         torch.set_num_threads(1 if one_thread else threads)
         torch.manual_seed(0)
-        rate = _train_rate(CharLSTM(cfg), batch, seq, args.seconds, bf16, fused)
+        model = CharLSTM(dataclasses.replace(cfg, dropout=dropout))
+        rate = _train_rate(model, batch, seq, args.seconds, bf16, fused)
         rows.append((name, rate))
         print(f"{name}: {rate:,.0f} chars/s", file=sys.stderr)
     base = rows[0][1]
@@ -126,7 +132,7 @@ recurrent step's 128×512·512×2048, {big_rate / 1e9:,.0f} GFLOP/s for a large 
 If every FLOP ran at the large product's rate the ceiling would be {big_rate / flops:,.0f} chars/s;
 this trainer reaches {base * flops / 1e9:,.0f} GFLOP/s ({base * flops / big_rate:.0%} of it)."""
     write_section("train-speed", f"""
-## Training speed, 2×512 LSTM (V=160, D=64), CPU
+## Training speed, 2×512 LSTM (V=160, D=64, dropout {cfg.dropout:g}), CPU
 
 {COMMAND}train-speed --seconds {args.seconds:g}
 
