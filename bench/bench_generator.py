@@ -164,7 +164,7 @@ def _nn_lstm_post(model: CharLSTM, rows: int, chars: int) -> float:
 def _generation_times(model_dir: str, repeats: int) -> tuple[list[str], str]:
     """Table rows (one post, best-of-16) and the end-to-end line for one model directory."""
     gen = Generator.load(model_dir)  # sets 1 torch thread: both variants run on one core
-    model, _, _ = load_model(model_dir)
+    model = gen.model
     gen.cell = FastLSTM(model, banned=(UNK, END))  # every sample runs to the 500-character cap
     gen.start_logits = gen.start_logits.clone()
     gen.start_logits[:, END] = -math.inf
@@ -181,7 +181,8 @@ def _generation_times(model_dir: str, repeats: int) -> tuple[list[str], str]:
         _nn_lstm_post(model, rows, 20)
         fast, med = min(times), sorted(times)[len(times) // 2]
         slow = min(_nn_lstm_post(model, rows, 500) for _ in range(2))
-        rows_out.append(f"| {cfg.layers}×{cfg.hidden} | {task} | {fast:.3f} | {med:.3f} "
+        size = f"{cfg.layers}×{cfg.hidden}" + ("" if gen.cell.int8 else " (fp32: no fbgemm)")
+        rows_out.append(f"| {size} | {task} | {fast:.3f} | {med:.3f} "
                         f"| {slow:.3f} | {slow / fast:.1f}× |")
     full = Generator.load(model_dir)
     took, returned = [], 0
