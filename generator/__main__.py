@@ -52,11 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="model directory to write (default: runs/<date-time>)")
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     t.add_argument("--resume", action="store_true", help="continue --out from checkpoint.pt")
+    t.add_argument("--init-from", metavar="DIR",
+                   help="start from the weights of this model directory (a new run: fresh "
+                        "optimizer and schedule; the corpus may add or drop characters)")
     for f in fields(ModelConfig):
         if f.name != "vocab_size":
             t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default))
     for f in fields(TrainConfig):
-        if f.name != "bf16":
+        if f.name not in ("bf16", "init_from"):
             kind = int if f.name == "max_steps" else type(f.default)
             t.add_argument("--" + f.name.replace("_", "-"), type=kind)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32")
@@ -104,7 +107,9 @@ def train(args, config: Config) -> int:
                  if getattr(args, f.name, None) is not None}
     if args.no_bf16:
         overrides["bf16"] = False
-    payload = None
+    payload = source = None
+    if args.resume and args.init_from:
+        raise UserError("--resume continues a run, --init-from starts a new one: pass only one")
     if args.resume:
         payload = checkpoint.load(out / checkpoint.CHECKPOINT_FILE)
         vocab = Vocab(payload["vocab"])
@@ -115,9 +120,13 @@ def train(args, config: Config) -> int:
             raise UserError(f"{out} already holds a model: pass --resume to continue it, "
                             "or choose a new --out")
         vocab = Vocab.build(train_posts)
-        model_cfg = ModelConfig(vocab_size=len(vocab), **{
-            f.name: getattr(args, f.name) for f in fields(ModelConfig)
-            if f.name != "vocab_size" and getattr(args, f.name) is not None})
+        sizes = {f.name: getattr(args, f.name) for f in fields(ModelConfig)
+                 if f.name != "vocab_size" and getattr(args, f.name) is not None}
+        if args.init_from:
+            source = checkpoint.load(Path(args.init_from) / checkpoint.MODEL_FILE)
+            sizes = _sizes_of(source, sizes, args.init_from)
+            overrides["init_from"] = str(args.init_from)
+        model_cfg = ModelConfig(vocab_size=len(vocab), **sizes)
         train_cfg = TrainConfig(**overrides)
         # Progress lines of a run killed before its first checkpoint: not this run's.
         (out / checkpoint.METRICS_FILE).unlink(missing_ok=True)
@@ -133,6 +142,11 @@ def train(args, config: Config) -> int:
         trainer = Trainer(train_cfg, model_cfg, streams, out, device)
     except ValueError as exc:
         raise UserError(f"cannot train on {corpus}: {exc}") from None
+    if source is not None:
+        mine, theirs = vocab.shared_ids(Vocab(source["vocab"]))
+        trainer.warm_start(source["model"], mine, theirs)
+        log.info("starting from %s: %d of this corpus's %d symbols carry its weights",
+                 args.init_from, len(mine), len(vocab))
     if payload is not None:
         trainer.resume(payload)
         if rank == 0:
@@ -147,6 +161,16 @@ def train(args, config: Config) -> int:
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
+
+
+def _sizes_of(source: dict, asked: dict, source_dir: str) -> dict:
+    """The model sizes of a warm start: the source's; only dropout may be changed."""
+    sizes = {k: v for k, v in source["model_config"].items() if k != "vocab_size"}
+    for name, value in asked.items():
+        if name != "dropout" and value != sizes.get(name):
+            raise UserError(f"--{name} {value} differs from the {sizes.get(name)} of "
+                            f"--init-from {source_dir}: drop --{name} (sizes come from it)")
+    return {**sizes, **{k: v for k, v in asked.items() if k == "dropout"}}
 
 
 def _device(choice: str) -> torch.device:

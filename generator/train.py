@@ -48,6 +48,7 @@ class TrainConfig:
     log_every: int = 10  # steps between metrics.jsonl progress lines
     seed: int = 1234
     bf16: bool = True  # autocast to bfloat16 (CPU with AMX/AVX512-BF16, or CUDA)
+    init_from: str | None = None  # model directory whose weights this run started from
 
 
 @dataclass
@@ -119,6 +120,21 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.rank)  # dropout masks differ across ranks
 
     # ----- state on disk -----
+    def warm_start(self, weights: dict, mine: list[int], theirs: list[int]) -> None:
+        """Start from another model's weights (same sizes; its vocabulary may differ).
+
+        Rows of the embedding and the output layer move from token ids `theirs` to `mine`;
+        tokens only this vocabulary has keep their fresh initialisation. The optimizer, the
+        schedule and the data position start afresh: this is a new run, not a resume.
+        """
+        rows = {"embed.weight", "head.weight", "head.bias"}
+        own = self.model.state_dict()
+        for name, tensor in weights.items():
+            if name in rows:
+                own[name][mine] = tensor.to(own[name].dtype)[theirs]
+            else:
+                own[name].copy_(tensor)
+
     def resume(self, payload: dict) -> None:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -162,7 +178,8 @@ class Trainer:
         primer = self.streams.train[-PRIMER_TOKENS:].tolist()
         save_model(self.out, self.model, self.streams.vocab_chars, primer=primer, info={
             "val_bpc": self.val_bpc, "trained_chars": self.chars, "train_seconds": self.seconds,
-            "step": self.step, "params": self.model.num_params()})
+            "step": self.step, "params": self.model.num_params(),
+            **({"init_from": self.cfg.init_from} if self.cfg.init_from else {})})
 
     def _log(self, train_loss: float | None, val_bpc: float | None) -> None:
         if self.rank != 0:

@@ -33,6 +33,12 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.chars) + SPECIALS
 
+    def shared_ids(self, other: Vocab) -> tuple[list[int], list[int]]:
+        """(ids here, ids in other) of the symbols both vocabularies hold, specials included."""
+        mine = list(range(SPECIALS)) + [self.index[ch] for ch in other.chars if ch in self.index]
+        theirs = list(range(SPECIALS)) + [other.index[ch] for ch in other.chars if ch in self.index]
+        return mine, theirs
+
     def encode(self, text: str) -> list[int]:
         get = self.index.get
         return [get(ch, UNK) for ch in text]

@@ -290,3 +290,30 @@ def test_trainer_input_ignores_stale_split_files(tmp_path):
     write_text_atomic(corpus, format_posts(new))
     train, val, from_files = read_split(corpus)
     assert not from_files and (train, val) == split_posts(new)
+
+
+def test_warm_start_carries_the_weights_of_shared_characters(overfit_dir, tmp_path):
+    """--init-from: a new run on a corpus with one more character starts where the source was."""
+    source, source_vocab, _ = load_model(overfit_dir)
+    corpus = tmp_path / "corpus.txt"
+    write_corpus(corpus, ["КОТ\n@\nПЕС"] * 30 + ["КОТ\n@\nПЕСЯ"] * 10)
+    out = tmp_path / "warm"
+    args = ["train", "--corpus", str(corpus), "--init-from", str(overfit_dir), "--batch-size", "2",
+            "--seq-len", "16", "--max-steps", "1", "--eval-every", "1", "--lr", "1e-9"]
+    result = run_generator(*args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    model, vocab, info = load_model(out)
+    assert info["init_from"] == str(overfit_dir) and "Я" in vocab.chars
+    mine, theirs = vocab.shared_ids(source_vocab)
+    assert len(mine) == len(source_vocab)  # every old symbol kept its rows
+    assert torch.allclose(model.embed.weight[mine], source.embed.weight[theirs], atol=1e-6)
+    assert torch.allclose(model.head.bias[mine], source.head.bias[theirs], atol=1e-6)
+    assert torch.allclose(model.lstm.weight_hh_l0, source.lstm.weight_hh_l0, atol=1e-6)
+    # the old post is still known by heart: a fresh model would spend ~log2(V) bits a character
+    assert text_bpc(model, vocab, format_posts(["КОТ\n@\nПЕС"] * 20)) < 0.1
+    # sizes come from the source; --resume and --init-from exclude each other
+    clash = run_generator(*args, "--out", str(tmp_path / "w2"), "--hidden", "64")
+    assert clash.returncode != 0 and "--hidden 64 differs from the 48" in clash.stderr
+    both = run_generator(*args, "--out", str(out), "--resume")
+    assert both.returncode != 0 and "pass only one" in both.stderr
+    assert "Traceback" not in clash.stderr + both.stderr
