@@ -1,5 +1,8 @@
 """Admin retraining: scrape → train (separate process, time budget) → evaluate → decide.
 
+Training fine-tunes the served model on the fresh corpus (`--init-from`, `bot.retrain_warm_start`):
+a from-scratch run of a few minutes would rarely beat weights trained for hours.
+
 Each stage is a real command run as a child process (`python -m scraper`, `python -m generator
 train/eval`), so a crash or a memory blow-up in training cannot take the bot down, and the bot
 keeps answering with the served model meanwhile. Progress is one chat message edited in place,
@@ -27,6 +30,7 @@ from matplotlib.figure import Figure
 
 from common.config import Config
 from common.corpus import split_paths
+from generator import checkpoint
 
 if TYPE_CHECKING:
     from bot.runner import Chat
@@ -121,7 +125,7 @@ class Retrainer:
         train = [
             "generator", "train", "--config", self.config_path, "--corpus", str(corpus),
             "--out", str(out), "--minutes", f"{self.config.bot.retrain_minutes:g}",
-            *self.train_args,
+            *self._warm_start(served_model_dir), *self.train_args,
         ]
         minutes = self.config.bot.retrain_minutes
         await self._run(train, timeout=minutes * 120 + 300, progress=(chat, message, out))
@@ -132,6 +136,13 @@ class Retrainer:
         )
         await asyncio.to_thread(plot_losses, out / "metrics.jsonl", out / "loss.png")
         return Outcome(out, new_bpc, old_bpc)
+
+    def _warm_start(self, served_model_dir: str) -> list[str]:
+        """`--init-from` the served model when configured and it has weights to start from."""
+        served = Path(served_model_dir) / checkpoint.MODEL_FILE
+        if self.config.bot.retrain_warm_start and served.is_file():
+            return ["--init-from", served_model_dir]
+        return []
 
     async def _set(self, chat: Chat, message: object, stage: str, text: str) -> None:
         self.stage = stage

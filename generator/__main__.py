@@ -21,7 +21,7 @@ from common.log import setup_logging
 from generator import checkpoint
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
-from generator.train import Streams, TrainConfig, Trainer, trim_metrics
+from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, trim_metrics
 from generator.vocab import Vocab
 
 log = logging.getLogger("generator")
@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue --out from checkpoint.pt")
     t.add_argument("--init-from", metavar="DIR",
                    help="start from the weights of this model directory (a new run: fresh "
-                        "optimizer and schedule; the corpus may add or drop characters)")
+                        f"optimizer and schedule, --lr {WARM_START_LR:g} unless given; the "
+                        "corpus may add or drop characters)")
     for f in fields(ModelConfig):
         if f.name != "vocab_size":
             t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default))
@@ -126,6 +127,7 @@ def train(args, config: Config) -> int:
             source = checkpoint.load(Path(args.init_from) / checkpoint.MODEL_FILE)
             sizes = _sizes_of(source, sizes, args.init_from)
             overrides["init_from"] = str(args.init_from)
+            overrides.setdefault("lr", WARM_START_LR)
         model_cfg = ModelConfig(vocab_size=len(vocab), **sizes)
         train_cfg = TrainConfig(**overrides)
         # Progress lines of a run killed before its first checkpoint: not this run's.

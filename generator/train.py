@@ -30,6 +30,10 @@ from generator.evaluate import autocast_context, stream_bits
 from generator.model import CharLSTM, ModelConfig
 
 PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (see save_model)
+# Peak lr of a run that starts from trained weights (--init-from) when no --lr is given: a third
+# of the from-scratch lr. The bundled 2×512's fine-tune at 1e-3 kept its training loss level
+# through the warm-up instead of climbing back (BENCHMARKS.md).
+WARM_START_LR = 1e-3
 
 
 @dataclass

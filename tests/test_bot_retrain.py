@@ -8,6 +8,7 @@ import pytest
 
 from bot.retrain import Retrainer
 from common.config import config_from_dict
+from generator.sample import load_model
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item
@@ -76,10 +77,13 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
             assert str(weak) not in status and "models/" in status
             assert "better: now serving it" in status  # the last retrain's result
             new_model = status.split("Model: ", 1)[1].split(" (", 1)[0]
+            # fine-tuned from the served model's weights, not trained from scratch
+            assert load_model(new_model)[2]["init_from"] == str(weak)
         assert any(method == "execute" or method == "wall.get" for method, _ in vk.calls)
 
     # A restart keeps serving the swapped-in model; a worse one is trained but not served.
     raw["vk"]["token"] = ""  # no scrape: the corpus from the first run is used
+    raw["bot"]["retrain_warm_start"] = False  # 3 steps from scratch: surely worse
     write_config(tmp_path, raw)
     options = {"train_args": (*TINY_TRAIN, "--max-steps", "3"), "retrain_poll_seconds": 0.2}
     with AppThread(raw, config_path, **options):

@@ -23,7 +23,14 @@ from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
 from generator.model import CharLSTM, FastLSTM, ModelConfig
 from generator.sample import Generator, load_model
-from generator.train import Streams, TrainConfig, Trainer, batch_loss, save_model
+from generator.train import (
+    WARM_START_LR,
+    Streams,
+    TrainConfig,
+    Trainer,
+    batch_loss,
+    save_model,
+)
 from generator.vocab import END, UNK, Vocab
 from tests.paths import REPO
 
@@ -314,6 +321,11 @@ def test_warm_start_carries_the_weights_of_shared_characters(overfit_dir, tmp_pa
     # sizes come from the source; --resume and --init-from exclude each other
     clash = run_generator(*args, "--out", str(tmp_path / "w2"), "--hidden", "64")
     assert clash.returncode != 0 and "--hidden 64 differs from the 48" in clash.stderr
+    default_lr = run_generator(*args[:-2], "--out", str(tmp_path / "w3"))  # no --lr
+    assert default_lr.returncode == 0, default_lr.stderr
+    lrs = [checkpoint.load(d / checkpoint.CHECKPOINT_FILE)["train_config"]["lr"]
+           for d in (out, tmp_path / "w3")]
+    assert lrs == [1e-9, WARM_START_LR]
     both = run_generator(*args, "--out", str(out), "--resume")
     assert both.returncode != 0 and "pass only one" in both.stderr
     assert "Traceback" not in clash.stderr + both.stderr
