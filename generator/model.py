@@ -100,12 +100,14 @@ class FastLSTM:
 
     def step(self, tokens: torch.Tensor, state: CellState) -> torch.Tensor:
         """tokens (N,) int64; updates the state in place; returns logits (N, V)."""
-        for layer, (c, read, writes) in enumerate(zip(state.c, state.reads, state.writes,
-                                                      strict=True)):
-            gates = self.matmuls[layer](read)  # (N, 4H)
+        for layer, (c, read, writes, gates) in enumerate(zip(state.c, state.reads, state.writes,
+                                                             state.gates, strict=True)):
+            product = self.matmuls[layer](read)  # (N, 4H)
             if layer == 0:
-                gates.add_(self.table0.index_select(0, tokens))
-            i, f, g, o = gates.sigmoid_().chunk(4, 1)  # g holds σ(2·g)
+                torch.add(product, self.table0.index_select(0, tokens), out=gates).sigmoid_()
+            else:
+                torch.sigmoid(product, out=gates)
+            i, f, g, o = state.gate_views[layer]  # g holds σ(2·g)
             c.mul_(f).sub_(i).addcmul_(i, g, value=2.0)  # c = f·c + i·tanh(g)
             torch.mul(o, c.tanh(), out=writes[0])
             for extra in writes[1:]:
@@ -124,6 +126,9 @@ class CellState:
     def __init__(self, rows: int, layers: int, hidden: int):
         H = hidden
         self.c = [torch.zeros(rows, H) for _ in range(layers)]
+        # Activated gates of each layer, (N, 4H), and their (i, f, g, o) views made once.
+        self.gates = [torch.zeros(rows, 4 * H) for _ in range(layers)]
+        self.gate_views = [g.chunk(4, 1) for g in self.gates]
         if layers == 1:
             h = torch.zeros(rows, H)
             self.buffers, self.reads, self.writes, self.top = [h], [h], [[h]], h
