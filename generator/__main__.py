@@ -172,7 +172,9 @@ def _sizes_of(source: dict, asked: dict, source_dir: str) -> dict:
         if name != "dropout" and value != sizes.get(name):
             raise UserError(f"--{name} {value} differs from the {sizes.get(name)} of "
                             f"--init-from {source_dir}: drop --{name} (sizes come from it)")
-    return {**sizes, **{k: v for k, v in asked.items() if k == "dropout"}}
+    if "dropout" in asked:
+        sizes["dropout"] = asked["dropout"]
+    return sizes
 
 
 def _device(choice: str) -> torch.device:

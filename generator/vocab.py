@@ -35,9 +35,10 @@ class Vocab:
 
     def shared_ids(self, other: Vocab) -> tuple[list[int], list[int]]:
         """(ids here, ids in other) of the symbols both vocabularies hold, specials included."""
-        mine = list(range(SPECIALS)) + [self.index[ch] for ch in other.chars if ch in self.index]
-        theirs = list(range(SPECIALS)) + [other.index[ch] for ch in other.chars if ch in self.index]
-        return mine, theirs
+        both = [ch for ch in other.chars if ch in self.index]
+        specials = list(range(SPECIALS))
+        mine, theirs = [self.index[ch] for ch in both], [other.index[ch] for ch in both]
+        return specials + mine, specials + theirs
 
     def encode(self, text: str) -> list[int]:
         get = self.index.get
