@@ -28,9 +28,11 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common.corpus import format_posts, parse_posts, write_text_atomic  # noqa: E402
+from common.atomic import write_text_atomic  # noqa: E402
+from common.corpus import format_posts, parse_posts  # noqa: E402
 from generator.model import CharLSTM, FastLSTM, ModelConfig  # noqa: E402
-from generator.sample import Generator, load_model  # noqa: E402
+from generator.modeldir import load_model  # noqa: E402
+from generator.sample import Generator  # noqa: E402
 from generator.vocab import END, UNK  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"

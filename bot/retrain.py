@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import shutil
@@ -30,7 +29,7 @@ from matplotlib.figure import Figure
 
 from common.config import Config
 from common.corpus import split_paths
-from generator import checkpoint
+from generator.modeldir import MODEL_FILE, read_metrics
 
 if TYPE_CHECKING:
     from bot.runner import Chat
@@ -139,7 +138,7 @@ class Retrainer:
 
     def _warm_start(self, served_model_dir: str) -> list[str]:
         """`--init-from` the served model when configured and it has weights to start from."""
-        served = Path(served_model_dir) / checkpoint.MODEL_FILE
+        served = Path(served_model_dir) / MODEL_FILE
         if self.config.bot.retrain_warm_start and served.is_file():
             return ["--init-from", served_model_dir]
         return []
@@ -222,19 +221,6 @@ class Retrainer:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The trainer's progress records so far (a half-written last line is skipped)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            records.append(json.loads(line))
-    return records
 
 
 def plot_losses(metrics_path: Path, png_path: Path) -> Path | None:

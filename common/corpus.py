@@ -1,4 +1,5 @@
-"""The corpus file format (see CONTRACT.md): UTF-8, posts separated by blank lines.
+"""The corpus file format: UTF-8 text, one post after another, separated by blank lines (a post
+holds no blank line; lines of only whitespace count as blank).
 
 Posts are kept in date order, oldest first, so the train/validation split "by post date" is a
 split by position: the newest `VAL_FRACTION` of posts validate. The scraper writes the corpus and
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+
+from common.atomic import write_text_atomic
 
 VAL_FRACTION = 0.1
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")  # one or more blank lines
@@ -30,18 +33,6 @@ def format_posts(posts: list[str]) -> str:
 
 def read_posts(path: str | os.PathLike) -> list[str]:
     return parse_posts(Path(path).read_text(encoding="utf-8"))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write through a temp file and rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def split_posts(

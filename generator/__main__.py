@@ -1,12 +1,12 @@
-"""`python -m generator train|sample|eval` (see CONTRACT.md). Posts and the contract's result
-lines go to stdout; logs and progress to stderr."""
+"""`python -m generator train|sample|eval|export`. Stdout carries only results: posts (`sample`),
+`train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
+`bits_per_char: …` (`eval`), which the bot's retrain parses; logs and progress go to stderr."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import shutil
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -18,10 +18,10 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, read_split, split_paths
 from common.log import setup_logging
-from generator import checkpoint
+from generator import modeldir
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
-from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, trim_metrics
+from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer
 from generator.vocab import Vocab
 
 log = logging.getLogger("generator")
@@ -112,31 +112,31 @@ def train(args, config: Config) -> int:
     if args.resume and args.init_from:
         raise UserError("--resume continues a run, --init-from starts a new one: pass only one")
     if args.resume:
-        payload = checkpoint.load(out / checkpoint.CHECKPOINT_FILE)
+        payload = modeldir.load_checkpoint(out)
         vocab = Vocab(payload["vocab"])
         model_cfg = ModelConfig(**payload["model_config"])
         train_cfg = TrainConfig(**{**payload["train_config"], **overrides})
     else:
-        if (out / checkpoint.MODEL_FILE).exists() or (out / checkpoint.CHECKPOINT_FILE).exists():
+        if modeldir.holds_training(out):
             raise UserError(f"{out} already holds a model: pass --resume to continue it, "
                             "or choose a new --out")
         vocab = Vocab.build(train_posts)
         sizes = {f.name: getattr(args, f.name) for f in fields(ModelConfig)
                  if f.name != "vocab_size" and getattr(args, f.name) is not None}
         if args.init_from:
-            source = checkpoint.load(Path(args.init_from) / checkpoint.MODEL_FILE)
+            source = modeldir.read_model(args.init_from)
             sizes = _sizes_of(source, sizes, args.init_from)
             overrides["init_from"] = str(args.init_from)
             overrides.setdefault("lr", WARM_START_LR)
         model_cfg = ModelConfig(vocab_size=len(vocab), **sizes)
         train_cfg = TrainConfig(**overrides)
         # Progress lines of a run killed before its first checkpoint: not this run's.
-        (out / checkpoint.METRICS_FILE).unlink(missing_ok=True)
+        modeldir.clear_metrics(out)
     device = _device(args.device)
     rank = _init_distributed(device)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        NoveltyIndex.build(train_posts + val_posts).save(out / checkpoint.NOVELTY_FILE)
+        modeldir.save_novelty(out, NoveltyIndex.build(train_posts + val_posts))
     val_text_chars = sum(len(p) + 2 for p in val_posts)  # each post + its blank-line separator
     streams = Streams(vocab.encode_posts(train_posts), vocab.encode_posts(val_posts),
                       val_text_chars, vocab.chars)
@@ -152,7 +152,7 @@ def train(args, config: Config) -> int:
     if payload is not None:
         trainer.resume(payload)
         if rank == 0:
-            trim_metrics(out, trainer.step)
+            modeldir.trim_metrics(out, trainer.step)
     log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
              len(streams.train), corpus, out)
     summary = trainer.run()
@@ -227,7 +227,6 @@ def sample(args, config: Config) -> int:
 
 def evaluate(args, config: Config) -> int:
     from generator.evaluate import text_bpc  # noqa: PLC0415
-    from generator.sample import load_model  # noqa: PLC0415
 
     path = Path(args.text)
     if not path.is_file():
@@ -238,24 +237,18 @@ def evaluate(args, config: Config) -> int:
         raise UserError(f"--text {path} is not UTF-8 text: pass a corpus file") from None
     if not text:
         raise UserError(f"--text {path} is empty: pass a corpus file with posts")
-    model, vocab, _ = load_model(_model_dir(args, config))
+    model, vocab, _ = modeldir.load_model(_model_dir(args, config))
     print(f"bits_per_char: {text_bpc(model, vocab, text):.6f}")
     return 0
 
 
 def export(args, config: Config) -> int:
     """model.pt with bf16 weights (half the size) + the novelty index and metrics beside it."""
-    from generator.sample import load_model  # noqa: PLC0415
-    from generator.train import save_model  # noqa: PLC0415
-
     src, out = Path(args.model), Path(args.out)
-    model, vocab, info = load_model(src)
+    model, vocab, info = modeldir.load_model(src)
     primer = info.pop("primer")
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(out, model, vocab.chars, info, primer=primer, dtype=torch.bfloat16)
-    for name in (checkpoint.NOVELTY_FILE, checkpoint.METRICS_FILE):
-        if (src / name).exists():
-            shutil.copyfile(src / name, out / name)
+    modeldir.save_model(out, model, vocab.chars, info, primer=primer, dtype=torch.bfloat16)
+    modeldir.copy_extras(src, out)
     log.info("exported %s -> %s", src, out)
     return 0
 

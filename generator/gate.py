@@ -16,7 +16,6 @@ import hashlib
 import math
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -84,20 +83,21 @@ class NoveltyIndex:
         # ~500 lookups per candidate: 1e-5 per window keeps false "copies" under 1% of candidates
         return cls(Bloom.build(words, 1e-3), Bloom.build(windows, 1e-5))
 
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, shingle_bits=self.shingle_filter.bits, shingle_k=self.shingle_filter.k,
-                 window_bits=self.window_filter.bits, window_k=self.window_filter.k,
-                 params=np.array([SHINGLE_WORDS, WINDOW, STRIDE]))
-        tmp.replace(path)
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The index as named arrays (what modeldir stores in novelty.npz)."""
+        return {"shingle_bits": self.shingle_filter.bits,
+                "shingle_k": np.array(self.shingle_filter.k),
+                "window_bits": self.window_filter.bits, "window_k": np.array(self.window_filter.k),
+                "params": np.array([SHINGLE_WORDS, WINDOW, STRIDE])}
 
     @classmethod
-    def load(cls, path: Path) -> NoveltyIndex:
-        with np.load(path) as z:
-            if tuple(z["params"]) != (SHINGLE_WORDS, WINDOW, STRIDE):
-                raise ValueError("novelty index built with other parameters")
-            return cls(Bloom(z["shingle_bits"], int(z["shingle_k"])),
-                       Bloom(z["window_bits"], int(z["window_k"])))
+    def from_arrays(cls, arrays) -> NoveltyIndex:
+        """The index of `to_arrays`' output; ValueError when built with other parameters (its
+        shingles or windows would not match the ones looked up now)."""
+        if tuple(arrays["params"]) != (SHINGLE_WORDS, WINDOW, STRIDE):
+            raise ValueError("novelty index built with other parameters")
+        return cls(Bloom(arrays["shingle_bits"], int(arrays["shingle_k"])),
+                   Bloom(arrays["window_bits"], int(arrays["window_k"])))
 
     def copy_reason(self, text: str) -> str | None:
         """Why `text` reproduces training text, or None when it is new."""

@@ -15,27 +15,12 @@ from pathlib import Path
 
 import torch
 
-from common.cli import UserError
-from generator import checkpoint, gate
-from generator.model import CharLSTM, FastLSTM, ModelConfig
+from generator import gate, modeldir
+from generator.model import CharLSTM, FastLSTM
 from generator.vocab import END, UNK, Vocab
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
-
-
-def load_model(model_dir: str | Path) -> tuple[CharLSTM, Vocab, dict]:
-    """(model in fp32 eval mode on CPU, vocab, info + "primer" tokens) of a model directory."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise UserError(f"model directory {model_dir} not found: train one or fix the path")
-    payload = checkpoint.load(model_dir / checkpoint.MODEL_FILE)
-    model = CharLSTM(ModelConfig(**payload["model_config"]))
-    model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
-    model.eval()
-    info = dict(payload.get("info", {}))
-    info["primer"] = list(payload.get("primer", []))
-    return model, Vocab(payload["vocab"]), info
 
 
 class Generator:
@@ -55,13 +40,8 @@ class Generator:
         # One character step is a handful of small products: a second thread only adds
         # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
         torch.set_num_threads(1)
-        model, vocab, info = load_model(model_dir)
-        index_path = Path(model_dir) / checkpoint.NOVELTY_FILE
-        try:
-            novelty = gate.NoveltyIndex.load(index_path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(
-                f"{index_path} is missing or unreadable ({exc}): retrain the model") from None
+        model, vocab, info = modeldir.load_model(model_dir)
+        novelty = modeldir.load_novelty(model_dir)
         info.update(model_dir=str(model_dir), params=model.num_params(),
                     vocab_size=len(vocab), layers=model.config.layers,
                     hidden=model.config.hidden)

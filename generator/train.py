@@ -10,9 +10,7 @@ trains its share of each global batch with DDP; rank 0 evaluates and writes.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -24,12 +22,12 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from generator import checkpoint
+from generator import modeldir
 from generator.data import StreamBatches
 from generator.evaluate import autocast_context, stream_bits
 from generator.model import CharLSTM, ModelConfig
 
-PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (see save_model)
+PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (modeldir.save_model)
 # Peak lr of a run that starts from trained weights (--init-from) when no --lr is given, a third
 # of the from-scratch lr: 15-minute fine-tunes of the bundled model (what /retrain runs) went
 # 2.2414 → 2.2376 val bpc at 1e-3 and → 2.2384 at 3e-4 (BENCHMARKS.md, warm start).
@@ -168,8 +166,8 @@ class Trainer:
             cuda_rng = [t.cpu() for t in _gather(local, 0)]
         if self.rank != 0:
             return
-        checkpoint.save(self.out / checkpoint.CHECKPOINT_FILE, {
-            "kind": "train", "model_config": self.model_cfg.to_dict(),
+        modeldir.save_checkpoint(self.out, {
+            "model_config": self.model_cfg.to_dict(),
             "train_config": asdict(self.cfg), "vocab": self.streams.vocab_chars,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "step": self.step, "chars": self.chars, "seconds": self.seconds,
@@ -180,7 +178,7 @@ class Trainer:
 
     def _save_best(self) -> None:
         primer = self.streams.train[-PRIMER_TOKENS:].tolist()
-        save_model(self.out, self.model, self.streams.vocab_chars, primer=primer, info={
+        modeldir.save_model(self.out, self.model, self.streams.vocab_chars, primer=primer, info={
             "val_bpc": self.val_bpc, "trained_chars": self.chars, "train_seconds": self.seconds,
             "step": self.step, "params": self.model.num_params(),
             **({"init_from": self.cfg.init_from} if self.cfg.init_from else {})})
@@ -193,8 +191,7 @@ class Trainer:
                 "train_loss": None if train_loss is None else round(train_loss, 5),
                 "val_bpc": None if val_bpc is None else round(val_bpc, 5),
                 "progress": round(self.progress(), 5)}
-        with open(self.out / checkpoint.METRICS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\n")
+        modeldir.append_metrics(self.out, line)
 
     # ----- the loop -----
     def progress(self) -> float:
@@ -269,38 +266,7 @@ class Trainer:
                 "best_val_bpc": self.best_val_bpc, "steps": self.step}
 
 
-def save_model(out: Path, model: CharLSTM, vocab_chars: str, info: dict,
-               primer: list[int] | None = None, dtype: torch.dtype = torch.float32) -> None:
-    """model.pt: what sample/eval need (weights in `dtype`, vocab, config, info, primer).
-
-    `primer` is the tail of the training stream: sampling reads it first, so it starts from the
-    state the model has at a text boundary in training (never the untrained all-zero state).
-    """
-    weights = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
-    checkpoint.save(out / checkpoint.MODEL_FILE, {
-        "kind": "model", "model_config": model.config.to_dict(), "vocab": vocab_chars,
-        "model": weights, "info": info, "primer": primer or []})
-
-
 def _bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def trim_metrics(out: Path, step: int) -> None:
-    """Drop progress lines written after the checkpoint a resumed run restarts from."""
-    path = out / checkpoint.METRICS_FILE
-    if path.exists():
-        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= step]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-        os.replace(tmp, path)
-
-
-def _step_of(line: str) -> float:
-    """The step of a metrics line; a line cut short by a crash counts as past any checkpoint."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf

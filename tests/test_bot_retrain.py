@@ -8,7 +8,7 @@ import pytest
 
 from bot.retrain import Retrainer
 from common.config import config_from_dict
-from generator.sample import load_model
+from generator.modeldir import load_model
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item

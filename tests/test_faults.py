@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from common.corpus import write_corpus
-from generator import checkpoint
+from generator import modeldir
 from generator.sample import Generator
 from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import FakeVk, make_item
@@ -114,12 +114,12 @@ def train(corpus, out, *extra: str) -> list[str]:
 
 def progress(out) -> list[tuple]:
     """metrics.jsonl without its clock readings: (step, chars, train_loss, val_bpc) a line."""
-    rows = [json.loads(line) for line in (out / checkpoint.METRICS_FILE).read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / modeldir.METRICS_FILE).read_text().splitlines()]
     return [(r["step"], r["chars"], r["train_loss"], r["val_bpc"]) for r in rows]
 
 
 def metrics_lines(out) -> int:
-    path = out / checkpoint.METRICS_FILE
+    path = out / modeldir.METRICS_FILE
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
@@ -145,14 +145,14 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
     time.sleep(rng.uniform(0, 0.05))
     trainer.kill()
     assert trainer.proc.returncode == -9, "the run ended before the kill: make it longer"
-    killed_at = torch.load(out / checkpoint.CHECKPOINT_FILE, weights_only=True)["step"]
+    killed_at = torch.load(out / modeldir.CHECKPOINT_FILE, weights_only=True)["step"]
     assert 20 <= killed_at < STEPS
 
     resumed = run(*train(tiny_corpus, out, "--resume"), env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.strip().splitlines()[-1].startswith("train_summary: chars=")
-    ours = checkpoint.load(out / checkpoint.CHECKPOINT_FILE)
-    theirs = checkpoint.load(reference_run / checkpoint.CHECKPOINT_FILE)
+    ours = modeldir.load_checkpoint(out)
+    theirs = modeldir.load_checkpoint(reference_run)
     assert ours["step"] == theirs["step"] == STEPS
     for name, weight in theirs["model"].items():
         assert torch.equal(ours["model"][name], weight), f"{name} differs after the resume"
@@ -167,7 +167,7 @@ def kill_before_first_checkpoint(tmp_path, corpus, late: tuple[str, ...]):
     trainer = Child(tmp_path, *train(corpus, out, *late), env=secrets(vk=False))
     wait_until(lambda: metrics_lines(out) >= 2 or not trainer.alive(), 120, "progress lines")
     trainer.kill()
-    assert not (out / checkpoint.CHECKPOINT_FILE).exists(), "killed too late: make it longer"
+    assert not (out / modeldir.CHECKPOINT_FILE).exists(), "killed too late: make it longer"
     return out
 
 
@@ -193,8 +193,8 @@ def test_training_started_over_after_an_early_kill_keeps_clean_metrics(tmp_path,
 def test_truncated_checkpoint_is_one_clear_line(tmp_path, tiny_corpus, reference_run):
     out = tmp_path / "model"
     shutil.copytree(reference_run, out)
-    data = (out / checkpoint.CHECKPOINT_FILE).read_bytes()
-    (out / checkpoint.CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])  # a disk-full write
+    data = (out / modeldir.CHECKPOINT_FILE).read_bytes()
+    (out / modeldir.CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])  # a disk-full write
     resumed = run(*train(tiny_corpus, out, "--resume"), env=secrets(vk=False), timeout=120)
     assert resumed.returncode == 2
     assert "truncated or not a neurobugurt model file" in one_clear_line(resumed.stderr)

@@ -15,21 +15,22 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.atomic import write_text_atomic
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR
-from common.corpus import format_posts, read_split, split_posts, write_corpus, write_text_atomic
-from generator import checkpoint, gate
+from common.corpus import format_posts, read_split, split_posts, write_corpus
+from generator import gate, modeldir
 from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
 from generator.model import CharLSTM, FastLSTM, ModelConfig
-from generator.sample import Generator, load_model
+from generator.modeldir import load_model, save_model
+from generator.sample import Generator
 from generator.train import (
     WARM_START_LR,
     Streams,
     TrainConfig,
     Trainer,
     batch_loss,
-    save_model,
 )
 from generator.vocab import END, UNK, Vocab
 from tests.paths import REPO
@@ -117,7 +118,7 @@ def overfit_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("overfit")
     trainer = _tiny_trainer(out, ["КОТ\n@\nПЕС"] * 40, max_steps=300, bf16=False)
     trainer.run()
-    gate.NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]).save(out / checkpoint.NOVELTY_FILE)
+    modeldir.save_novelty(out, gate.NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]))
     return out
 
 
@@ -157,7 +158,7 @@ def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
     x = torch.randint(0, 6, (2, 3))
     assert torch.equal(model(x)[0], loaded(x)[0])
     assert vocab.chars == "АБВГ" and info["val_bpc"] == 1.5
-    path = tmp_path / checkpoint.MODEL_FILE
+    path = tmp_path / modeldir.MODEL_FILE
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(UserError, match="truncated or not a neurobugurt"):
         load_model(tmp_path)
@@ -186,8 +187,8 @@ def test_eval_cli_on_a_known_text(tmp_path):
 
 def test_novelty_filter_rejects_copies_and_accepts_new_posts(tmp_path):
     posts = bugurts(50, seed=3) + ["ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"]
-    gate.NoveltyIndex.build(posts).save(tmp_path / "n.npz")
-    index = gate.NoveltyIndex.load(tmp_path / "n.npz")
+    modeldir.save_novelty(tmp_path, gate.NoveltyIndex.build(posts))
+    index = modeldir.load_novelty(tmp_path)
     assert index.copy_reason(posts[7]) is not None
     long_run = "ВСТАЕШЬ\n@\nИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ"
     assert "character run" in index.copy_reason(long_run)
@@ -212,24 +213,24 @@ def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "generator", *common, "--out", str(killed)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not (killed / checkpoint.CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
+    while not (killed / modeldir.CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    assert checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)["step"] < 400
+    assert modeldir.load_checkpoint(killed)["step"] < 400
     resumed = run_generator(*common, "--out", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "already holds a model" in run_generator(*common, "--out", str(killed)).stderr
     straight = run_generator(*common, "--out", str(tmp_path / "straight"))
     assert straight.stdout.strip().splitlines()[-1].startswith("train_summary: chars=2400 ")
-    a = checkpoint.load(killed / checkpoint.CHECKPOINT_FILE)
-    b = checkpoint.load(tmp_path / "straight" / checkpoint.CHECKPOINT_FILE)
+    a = modeldir.load_checkpoint(killed)
+    b = modeldir.load_checkpoint(tmp_path / "straight")
     assert a["step"] == b["step"] == 400
     for name, weight in b["model"].items():
         assert torch.equal(a["model"][name], weight), name
 
     def val_curve(d):
-        lines = (d / checkpoint.METRICS_FILE).read_text().splitlines()
+        lines = (d / modeldir.METRICS_FILE).read_text().splitlines()
         return [(m["step"], m["val_bpc"]) for m in map(json.loads, lines)]
 
     assert val_curve(killed) == val_curve(tmp_path / "straight")
@@ -323,7 +324,7 @@ def test_warm_start_carries_the_weights_of_shared_characters(overfit_dir, tmp_pa
     assert clash.returncode != 0 and "--hidden 64 differs from the 48" in clash.stderr
     default_lr = run_generator(*args[:-2], "--out", str(tmp_path / "w3"))  # no --lr
     assert default_lr.returncode == 0, default_lr.stderr
-    lrs = [checkpoint.load(d / checkpoint.CHECKPOINT_FILE)["train_config"]["lr"]
+    lrs = [modeldir.load_checkpoint(d)["train_config"]["lr"]
            for d in (out, tmp_path / "w3")]
     assert lrs == [1e-9, WARM_START_LR]
     both = run_generator(*args, "--out", str(out), "--resume")

@@ -1,0 +1,204 @@
+"""The one module that reads and writes the files of a model directory.
+
+A model directory holds:
+- `model.pt`      the best weights so far + vocab + model config + info + primer (what `sample`
+                  and `eval` load, and what `--init-from` starts from);
+- `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
+                  states) that `train --resume` continues from exactly;
+- `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
+- `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
+- `loss.png`      the plot of those metrics a retrain draws.
+
+Every file is replaced through `common.atomic.write_atomic`, so a crash never leaves half of one.
+Both .pt files are dicts tagged with FORMAT and VERSION and always load on CPU. A new kind of file
+(a tokenizer, a second model) gets its name and its save/load pair here, beside these.
+
+Problems with a directory raise `ModelDirError`; it is a `UserError` because the fix is the
+user's (train, retrain, point elsewhere), so every command's `run_cli`, the bot's start-up
+included, shows it as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
+from common.cli import UserError
+from generator.gate import NoveltyIndex
+from generator.model import CharLSTM, ModelConfig
+from generator.vocab import Vocab
+
+FORMAT = "neurobugurt-char-lstm"
+VERSION = 1
+MODEL_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+NOVELTY_FILE = "novelty.npz"
+METRICS_FILE = "metrics.jsonl"
+LOSS_PLOT_FILE = "loss.png"
+
+
+class ModelDirError(UserError):
+    """A model directory, or a file it needs, is missing or unreadable."""
+
+
+class ModelFormatError(ModelDirError):
+    """A file is there but not in this code's format: another program's, cut short, or written
+    by a version of this code whose format this one does not read."""
+
+
+# ----- model.pt -----
+def save_model(model_dir: str | os.PathLike, model: CharLSTM, vocab_chars: str, info: dict,
+               primer: list[int] | None = None, dtype: torch.dtype = torch.float32) -> None:
+    """model.pt: weights in `dtype` (bf16 halves the file), vocab, config, info, primer.
+
+    `primer` is the tail of the training stream: sampling reads it first, so it starts from the
+    state the model has at a text boundary in training (never the untrained all-zero state).
+    """
+    weights = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
+    _save_pt(Path(model_dir) / MODEL_FILE, {
+        "kind": "model", "model_config": model.config.to_dict(), "vocab": vocab_chars,
+        "model": weights, "info": info, "primer": primer or []})
+
+
+def read_model(model_dir: str | os.PathLike) -> dict:
+    """model.pt as stored: "model" (weights), "vocab", "model_config", "info", "primer"."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelDirError(f"model directory {model_dir} not found: train one or fix the path")
+    return _load_pt(model_dir / MODEL_FILE)
+
+
+def load_model(model_dir: str | os.PathLike) -> tuple[CharLSTM, Vocab, dict]:
+    """(model in fp32 eval mode on CPU, vocab, info + "primer" tokens) of a model directory."""
+    payload = read_model(model_dir)
+    model = CharLSTM(ModelConfig(**payload["model_config"]))
+    model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
+    model.eval()
+    info = dict(payload.get("info", {}))
+    info["primer"] = list(payload.get("primer", []))
+    return model, Vocab(payload["vocab"]), info
+
+
+# ----- checkpoint.pt -----
+def save_checkpoint(model_dir: str | os.PathLike, state: dict) -> None:
+    """checkpoint.pt: the trainer's full state (plain containers and tensors)."""
+    _save_pt(Path(model_dir) / CHECKPOINT_FILE, {"kind": "train", **state})
+
+
+def load_checkpoint(model_dir: str | os.PathLike) -> dict:
+    return _load_pt(Path(model_dir) / CHECKPOINT_FILE)
+
+
+def holds_training(model_dir: str | os.PathLike) -> bool:
+    """Whether a run has written weights here (a new run must not overwrite them)."""
+    return any((Path(model_dir) / name).exists() for name in (MODEL_FILE, CHECKPOINT_FILE))
+
+
+# ----- novelty.npz -----
+def save_novelty(model_dir: str | os.PathLike, index: NoveltyIndex) -> None:
+    write_atomic(Path(model_dir) / NOVELTY_FILE, lambda fh: np.savez(fh, **index.to_arrays()))
+
+
+def load_novelty(model_dir: str | os.PathLike) -> NoveltyIndex:
+    path = Path(model_dir) / NOVELTY_FILE
+    try:
+        with np.load(path) as arrays:
+            return NoveltyIndex.from_arrays(arrays)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ModelDirError(f"{path} is missing or unreadable ({_reason(exc)}): retrain the model"
+                            ) from None
+
+
+# ----- metrics.jsonl -----
+def append_metrics(model_dir: str | os.PathLike, record: dict) -> None:
+    """One progress line. An append, not a replace: a reader polling the file while training
+    runs sees every finished line, and a line cut short by a kill is skipped by read_metrics and
+    dropped by trim_metrics on resume."""
+    with open(Path(model_dir) / METRICS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The progress records of a metrics.jsonl (`model_dir / METRICS_FILE`) so far; a missing
+    file is no records, a half-written last line is skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def trim_metrics(model_dir: str | os.PathLike, step: int) -> None:
+    """Drop progress lines written after the checkpoint a resumed run restarts from."""
+    path = Path(model_dir) / METRICS_FILE
+    if path.exists():
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if _step_of(ln) <= step]
+        write_text_atomic(path, "".join(ln + "\n" for ln in lines))
+
+
+def clear_metrics(model_dir: str | os.PathLike) -> None:
+    """Forget the progress lines of a run killed before its first checkpoint."""
+    (Path(model_dir) / METRICS_FILE).unlink(missing_ok=True)
+
+
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a line cut short by a crash counts as past any checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+# ----- the directory as a whole -----
+def copy_extras(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the novelty index and metrics of `src` into `dst` (export writes model.pt itself)."""
+    for name in (NOVELTY_FILE, METRICS_FILE):
+        if (Path(src) / name).exists():
+            write_bytes_atomic(Path(dst) / name, (Path(src) / name).read_bytes())
+
+
+# ----- the .pt container -----
+def _save_pt(path: Path, payload: dict) -> None:
+    write_atomic(path, lambda fh: torch.save({"format": FORMAT, "version": VERSION, **payload}, fh))
+
+
+def _load_pt(path: Path) -> dict:
+    """A file written by _save_pt, on CPU; ModelDirError / ModelFormatError for anything else."""
+    if not path.is_file():
+        raise ModelDirError(f"{path} not found: train a model first (python -m generator train)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as exc:  # OSError: torch reads past the end of a cut zip archive
+        raise ModelFormatError(
+            f"{path} is truncated or not a neurobugurt model file ({_reason(exc)}): "
+            "retrain it or restore it from git"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFormatError(
+            f"{path} is not a neurobugurt model file: point to a model directory")
+    if payload.get("version") != VERSION:
+        raise ModelFormatError(
+            f"{path} has format version {payload.get('version')}, this code reads {VERSION}: "
+            "retrain the model with this version"
+        )
+    return payload
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
