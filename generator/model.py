@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, N, hidden)
+LSTMState = tuple[torch.Tensor, torch.Tensor]  # nn.LSTM's (h, c), each (layers, N, hidden)
 
 
 @dataclass
@@ -46,15 +45,11 @@ class CharLSTM(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden, config.vocab_size)
 
-    def forward(self, tokens: torch.Tensor, state: State | None = None):
+    def forward(self, tokens: torch.Tensor, state: LSTMState | None = None):
         """tokens (N, T) int64 → logits (N, T, V), new state ((L, N, H), (L, N, H))."""
         x = self.embed(tokens)  # (N, T, D)
         out, state = self.lstm(x, state)  # (N, T, H)
         return self.head(self.drop(out)), state
-
-    def zero_state(self, rows: int, device: torch.device | str = "cpu") -> State:
-        shape = (self.config.layers, rows, self.config.hidden)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -164,7 +159,3 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor, int8: bool):
         q = torch.quantize_per_channel(weight, scales, zero, 0, torch.qint8)
         packed = torch.ops.quantized.linear_prepack(q, bias)
     return lambda x: torch.ops.quantized.linear_dynamic(x, packed, True)
-
-
-def log_probs(logits: torch.Tensor) -> torch.Tensor:
-    return F.log_softmax(logits.float(), dim=-1)

@@ -224,7 +224,7 @@ class Trainer:
         chars_per_step = cfg.batch_size * cfg.seq_len
         loss_sum, loss_n = 0.0, 0
         while not self._should_stop():
-            epoch, k = self.batches.locate(self.step)
+            _, k = self.batches.locate(self.step)
             if k == 0:
                 self.state = None  # a new epoch re-cuts the rows: nothing to carry
             x, y = self.batches.batch(self.step, self.rank, self.world)

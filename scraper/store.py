@@ -125,11 +125,6 @@ class PostStore:
             for r in rows
         ]
 
-    def count(self, owner_id: int) -> int:
-        return self.conn.execute(
-            "SELECT COUNT(*) FROM posts WHERE owner_id = ?", (owner_id,)
-        ).fetchone()[0]
-
 
 def _row(owner_id: int, item: dict, now: int) -> dict:
     def counter(name: str) -> int | None:
