@@ -7,9 +7,10 @@ A model directory holds:
                   states) that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
-- `loss.png`      the plot of those metrics a retrain draws.
+- `loss.png`      the plot of those metrics that the bot's retrain draws (bot/retrain.py).
 
-Every file is replaced through `common.atomic.write_atomic`, so a crash never leaves half of one.
+Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
+never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).
 Both .pt files are dicts tagged with FORMAT and VERSION and always load on CPU. A new kind of file
 (a tokenizer, a second model) gets its name and its save/load pair here, beside these.
 
@@ -42,7 +43,6 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
 METRICS_FILE = "metrics.jsonl"
-LOSS_PLOT_FILE = "loss.png"
 
 
 class ModelDirError(UserError):
