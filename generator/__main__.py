@@ -21,7 +21,13 @@ from common.log import setup_logging
 from generator import modeldir
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
-from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer
+from generator.train import (
+    WARM_START_LR,
+    Streams,
+    TrainConfig,
+    Trainer,
+    leave_process_group,
+)
 from generator.vocab import Vocab
 
 log = logging.getLogger("generator")
@@ -160,8 +166,8 @@ def train(args, config: Config) -> int:
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
               f"best_val_bpc={summary['best_val_bpc']:.4f}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    del trainer  # its DDP wrapper holds the process group
+    leave_process_group()
     return 0
 
 

@@ -10,6 +10,7 @@ trains its share of each global batch with DDP; rank 0 evaluates and writes.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import time
@@ -82,6 +83,22 @@ def wrap_ddp(model: CharLSTM) -> torch.nn.Module:
     device = next(model.parameters()).device
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                    else None)
+
+
+def leave_process_group() -> None:
+    """Tear the process group down on every rank together (no-op without one).
+
+    Without the barrier a fast rank shut its gloo connections down while its peer was still
+    finishing the last collective or shutting down itself, and now and then that rank died in
+    gloo's teardown with "terminate called without an active exception" (SIGABRT). Collecting
+    garbage first frees DDP wrappers (they sit in reference cycles and hold the group), so the
+    group is destroyed here while the interpreter is alive, not during its finalisation.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def _world() -> tuple[int, int]:

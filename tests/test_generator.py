@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -239,9 +240,10 @@ def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
 def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
     import torch.distributed as dist
 
-    from generator.train import wrap_ddp
+    from generator.train import leave_process_group, wrap_ddp
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=60))  # a hang fails, not stalls
     torch.manual_seed(0)
     model = CharLSTM(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
     batches = StreamBatches(torch.arange(60) % 6, rows=4, seq_len=3)
@@ -251,7 +253,8 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
     loss.backward()  # DDP all-reduces (averages) the gradients here
     if rank == 0:
         torch.save({k: p.grad for k, p in model.named_parameters()}, out_file)
-    dist.destroy_process_group()
+    del ddp, loss
+    leave_process_group()  # both ranks tear down together: see its docstring
 
 
 def test_ddp_two_gloo_processes_average_to_the_global_batch_gradient(tmp_path):
