@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from bot.state import State
+from bot.settings import RuntimeSettings
 from common import db
 from common.cli import run_cli
 from common.config import Config, load_config
@@ -48,7 +48,7 @@ def health(config: Config, stale_after: float = 120.0) -> int:
     """0 when the running bot's periodic sweep wrote its heartbeat within `stale_after` s."""
     conn = db.connect(config.storage.db)
     try:
-        age = State(conn).seconds_since_beat()
+        age = RuntimeSettings(conn).seconds_since_beat()
     finally:
         conn.close()
     if age is None or age > stale_after:

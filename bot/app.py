@@ -1,12 +1,9 @@
-"""Wiring in one place: config → Runner (shared with terminal mode) → PTB Application."""
+"""Telegram mode: the Runner (wiring.py builds it, as for terminal mode) in a PTB Application."""
 
 from __future__ import annotations
 
 import asyncio
-import zoneinfo
-from pathlib import Path
 
-from apscheduler.schedulers.base import BaseScheduler
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError
 from telegram.ext import (
@@ -19,87 +16,12 @@ from telegram.ext import (
     filters,
 )
 
-from bot import handlers, texts
-from bot.outbox import Outbox, Publisher
-from bot.publish import TelegramChannel, VkWall
-from bot.ratings import Ratings
-from bot.retrain import Retrainer
-from bot.runner import PUBLIC, Runner
-from bot.schedule import CrontabError, Schedule, parse_crontab
-from bot.state import State
-from common import db
+from bot import handlers
+from bot.publish import TelegramChannel
+from bot.runner import Runner, menu
+from bot.wiring import build_runner, vk_publisher
 from common.cli import UserError
 from common.config import Config
-from generator.sample import Generator
-
-
-def build_runner(
-    config: Config,
-    config_path: str,
-    scheduler: BaseScheduler,
-    publishers: list[Publisher],
-    backoff_seconds: float = 30.0,
-    train_args: tuple[str, ...] = (),
-    retrain_poll_seconds: float = 3.0,
-) -> Runner:
-    """Open the database, load the served model, and assemble the bot's parts."""
-    if not config.bot.temperatures or min(config.bot.temperatures) <= 0:
-        raise UserError("bot.temperatures must list positive numbers, e.g. [0.7, 0.85, 1.0]")
-    if config.schedule.misfire_grace_seconds <= 0:
-        raise UserError("schedule.misfire_grace_seconds must be a positive number of seconds")
-    try:
-        zoneinfo.ZoneInfo(config.schedule.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise UserError(
-            f"schedule.timezone {config.schedule.timezone!r} is not a time zone name:"
-            " use one like Europe/Moscow"
-        ) from None
-    try:
-        parse_crontab(config.schedule.cron, config.schedule.timezone)
-    except CrontabError as exc:
-        raise UserError(f"schedule.cron {config.schedule.cron!r} in the config: {exc}") from None
-    conn = db.connect(config.storage.db)
-    state = State(conn)
-    model_dir = state.served_model(config.generator.model_dir)
-    generator = Generator.load(model_dir)
-    db_path = str(Path(config.storage.db).resolve())
-    schedule = Schedule(
-        scheduler,
-        jobstore_url=config.schedule.jobstore_url or f"sqlite:///{db_path}",
-        timezone=config.schedule.timezone,
-        misfire_grace_seconds=config.schedule.misfire_grace_seconds,
-        key=db_path,
-    )
-    schedule.add_store()
-    retrainer = Retrainer(
-        config,
-        config_path,
-        models_dir=Path(config.storage.db).parent / "models",
-        train_args=train_args,
-        poll_seconds=retrain_poll_seconds,
-    )
-    return Runner(
-        config,
-        state,
-        generator,
-        model_dir,
-        Outbox(conn, publishers, backoff_seconds=backoff_seconds),
-        Ratings(conn),
-        schedule,
-        retrainer,
-    )
-
-
-def vk_publisher(config: Config) -> list[Publisher]:
-    """The VK wall target when vk.post_token is set (it then needs vk.post_community)."""
-    if not config.vk.post_token:
-        return []
-    if not config.vk.post_community:
-        raise UserError("vk.post_token is set but vk.post_community is empty: set the numeric id")
-    return [
-        VkWall(config.vk.api_url, config.vk.post_token, config.vk.api_version,
-               config.vk.post_community)
-    ]
 
 
 def build_application(
@@ -146,7 +68,7 @@ def build_application(
 
 async def _post_init(app: Application) -> None:
     """Menu of public commands; start-up work is a job so that it runs with the scheduler."""
-    await app.bot.set_my_commands([BotCommand(c, texts.MENU[c]) for c in PUBLIC])
+    await app.bot.set_my_commands([BotCommand(name, text) for name, text in menu()])
     app.job_queue.run_once(_start_job, when=0, name="start")
     seconds = app.bot_data["sweep_seconds"]
     app.job_queue.run_repeating(_sweep_job, interval=seconds, first=seconds, name="sweep")
@@ -165,7 +87,6 @@ async def _sweep_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _post_shutdown(app: Application) -> None:
     runner: Runner = app.bot_data["runner"]
     await runner.close()
-    runner.outbox.conn.close()
 
 
 async def _check_bot(bot: Bot) -> None:

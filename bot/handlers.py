@@ -11,8 +11,9 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bot import texts
+from bot.chat import Sender
 from bot.publish import vote_keyboard
-from bot.runner import Runner, Sender, split_command
+from bot.runner import Runner, split_command
 
 log = logging.getLogger(__name__)
 

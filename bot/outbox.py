@@ -155,13 +155,6 @@ class Outbox:
                 ),
             )
 
-    def message_id(self, outbox_id: int, target: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT message_id FROM deliveries WHERE outbox_id = ? AND target = ?",
-            (outbox_id, target),
-        ).fetchone()
-        return row["message_id"] if row else None
-
     def counts(self) -> dict[str, int]:
         """Deliveries by status, e.g. {'pending': 1, 'sent': 8}."""
         rows = self.conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")

@@ -1,17 +1,15 @@
-"""Publishing targets of the outbox: a Telegram channel and a VK community wall.
+"""The Telegram channel as a publishing target of the outbox, and the voting buttons.
 
-Each turns its platform's errors into the outbox's two kinds: RetryLater (network trouble, flood
-control, server errors) and PermanentFailure (the platform refuses this post for good).
+It turns Telegram's errors into the outbox's two kinds: RetryLater (network trouble, flood
+control, server errors) and PermanentFailure (the platform refuses this post for good). The VK
+wall target is in vk_wall.py, which terminal mode uses without importing python-telegram-bot.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dtm
 import warnings
 
-import requests
-import vk_api
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
@@ -23,10 +21,6 @@ from telegram.error import (
 )
 
 from bot.outbox import PermanentFailure, RetryLater
-from common.vk import vk_api_client
-
-VK_FLOOD_CONTROL = 9  # "Flood control": too many posts (or the same post) in a short time
-VK_RETRYABLE = {1, 6, 9, 10, 29}  # unknown, too many rps, flood, internal, rate limit
 
 
 def vote_keyboard(outbox_id: int, ups: int = 0, downs: int = 0) -> InlineKeyboardMarkup:
@@ -76,26 +70,3 @@ class TelegramChannel:
         except TelegramError as exc:  # e.g. "Invalid server response": a proxy page, cut JSON
             raise RetryLater(f"Telegram answered oddly: {exc}") from None
         return str(message.message_id)
-
-
-class VkWall:
-    """Posts to the wall of community `vk.post_community` as the community (wall.post)."""
-
-    target = "vk"
-
-    def __init__(self, api_url: str, token: str, api_version: str, community: int) -> None:
-        self.owner_id = -abs(community)
-        self.vk = vk_api_client(token, api_url, api_version, timeout=30)
-
-    async def publish(self, outbox_id: int, text: str, guid: str) -> str:
-        values = {"owner_id": self.owner_id, "from_group": 1, "message": text, "guid": guid}
-        try:
-            # vk-api is synchronous (requests); a thread keeps the event loop answering.
-            response = await asyncio.to_thread(self.vk.method, "wall.post", values)
-        except vk_api.ApiError as exc:
-            if exc.code in VK_RETRYABLE:
-                raise RetryLater(f"VK error {exc}") from None
-            raise PermanentFailure(f"VK refused the post: {exc}") from None
-        except (vk_api.ApiHttpError, requests.RequestException) as exc:
-            raise RetryLater(f"VK unreachable: {type(exc).__name__}: {exc}") from None
-        return str(response["post_id"])

@@ -85,9 +85,7 @@ class Ratings:
     def choose_temperature(
         self, temperatures: tuple[float, ...], rng: random.Random
     ) -> float:
-        """Thompson sampling over the configured temperatures."""
-        if not temperatures:
-            raise ValueError("bot.temperatures is empty: list at least one temperature")
+        """Thompson sampling over the configured temperatures (the config loader refuses none)."""
         draws = [
             (rng.betavariate(1 + arm.ups, 1 + arm.downs), arm.temperature)
             for arm in self.arms(temperatures)

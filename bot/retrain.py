@@ -1,4 +1,5 @@
-"""Admin retraining: scrape → train (separate process, time budget) → evaluate → decide.
+"""Admin retraining, one job: scrape → train (separate process, time budget) → evaluate → swap
+→ samples → prune.
 
 Training fine-tunes the served model on the fresh corpus (`--init-from`, `bot.retrain_warm_start`):
 a from-scratch run of a few minutes would rarely beat weights trained for hours.
@@ -6,9 +7,13 @@ a from-scratch run of a few minutes would rarely beat weights trained for hours.
 Each stage is a real command run as a child process (`python -m scraper`, `python -m generator
 train/eval`), so a crash or a memory blow-up in training cannot take the bot down, and the bot
 keeps answering with the served model meanwhile. Progress is one chat message edited in place,
-read from the trainer's `metrics.jsonl`. The new model is only proposed for serving when its
-validation bits per character beat the served model's on the same fresh validation split; the
-caller swaps and remembers the previous model for /rollback.
+read from the trainer's `metrics.jsonl`. The new model is served only when its validation bits
+per character beat the served model's on the same fresh validation split.
+
+`RetrainJob.start` marks the job running before it returns, and the flag stays set until the
+last step (pruning) is over, so a second /retrain is refused for the whole run. Any exception
+ends the run with one failure line in the progress message (or a new message once that one
+shows the result) and in the log; what was already done (a swap) is said, never undone.
 """
 
 from __future__ import annotations
@@ -17,28 +22,31 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bot import texts
+from bot.chat import Chat
+from bot.model_slot import ModelSlot
+from bot.ratings import Ratings
 from common.config import Config
 from common.corpus import split_paths
-from generator.modeldir import MODEL_FILE, read_metrics
-
-if TYPE_CHECKING:
-    from bot.runner import Chat
+from generator.modeldir import METRICS_FILE, MODEL_FILE, read_metrics
+from generator.sample import Generator
 
 log = logging.getLogger(__name__)
+SAMPLES = 3  # posts shown from the trained model at the end
 
 
 class RetrainFailed(Exception):
-    """A stage failed; the message says which and why (the served model stays)."""
+    """A stage failed in an expected way; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -52,83 +60,142 @@ class Outcome:
         return self.new_bpc < self.old_bpc
 
 
-class Retrainer:
+class RetrainJob:
     def __init__(
         self,
         config: Config,
         config_path: str,
+        slot: ModelSlot,
+        ratings: Ratings,
         models_dir: Path,
         train_args: tuple[str, ...] = (),
         poll_seconds: float = 3.0,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        self.slot = slot  # the served model: evaluated against, swapped when beaten
+        self.ratings = ratings  # the bandit picks the samples' temperature
         self.models_dir = models_dir
         self.train_args = train_args  # extra `generator train` options (tests: a tiny model)
         self.poll_seconds = poll_seconds  # between progress edits; Telegram limits edit rates
         self.stage = ""
         self.last_result = "none since start"
+        self._task: asyncio.Task | None = None
         self._procs: set[asyncio.subprocess.Process] = set()
         self._progress = ""
+        self._rng = random.Random()
 
     @property
     def running(self) -> bool:
-        return bool(self.stage)
+        return self._task is not None
 
     def describe(self) -> str:
         return f"running: {self._progress or self.stage}" if self.running else self.last_result
 
-    async def run(self, chat: Chat, served_model_dir: str) -> Outcome | None:
-        """The whole retrain, reporting into one edited message; the outcome, None on failure."""
+    def start(self, chat: Chat) -> bool:
+        """Start a retrain reporting to `chat`; False (nothing started) if one is running."""
+        if self._task is not None:
+            return False
         self.stage = "starting"
-        message = await chat.say("Retrain: starting…")
+        self._task = asyncio.create_task(self._run(chat))
+        return True
+
+    async def wait(self) -> None:
+        """Wait for a running retrain to end (it never raises)."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    async def stop(self) -> None:
+        """Cancel a running retrain and kill its child processes (the bot shuts down)."""
+        for proc in list(self._procs):
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait({self._task})
+
+    async def _run(self, chat: Chat) -> None:
+        """The whole retrain; every exception ends here as one message to the admin."""
+        message: object = None
+        final = False  # the progress message shows the result: later news gets its own message
+        swapped: str | None = None
         try:
-            outcome = await self._stages(chat, message, served_model_dir)
-        except RetrainFailed as exc:
-            self.last_result = f"failed at {self.stage}: {exc}"
-            await chat.edit(message, f"Retrain failed at {self.stage}: {exc}\n"
-                            "The served model is unchanged.")
-            log.error("retrain failed at %s: %s", self.stage, exc)
-            return None
+            message = await chat.say(texts.RETRAIN_STARTING)
+            served = self.slot.model_dir
+            outcome = await self._stages(chat, message, served)
+            self.stage, self._progress = "swap", ""
+            if outcome.better:
+                await self.slot.serve(str(outcome.model_dir))
+                swapped = str(outcome.model_dir)
+            self.last_result = texts.retrain_result(outcome.new_bpc, outcome.old_bpc, swapped)
+            await chat.edit(message, texts.retrain_done(outcome.model_dir, self.last_result))
+            final = True
+            self.stage, self._progress = "samples", ""
+            png = outcome.model_dir / "loss.png"
+            if png.exists():
+                await chat.photo(png, texts.RETRAIN_PLOT)
+            trained = self.slot.generator if swapped else await asyncio.to_thread(
+                Generator.load, str(outcome.model_dir)
+            )
+            temperature = self.ratings.choose_temperature(self.config.bot.temperatures, self._rng)
+            posts = await self.slot.generate(None, temperature, n=SAMPLES, generator=trained)
+            await chat.say(texts.retrain_samples(posts, swapped))
+            self.stage, self._progress = "prune", ""
+            keep = {self.slot.model_dir, self.slot.previous() or "", str(outcome.model_dir),
+                    self.config.generator.model_dir}  # served, rollback, latest, configured
+            await asyncio.to_thread(prune, self.models_dir, keep)
+        except Exception as exc:  # noqa: BLE001 (the edge of a background task: report, log)
+            reason = str(exc) if isinstance(exc, RetrainFailed) else f"{type(exc).__name__}: {exc}"
+            if final:
+                self.last_result += f"; then failed at {self.stage}: {reason}"
+            else:
+                self.last_result = f"failed at {self.stage}: {reason}"
+            log.error("retrain failed at %s: %s", self.stage, reason,
+                      exc_info=not isinstance(exc, RetrainFailed))
+            await self._tell_failure(chat, message, final, reason, swapped)
         finally:
             self.stage = ""
             self._progress = ""
-        verdict = (
-            "better: now serving it" if outcome.better else "not better: keeping the served model"
-        )
-        self.last_result = (
-            f"val bpc {outcome.new_bpc:.3f} vs {outcome.old_bpc:.3f}, {verdict}"
-        )
-        done = f"Retrain done. New model {outcome.model_dir}: {self.last_result}."
-        await chat.edit(message, done)
-        png = outcome.model_dir / "loss.png"
-        if png.exists():
-            await chat.photo(png, "Bits per character while training: train and validation")
-        return outcome
+            self._task = None
+
+    async def _tell_failure(
+        self, chat: Chat, message: object, final: bool, reason: str, swapped: str | None
+    ) -> None:
+        text = texts.retrain_failed(self.stage, reason, swapped)
+        try:
+            if message is None or final:
+                await chat.say(text)
+            else:
+                await chat.edit(message, text)
+        except Exception:  # noqa: BLE001 (the chat itself fails: the log has it)
+            log.exception("could not tell the admin that the retrain failed")
 
     async def _stages(self, chat: Chat, message: object, served_model_dir: str) -> Outcome:
         corpus = Path(self.config.corpus.path)
         if self.config.vk.token:
-            await self._set(chat, message, "scrape", "scraping new posts")
-            await self._run(["scraper", "--config", self.config_path])
+            await self._set(chat, message, "scrape", texts.RETRAIN_SCRAPING)
+            await self._run_child(["scraper", "--config", self.config_path])
         else:
             log.info("retrain: vk.token is empty, training on the existing corpus")
         self.stage = "corpus check"
         val_path = split_paths(corpus)[1]
-        if not corpus.exists() or not val_path.exists():
-            raise RetrainFailed(f"no corpus at {corpus}: set vk.token so the scrape can make one")
+        if not corpus.exists():
+            raise RetrainFailed(texts.retrain_no_corpus(corpus))
+        if not val_path.exists():
+            raise RetrainFailed(texts.retrain_no_split(val_path, self.config_path))
         out = self.models_dir / time.strftime("%Y%m%d-%H%M%S")
         while out.exists():
             out = out.with_name(out.name + "-1")
-        await self._set(chat, message, "train", "training 0%")
+        await self._set(chat, message, "train", texts.retrain_training(0.0))
         train = [
             "generator", "train", "--config", self.config_path, "--corpus", str(corpus),
             "--out", str(out), "--minutes", f"{self.config.bot.retrain_minutes:g}",
             *self._warm_start(served_model_dir), *self.train_args,
         ]
         minutes = self.config.bot.retrain_minutes
-        await self._run(train, timeout=minutes * 120 + 300, progress=(chat, message, out))
-        await self._set(chat, message, "evaluate", "evaluating both models")
+        await self._run_child(train, timeout=minutes * 120 + 300, progress=(chat, message, out))
+        await self._set(chat, message, "evaluate", texts.RETRAIN_EVALUATING)
         # Both on the fresh validation split, side by side (each is its own process).
         new_bpc, old_bpc = await asyncio.gather(
             self._eval(out, val_path), self._eval(Path(served_model_dir), val_path)
@@ -146,10 +213,10 @@ class Retrainer:
     async def _set(self, chat: Chat, message: object, stage: str, text: str) -> None:
         self.stage = stage
         self._progress = text
-        await chat.edit(message, f"Retrain: {text}")
+        await chat.edit(message, texts.retrain_progress(text))
 
     async def _eval(self, model_dir: Path, val_path: Path) -> float:
-        out = await self._run(
+        out = await self._run_child(
             ["generator", "eval", "--config", self.config_path, "--model", str(model_dir),
              "--text", str(val_path)]
         )
@@ -158,7 +225,7 @@ class Retrainer:
             raise RetrainFailed(f"eval of {model_dir} printed no bits_per_char line")
         return float(lines[-1].split(":", 1)[1])
 
-    async def _run(
+    async def _run_child(
         self, args: list[str], timeout: float = 3600, progress: tuple | None = None
     ) -> str:
         """Run `python -m ARGS`; its stdout, or RetrainFailed with its last stderr line."""
@@ -175,52 +242,51 @@ class Retrainer:
                 if progress is not None and not done.done():
                     await self._report(*progress)
                 if time.monotonic() > deadline:
-                    proc.kill()
                     raise RetrainFailed(f"{args[0]} ran past {timeout:.0f} s and was stopped")
             stdout, stderr = done.result()
         finally:
             self._procs.discard(proc)
+            if proc.returncode is None:  # stopped early (time out, a failed progress edit)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                with contextlib.suppress(Exception):
+                    await done  # reap it
         if proc.returncode != 0:
             tail = stderr.decode("utf-8", "replace").strip().splitlines()
             reason = tail[-1] if tail else f"exit status {proc.returncode}"
-            raise RetrainFailed(f"python -m {' '.join(args[:2])}: {reason}")
+            command = " ".join(a for a in args[:2] if not a.startswith("-"))  # "generator train"
+            raise RetrainFailed(f"python -m {command}: {reason}")
         return stdout.decode("utf-8", "replace")
 
     async def _report(self, chat: Chat, message: object, out: Path) -> None:
-        records = read_metrics(out / "metrics.jsonl")
+        records = read_metrics(out / METRICS_FILE)
         if not records:
             return
         last = records[-1]
         bpcs = [r["val_bpc"] for r in records if r.get("val_bpc") is not None]
-        text = f"training {100 * float(last.get('progress') or 0):.0f}%"
-        if last.get("chars_per_sec"):
-            text += f", {float(last['chars_per_sec']):,.0f} chars/s"
-        if bpcs:
-            text += f", val bpc {bpcs[-1]:.3f}"
+        text = texts.retrain_training(
+            float(last.get("progress") or 0),
+            float(last.get("chars_per_sec") or 0),
+            bpcs[-1] if bpcs else None,
+        )
         if text != self._progress:
             self._progress = text
-            await chat.edit(message, f"Retrain: {text}")
+            await chat.edit(message, texts.retrain_progress(text))
 
-    def prune(self, keep: set[str]) -> list[Path]:
-        """Delete earlier retrains' model dirs except `keep` (served, rollback, latest)."""
-        if not self.models_dir.is_dir():
-            return []
-        kept = {Path(k).resolve() for k in keep | {self.config.generator.model_dir} if k}
-        removed = [
-            path for path in sorted(self.models_dir.iterdir())
-            if path.is_dir() and path.resolve() not in kept
-        ]
-        for path in removed:
-            shutil.rmtree(path, ignore_errors=True)
-            log.info("removed old model %s", path)
-        return removed
 
-    async def stop(self) -> None:
-        """Kill the children of a retrain when the bot shuts down."""
-        for proc in list(self._procs):
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+def prune(models_dir: Path, keep: set[str]) -> list[Path]:
+    """Delete the model dirs in `models_dir` (earlier retrains) except those in `keep`."""
+    if not models_dir.is_dir():
+        return []
+    kept = {Path(k).resolve() for k in keep if k}
+    removed = [
+        path for path in sorted(models_dir.iterdir())
+        if path.is_dir() and path.resolve() not in kept
+    ]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed old model %s", path)
+    return removed
 
 
 def plot_losses(metrics_path: Path, png_path: Path) -> Path | None:

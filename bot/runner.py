@@ -6,49 +6,29 @@ thread, so the event loop keeps answering while a post is written.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import random
 import time
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 from bot import texts
+from bot.chat import Chat, Sender
+from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
 from bot.ratings import Ratings
-from bot.retrain import Retrainer
-from bot.schedule import CrontabError, Schedule
-from bot.state import State
+from bot.retrain import RetrainJob
+from bot.schedule import Schedule
+from bot.settings import RuntimeSettings
 from common.config import Config
+from common.crontab import CrontabError
 from generator.sample import Generator
 
 log = logging.getLogger(__name__)
 
 MAX_PRIME_CHARS = 150  # the quality gate refuses lines over 200: leave the model some room
 MAX_WAITING = 8  # posts queued for the sampling thread before /bugurt answers "busy"
-PUBLIC = ("start", "help", "bugurt", "top")
-ADMIN = ("post", "pause", "resume", "schedule", "status", "retrain", "rollback")
-COMMANDS = PUBLIC + ADMIN
-
-
-@dataclass(frozen=True)
-class Sender:
-    user_id: int
-    is_admin: bool
-
-
-class Chat(Protocol):
-    """Where a command's replies go; `say` returns a handle that `edit` can change in place."""
-
-    async def say(self, text: str) -> object: ...
-
-    async def edit(self, handle: object, text: str) -> None: ...
-
-    async def photo(self, path: Path, caption: str) -> None: ...
 
 
 def split_command(text: str) -> tuple[str, str, str]:
@@ -78,77 +58,70 @@ class Runner:
     def __init__(
         self,
         config: Config,
-        state: State,
-        generator: Generator,
-        model_dir: str,
+        settings: RuntimeSettings,
+        models: ModelSlot,
         outbox: Outbox,
         ratings: Ratings,
         schedule: Schedule,
-        retrainer: Retrainer,
+        retrain: RetrainJob,
     ) -> None:
         self.config = config
-        self.state = state
-        self.generator = generator
-        self.model_dir = model_dir
+        self.settings = settings
+        self.models = models
         self.outbox = outbox
         self.ratings = ratings
         self.schedule = schedule
         schedule.bind(self.scheduled_post)
-        self.retrainer = retrainer
+        self.retrain = retrain
         self.rng = random.Random()  # the bandit's draws
         self.started = time.monotonic()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
-        self._waiting = 0
         self._last_bugurt: dict[int, float] = {}  # user id → monotonic time of the last accepted
         self._warned: set[int] = set()  # users told to wait during their current cooldown
-        self._tasks: set[asyncio.Task] = set()
 
     # ---- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Install the posting job (scheduler running) and send what a previous run left pending."""
-        self.schedule.install(self.state.schedule_cron(self.config.schedule.cron))
-        # Sampling's first call is slow (lazy torch set-up): pay it now, not on a user's /bugurt.
-        self._pool.submit(self.generator.generate, n=1, candidates=1, seed=0)
+        self.schedule.install(self.settings.schedule_cron(self.config.schedule.cron))
+        self.models.warm_up()  # not on a user's first /bugurt
         await self.sweep(force=True)
 
     async def sweep(self, force: bool = False) -> None:
         """Deliver pending posts whose retry time has come (periodic job; all of them on start)."""
         if self.outbox.publishers:
             await self.outbox.deliver(force=force)
-        self.state.beat()  # `python -m bot --health` reads it: the event loop is alive
+        self.settings.beat()  # `python -m bot --health` reads it: the event loop is alive
 
     async def wait_idle(self) -> None:
         """Wait for background work (a retrain) to finish."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.retrain.wait()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await self.retrainer.stop()
+        """Stop a retrain, the job's callback and the sampling thread; close the database."""
+        await self.retrain.stop()
         self.schedule.close()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.models.close()
+        self.outbox.conn.close()
 
     # ---- commands -----------------------------------------------------------------------------
 
     async def command(self, name: str, args: str, sender: Sender, chat: Chat) -> None:
         """Run one command for `sender`; every outcome is a short reply (or none on purpose)."""
-        name = name.lower()
-        if name not in COMMANDS:
-            await chat.say(texts.UNKNOWN.format(name=name[:32]))
+        command = BY_NAME.get(name.lower())
+        if command is None:
+            await chat.say(texts.UNKNOWN.format(name=name.lower()[:32]))
             return
-        if name in ADMIN and not sender.is_admin:
-            log.warning("user %s refused admin command /%s", sender.user_id, name)
-            await chat.say(texts.ADMIN_ONLY.format(name=name))
+        if command.admin and not sender.is_admin:
+            log.warning("user %s refused admin command /%s", sender.user_id, command.name)
+            await chat.say(texts.ADMIN_ONLY.format(name=command.name))
             return
-        await getattr(self, "_cmd_" + name)(args.strip(), sender, chat)
+        await command.handler(self, args.strip(), sender, chat)
 
     async def _cmd_start(self, args: str, sender: Sender, chat: Chat) -> None:
         await chat.say(texts.START)
 
     async def _cmd_help(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(texts.HELP_ADMIN if sender.is_admin else texts.HELP)
+        await chat.say(help_text(sender.is_admin))
 
     async def _cmd_bugurt(self, args: str, sender: Sender, chat: Chat) -> None:
         wait = self._cooldown_left(sender)
@@ -161,18 +134,18 @@ class Runner:
         if len(prime) > MAX_PRIME_CHARS:
             await chat.say(texts.PRIME_TOO_LONG.format(length=len(prime), limit=MAX_PRIME_CHARS))
             return
-        unknown = unknown_chars(self.generator, prime)
+        unknown = unknown_chars(self.models.generator, prime)
         if unknown:  # emoji and the like: the model has no symbol for them, its posts would fail
             prime = clean_prime("".join(ch for ch in prime if ch not in unknown))
         if args.strip() and not prime:
             await chat.say(texts.PRIME_EMPTY)
             return
-        if self._waiting >= MAX_WAITING:
+        if self.models.waiting >= MAX_WAITING:
             await chat.say(texts.BUSY)
             return
         self._last_bugurt[sender.user_id] = time.monotonic()
         self._warned.discard(sender.user_id)
-        posts = await self.generate(prime or None, self._temperature())
+        posts = await self.models.generate(prime or None, self._temperature())
         if unknown:
             await chat.say(texts.LEFT_OUT.format(chars=" ".join(unknown[:12])))
         await chat.say(posts[0] if posts else texts.NO_GOOD_POST)
@@ -188,24 +161,6 @@ class Runner:
             return 0.0
         return self.config.bot.cooldown_seconds - (time.monotonic() - last)
 
-    async def generate(
-        self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
-    ) -> list[str]:
-        """Sample off the event loop (with the model served right now unless one is given)."""
-        generator = generator or self.generator
-        call = functools.partial(
-            generator.generate,
-            n=n,
-            prime=prime,
-            temperature=temperature,
-            candidates=self.config.bot.candidates,
-        )
-        self._waiting += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        finally:
-            self._waiting -= 1
-
     async def _cmd_top(self, args: str, sender: Sender, chat: Chat) -> None:
         await chat.say(texts.top(self.ratings.top(5)))
 
@@ -217,7 +172,7 @@ class Runner:
         if not self.outbox.publishers:
             return texts.NO_TARGETS
         temperature = self._temperature()
-        posts = await self.generate(None, temperature)
+        posts = await self.models.generate(None, temperature)
         if not posts:
             return texts.NO_GOOD_POST
         outbox_id = self.outbox.store(posts[0], temperature, source)
@@ -246,61 +201,38 @@ class Runner:
         except CrontabError as exc:
             await chat.say(texts.BAD_CRONTAB.format(line=args[:60], error=exc))
             return
-        self.state.set_schedule_cron(self.config.schedule.cron, " ".join(args.split()))
+        self.settings.set_schedule_cron(self.config.schedule.cron, " ".join(args.split()))
         await chat.say(texts.SCHEDULED.format(schedule=self.schedule.describe()))
 
     async def _cmd_status(self, args: str, sender: Sender, chat: Chat) -> None:
         await chat.say(
             texts.status(
-                model_dir=self.model_dir,
-                info=self.generator.info,
+                model_dir=self.models.model_dir,
+                info=self.models.generator.info,
                 schedule=self.schedule.describe(),
                 targets=list(self.outbox.publishers),
                 counts=self.outbox.counts(),
                 last=self.outbox.last_post(),
                 arms=self.ratings.arms(self.config.bot.temperatures),
-                retrain=self.retrainer.describe(),
+                retrain=self.retrain.describe(),
                 uptime=time.monotonic() - self.started,
             )
         )
 
     async def _cmd_retrain(self, args: str, sender: Sender, chat: Chat) -> None:
-        if self.retrainer.running:
-            await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrainer.describe()))
-            return
-        task = asyncio.create_task(self._retrain(chat))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _retrain(self, chat: Chat) -> None:
-        outcome = await self.retrainer.run(chat, self.model_dir)
-        if outcome is None:
-            return
-        if outcome.better:
-            await self._serve(str(outcome.model_dir), previous=self.model_dir)
-            trained = self.generator
-        else:
-            trained = await asyncio.to_thread(Generator.load, str(outcome.model_dir))
-        samples = await self.generate(None, self._temperature(), n=3, generator=trained)
-        await chat.say(texts.samples(samples))
-        previous = self.state.previous_model(self.config.generator.model_dir) or ""
-        keep = {self.model_dir, previous, str(outcome.model_dir)}
-        await asyncio.to_thread(self.retrainer.prune, keep)
+        if not self.retrain.start(chat):
+            await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrain.describe()))
 
     async def _cmd_rollback(self, args: str, sender: Sender, chat: Chat) -> None:
-        previous = self.state.previous_model(self.config.generator.model_dir)
+        if self.retrain.running:  # the job evaluates against, and may swap, the served model
+            await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrain.describe()))
+            return
+        previous = self.models.previous()
         if previous is None:
             await chat.say(texts.NO_ROLLBACK)
             return
-        await self._serve(previous, previous=self.model_dir)
+        await self.models.serve(previous)
         await chat.say(texts.ROLLED_BACK.format(model_dir=previous))
-
-    async def _serve(self, model_dir: str, previous: str) -> None:
-        """Load a model off the loop, then switch to it (requests in flight finish on the old)."""
-        self.generator = await asyncio.to_thread(Generator.load, model_dir)
-        self.model_dir = model_dir
-        self.state.swap_model(self.config.generator.model_dir, model_dir, previous)
-        log.info("serving model %s (previous %s)", model_dir, previous)
 
     # ---- votes --------------------------------------------------------------------------------
 
@@ -310,3 +242,52 @@ class Runner:
         if counts is None:
             return texts.VOTE_UNKNOWN, None
         return (texts.VOTED_UP if value > 0 else texts.VOTED_DOWN), counts
+
+
+@dataclass(frozen=True)
+class Command:
+    """One chat command: who may run it, its handler, its /help line(s) and menu description."""
+
+    name: str
+    admin: bool
+    handler: Callable[[Runner, str, Sender, Chat], Awaitable[None]]
+    help: str  # lines of /help ('' : not listed)
+    menu: str = ""  # Telegram's command menu ('': not in the menu; it lists public commands)
+
+
+COMMANDS = (
+    Command("start", False, Runner._cmd_start, "", menu="what this bot does"),
+    Command(
+        "bugurt", False, Runner._cmd_bugurt,
+        "/bugurt: a fresh bugurt\n"
+        f"/bugurt TEXT: a bugurt that starts with TEXT (at most {MAX_PRIME_CHARS} characters)",
+        menu="a fresh bugurt; add words to start it with them",
+    ),
+    Command("top", False, Runner._cmd_top, "/top: the posts readers liked most",
+            menu="the posts readers liked most"),
+    Command("help", False, Runner._cmd_help, "/help: this list", menu="all commands"),
+    Command("post", True, Runner._cmd_post, "/post: write and publish one post now"),
+    Command("pause", True, Runner._cmd_pause, "/pause: stop scheduled posting"),
+    Command("resume", True, Runner._cmd_resume, "/resume: restart scheduled posting"),
+    Command("schedule", True, Runner._cmd_schedule,
+            "/schedule MIN HOUR DAY MONTH WEEKDAY: set the posting crontab"),
+    Command("status", True, Runner._cmd_status,
+            "/status: model, schedule, outbox, last post, uptime"),
+    Command("retrain", True, Runner._cmd_retrain,
+            "/retrain: scrape, train, evaluate, and serve the new model if it is better"),
+    Command("rollback", True, Runner._cmd_rollback, "/rollback: serve the previous model again"),
+)
+BY_NAME = {command.name: command for command in COMMANDS}
+
+
+def help_text(admin: bool) -> str:
+    """/help: the public commands, and for an admin the admin commands below them."""
+    text = "\n".join(c.help for c in COMMANDS if c.help and not c.admin)
+    if admin:
+        text += "\n\nAdmin commands:\n" + "\n".join(c.help for c in COMMANDS if c.admin)
+    return text
+
+
+def menu() -> list[tuple[str, str]]:
+    """(command, description) of Telegram's command menu."""
+    return [(c.name, c.menu) for c in COMMANDS if c.menu]

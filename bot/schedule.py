@@ -14,26 +14,20 @@ from __future__ import annotations
 
 import datetime as dtm
 import logging
-import re
-import zoneinfo
 from collections.abc import Awaitable, Callable
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
+
+from common.crontab import parse_crontab
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "neurobugurt-post"
 JOBSTORE = "neurobugurt"
 _CALLBACKS: dict[str, Callable[[], Awaitable[None]]] = {}
-_WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]  # crontab 0..7
-
-
-class CrontabError(ValueError):
-    """A crontab line that cannot be scheduled; the message says why."""
 
 
 async def run_scheduled_post(key: str) -> None:
@@ -43,38 +37,6 @@ async def run_scheduled_post(key: str) -> None:
         log.error("scheduled post for %s: no running bot registered it", key)
         return
     await callback()
-
-
-def parse_crontab(line: str, timezone: str) -> CronTrigger:
-    """A CronTrigger for a standard 5-field crontab line (weekday 0 and 7 = Sunday)."""
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        hint = "use a name like Europe/Moscow"
-        raise CrontabError(f"unknown time zone {timezone!r}: {hint}") from None
-    fields = line.split()
-    if len(fields) != 5:
-        raise CrontabError(
-            f"a crontab line has 5 fields (minute hour day month weekday), got {len(fields)}"
-        )
-    # APScheduler counts weekdays from Monday = 0; crontab from Sunday = 0: use names.
-    fields[4] = re.sub(r"\d+", lambda m: _weekday_name(m.group()), fields[4])
-    names = ("minute", "hour", "day", "month", "day_of_week")
-    for name, value, shown in zip(names, fields, line.split(), strict=True):
-        try:
-            CronTrigger(**{name: value}, timezone=timezone)
-        except ValueError as exc:
-            raise CrontabError(f"{name.replace('_', ' ')} field {shown!r}: {exc}") from None
-    trigger = CronTrigger(**dict(zip(names, fields, strict=True)), timezone=timezone)
-    if trigger.get_next_fire_time(None, dtm.datetime.now(trigger.timezone)) is None:
-        raise CrontabError("this crontab line never fires")
-    return trigger
-
-
-def _weekday_name(number: str) -> str:
-    if int(number) > 7:
-        raise CrontabError(f"weekday {number} is out of range 0-7 (0 and 7 are Sunday)")
-    return _WEEKDAYS[int(number)]
 
 
 class Schedule:
@@ -157,7 +119,7 @@ class Schedule:
         return True
 
     def run_now(self) -> None:
-        """Make the stored job due now (as if its time had come); used by tests and /status."""
+        """Make the stored job due now, as if its time had come (tests use it; no command does)."""
         job = self.job()
         if job is None:
             raise JobLookupError(JOB_ID)

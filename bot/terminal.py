@@ -16,8 +16,9 @@ from typing import TextIO
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import texts
-from bot.app import build_runner, vk_publisher
-from bot.runner import Sender, split_command
+from bot.chat import Sender
+from bot.runner import split_command
+from bot.wiring import build_runner, vk_publisher
 from common.config import Config
 
 BANNER = "Neurobugurt terminal chat (no telegram.token set). Type /help; Ctrl-D quits."
@@ -87,4 +88,3 @@ async def run_terminal(
     finally:
         await runner.close()
         scheduler.shutdown(wait=False)
-        runner.outbox.conn.close()

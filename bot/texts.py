@@ -1,10 +1,15 @@
-"""Every line the bot says, in one place: short, saying what happened and what to do."""
+"""Every line the bot says, in one place: short, saying what happened and what to do.
+
+The exception: each command's /help line and menu description sit with the command itself, in
+the command table at the end of runner.py.
+"""
 
 from __future__ import annotations
 
 import datetime as dtm
 import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
@@ -14,27 +19,6 @@ START = (
     "Send /bugurt for a fresh one, or /bugurt YOUR TEXT for one that starts with your text.\n"
     "/help lists all commands."
 )
-HELP = (
-    "/bugurt: a fresh bugurt\n"
-    "/bugurt TEXT: a bugurt that starts with TEXT (at most 150 characters)\n"
-    "/top: the posts readers liked most\n"
-    "/help: this list"
-)
-HELP_ADMIN = HELP + (
-    "\n\nAdmin commands:\n"
-    "/post: write and publish one post now\n"
-    "/pause, /resume: stop and restart scheduled posting\n"
-    "/schedule MIN HOUR DAY MONTH WEEKDAY: set the posting crontab\n"
-    "/status: model, schedule, outbox, last post, uptime\n"
-    "/retrain: scrape, train, evaluate, and serve the new model if it is better\n"
-    "/rollback: serve the previous model again"
-)
-MENU = {  # Telegram's command menu: one short description per public command
-    "start": "what this bot does",
-    "help": "all commands",
-    "bugurt": "a fresh bugurt; add words to start it with them",
-    "top": "the posts readers liked most",
-}
 UNKNOWN = "I don't know /{name}. /help lists what I can do."
 ADMIN_ONLY = "/{name} is for the bot's admins only."
 NOT_A_COMMAND = "I answer commands: send /bugurt for a bugurt, or /help."
@@ -62,6 +46,10 @@ SCHEDULE_USAGE = (
 )
 BAD_CRONTAB = "Can't use '{line}' as a schedule: {error}. Example: /schedule 0 */4 * * *"
 SCHEDULED = "Schedule set: {schedule}."
+RETRAIN_STARTING = "Retrain: starting…"
+RETRAIN_SCRAPING = "scraping new posts"
+RETRAIN_EVALUATING = "evaluating both models"
+RETRAIN_PLOT = "Bits per character while training: train and validation"
 RETRAIN_RUNNING = "A retrain is already running ({stage}); /status shows its progress."
 NO_ROLLBACK = "There is no previous model to go back to."
 ROLLED_BACK = "Serving the previous model again: {model_dir}."
@@ -130,7 +118,53 @@ def status(
     )
 
 
-def samples(posts: Sequence[str]) -> str:
+def retrain_progress(text: str) -> str:
+    return f"Retrain: {text}"
+
+
+def retrain_training(
+    progress: float, chars_per_sec: float = 0.0, val_bpc: float | None = None
+) -> str:
+    """'training 40%, 12,345 chars/s, val bpc 2.345' (the trainer's time estimate can overshoot)."""
+    text = f"training {100 * min(max(progress, 0.0), 1.0):.0f}%"
+    if chars_per_sec:
+        text += f", {chars_per_sec:,.0f} chars/s"
+    if val_bpc is not None:
+        text += f", val bpc {val_bpc:.3f}"
+    return text
+
+
+def retrain_no_corpus(corpus: Path) -> str:
+    return f"no corpus at {corpus}: set vk.token so the scrape can make one"
+
+
+def retrain_no_split(val_path: Path, config_path: str) -> str:
+    return (
+        f"the corpus has no validation split {val_path}: run `python -m scraper --config "
+        f"{config_path}` (it writes the corpus and both splits), then /retrain again"
+    )
+
+
+def retrain_result(new_bpc: float, old_bpc: float, swapped: str | None) -> str:
+    verdict = "better: now serving it" if swapped else "not better: keeping the served model"
+    return f"val bpc {new_bpc:.3f} vs {old_bpc:.3f}, {verdict}"
+
+
+def retrain_done(model_dir: Path, result: str) -> str:
+    return f"Retrain done. New model {model_dir}: {result}."
+
+
+def retrain_failed(stage: str, reason: str, swapped: str | None) -> str:
+    served = "The served model is unchanged."
+    if swapped:
+        served = f"Now serving the new model {swapped}."
+    return f"Retrain failed at {stage}: {reason}\n{served}"
+
+
+def retrain_samples(posts: Sequence[str], swapped: str | None) -> str:
+    """The trained model's posts, labelled with what it is: served now, or rejected."""
+    model = "the new model (now served)" if swapped else "the rejected model (not served)"
     if not posts:
-        return "Samples: the model wrote none that passed the quality gate."
-    return "Three samples from the new model:\n\n" + "\n\n".join(posts)
+        return f"Samples: {model} wrote none that passed the quality gate."
+    count = f"{len(posts)} sample" + ("s" if len(posts) > 1 else "")
+    return f"{count.capitalize()} from {model}:\n\n" + "\n\n".join(posts)

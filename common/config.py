@@ -13,6 +13,7 @@ import os
 import re
 import types
 import typing
+import zoneinfo
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from common.cli import UserError
+from common.crontab import CrontabError, parse_crontab
 from common.log import register_secret
 
 # The model `make run` serves on a fresh clone: committed inside the generator package.
@@ -120,6 +122,7 @@ def load_config(path: str | os.PathLike = "config.yaml") -> Config:
 def config_from_dict(raw: Any, source: str = "config") -> Config:
     """Build a Config from parsed YAML (a dict of sections); missing keys take defaults."""
     config = _build(Config, raw, prefix="", source=source)
+    _check_values(config, source)
     for secret in (config.vk.token, config.vk.post_token, config.telegram.token):
         register_secret(secret)
     password = urlsplit(config.schedule.jobstore_url).password  # postgresql://u:PASSWORD@host
@@ -157,6 +160,31 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             assert value is not MISSING, f"config field {key} needs a default"
             values[f.name] = _coerce(_substitute(value), hint, key, source)
     return cls(**values)
+
+
+def _check_values(config: Config, source: str) -> None:
+    """Values of the right type that still cannot work: refused here, once, for every command."""
+    temperatures = config.bot.temperatures
+    if not temperatures or min(temperatures) <= 0:
+        raise UserError(
+            f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.7, 0.85, 1.0]"
+        )
+    schedule = config.schedule
+    if schedule.misfire_grace_seconds <= 0:
+        raise UserError(
+            f"{source}: 'schedule.misfire_grace_seconds' must be a positive number of seconds"
+        )
+    try:
+        zoneinfo.ZoneInfo(schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UserError(
+            f"{source}: 'schedule.timezone' {schedule.timezone!r} is not a time zone name:"
+            " use one like Europe/Moscow"
+        ) from None
+    try:
+        parse_crontab(schedule.cron, schedule.timezone)
+    except CrontabError as exc:
+        raise UserError(f"{source}: 'schedule.cron' {schedule.cron!r}: {exc}") from None
 
 
 def _is_section(hint: Any) -> bool:

@@ -219,8 +219,15 @@ def test_chat_commands_and_bad_input(tmp_path, model_dir, telegram):
         telegram.send_text("hello", user_id=OTHER, chat_id=-100, chat_type="group")
         assert quiet(telegram, OTHER) == [] and quiet(telegram, CHANNEL_ID, 0.1) == []
         assert quiet(telegram, -100, 0.1) == []
-        assert "Admin commands" in ask(telegram, "/help", ADMIN)
-        assert "Admin commands" not in ask(telegram, "/help", OTHER)
+        admin_help = ask(telegram, "/help", ADMIN)
+        public_help = ask(telegram, "/help", OTHER)
+        assert admin_help.startswith(public_help + "\n\nAdmin commands:\n/post: ")
+        assert "/rollback" in admin_help and "Admin commands" not in public_help
+        assert public_help.startswith("/bugurt: a fresh bugurt\n")
+        # The command menu lists the public commands, each with a description.
+        (menu,) = telegram.calls_of("setMyCommands")
+        listed = {c["command"]: c["description"] for c in menu.params["commands"]}
+        assert set(listed) == {"start", "bugurt", "top", "help"} and all(listed.values())
 
 
 def test_sampling_runs_off_the_event_loop(tmp_path, model_dir, telegram):

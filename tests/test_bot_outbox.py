@@ -9,7 +9,8 @@ import pytest
 from telegram import Bot
 
 from bot.outbox import Outbox
-from bot.publish import TelegramChannel, VkWall
+from bot.publish import TelegramChannel
+from bot.vk_wall import VkWall
 from common import db
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN

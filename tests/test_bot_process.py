@@ -53,6 +53,14 @@ def test_terminal_mode_on_stdin(tmp_path, model_dir):
     assert "Traceback" not in err
 
 
+def test_terminal_mode_does_not_import_python_telegram_bot():
+    code = "import bot.terminal, sys; assert 'telegram' not in sys.modules, 'telegram imported'"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_health_reads_the_heartbeat_of_the_running_bot(tmp_path, model_dir):
     config = write_config(tmp_path, bot_config(tmp_path, model_dir))
 

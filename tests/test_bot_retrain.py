@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from bot.retrain import Retrainer
-from common.config import config_from_dict
+from bot.retrain import prune
 from generator.modeldir import load_model
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
@@ -18,6 +18,7 @@ from tests.test_bot_app import (
     AppThread,
     ask,
     bot_config,
+    tiny_model,
     tiny_posts,
     train_model,
     write_config,
@@ -50,6 +51,103 @@ def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[
     return edits, final.params["text"]
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_model(tmp_path_factory)
+
+
+def _app(tmp_path, model_dir, telegram, vk=None, **bot):
+    """A bot serving `model_dir` whose /retrain trains 3 steps from scratch: surely worse."""
+    write_tiny_corpus(tmp_path / "data" / "corpus.txt")
+    raw = bot_config(tmp_path, model_dir, telegram, channel=False, retrain_minutes=1,
+                     retrain_warm_start=False, **bot)
+    if vk is not None:
+        raw["vk"].update(token="refused-token", api_url=vk.api_url)
+    config_path = str(write_config(tmp_path, raw))
+    options = {"train_args": (*TINY_TRAIN, "--max-steps", "3"), "retrain_poll_seconds": 0.2}
+    return AppThread(raw, config_path, **options)
+
+
+def _finished(telegram: FakeTelegram, start: int) -> str:
+    """The final text of the retrain begun after call `start`."""
+    call = telegram.wait_for(
+        "editMessageText", lambda p: p["text"].startswith(("Retrain done", "Retrain failed")),
+        timeout=90, after=start,
+    )
+    return call.params["text"]
+
+
+def _idle(telegram: FakeTelegram) -> str:
+    """/status once no retrain is running (the job ends shortly after its last message)."""
+    deadline = time.monotonic() + 30
+    while "Retrain: running" in (status := ask(telegram, "/status", ADMIN)):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    return status
+
+
+def test_retrain_twice_in_a_row_then_rollback_after_a_rejected_one(tmp_path, model_dir, telegram):
+    with _app(tmp_path, model_dir, telegram):
+        for _ in range(2):
+            start = len(telegram.calls)
+            assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"
+            assert ask(telegram, "/retrain", ADMIN).startswith("A retrain is already running")
+            assert ask(telegram, "/rollback", ADMIN).startswith("A retrain is already running")
+            final = _finished(telegram, start)
+            assert "not better: keeping the served model" in final, final
+            samples = telegram.wait_for(
+                "sendMessage", lambda p: "the rejected model (not served)" in p["text"],
+                after=start,
+            ).params["text"]
+            assert "new model" not in samples and "Three" not in samples
+            edits = [c.params["text"] for c in telegram.calls[start:]
+                     if c.method == "editMessageText"]
+            percents = [int(p) for e in edits for p in re.findall(r"training (\d+)%", e)]
+            assert percents and max(percents) <= 100
+            status = _idle(telegram)
+            assert f"Model: {model_dir} " in status and "not better" in status
+        # Nothing was swapped in: there is nothing to roll back to, and the model stays.
+        assert ask(telegram, "/rollback", ADMIN) == "There is no previous model to go back to."
+        assert f"Model: {model_dir} " in ask(telegram, "/status", ADMIN)
+        models = tmp_path / "data" / "models"
+        assert len(list(models.iterdir())) == 1  # the latest rejected one only: pruned
+
+
+def test_retrain_during_a_failing_scrape_says_so_once(tmp_path, model_dir, telegram):
+    with FakeVk() as vk, _app(tmp_path, model_dir, telegram, vk=vk):
+        for _ in range(2):  # the flag is cleared: a second /retrain starts (and fails) again
+            start = len(telegram.calls)
+            assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"
+            final = _finished(telegram, start)
+            assert final.startswith("Retrain failed at scrape: python -m scraper: error: "), final
+            assert final.endswith("\nThe served model is unchanged.")
+            status = _idle(telegram)
+            assert f"Model: {model_dir} " in status and "Retrain: failed at scrape" in status
+            texts = [str(c.params.get("text")) for c in telegram.calls[start:]]
+            assert [t for t in texts if t.startswith("Retrain failed")] == [final]
+        assert not (tmp_path / "data" / "models").exists()  # no training ran
+
+
+def test_an_unexpected_error_ends_the_retrain_with_one_message(tmp_path, model_dir, telegram):
+    with _app(tmp_path, model_dir, telegram):
+        # The first progress edit finds the Bot API unreachable: not a stage failure, an
+        # exception from the chat itself. The retrain stops there and says so.
+        telegram.fail("editMessageText", drop=True)
+        start = len(telegram.calls)
+        assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"
+        final = _finished(telegram, start)
+        assert final.startswith("Retrain failed at train: NetworkError"), final
+        assert final.endswith("\nThe served model is unchanged.")
+        status = _idle(telegram)
+        assert "Retrain: failed at train: NetworkError" in status
+        assert f"Model: {model_dir} " in status
+        time.sleep(0.5)  # nothing more comes: no samples, no second failure
+        later = [c.params.get("text") for c in telegram.calls[start:]
+                 if c.method in ("sendMessage", "editMessageText", "sendPhoto")]
+        assert [t for t in later if t and t.startswith(("Retrain", "Samples"))] == [
+            "Retrain: starting…", "Retrain: training 0%", final]
+
+
 def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, telegram):
     weak = train_model(write_tiny_corpus(tmp_path / "weak" / "corpus.txt", seed=9),
                        tmp_path / "weak" / "model", steps=1)
@@ -70,10 +168,11 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
             photo = telegram.wait_for("sendPhoto", after=start)
             assert photo.params["photo"].startswith(b"\x89PNG")
             samples = telegram.wait_for(
-                "sendMessage", lambda p: p["text"].startswith("Three samples"), after=start
+                "sendMessage", lambda p: "from the new model (now served):" in p["text"],
+                after=start,
             )
             assert "#neurobugurt" in samples.params["text"]
-            status = ask(telegram, "/status", ADMIN)
+            status = _idle(telegram)
             assert str(weak) not in status and "models/" in status
             assert "better: now serving it" in status  # the last retrain's result
             new_model = status.split("Model: ", 1)[1].split(" (", 1)[0]
@@ -100,21 +199,22 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
         # A failing stage leaves the served model alone and says what failed.
         (tmp_path / "data" / "corpus.val.txt").unlink()
         edits, final = _retrain(telegram, fails_at_once=True)
-        assert final.startswith("Retrain failed at corpus check: no corpus at")
+        assert final.startswith(
+            "Retrain failed at corpus check: the corpus has no validation split"
+        ) and "python -m scraper --config" in final
         assert final.endswith("The served model is unchanged.")
         assert f"Model: {weak} " in ask(telegram, "/status", ADMIN)
 
 
-def test_prune_keeps_served_rollback_latest_and_configured_models(tmp_path):
+def test_prune_keeps_the_given_model_dirs(tmp_path):
     models = tmp_path / "models"
     names = ["20260101-000000", "20260102-000000", "20260103-000000", "20260104-000000", "pinned"]
     for name in names:
         (models / name).mkdir(parents=True)
         (models / name / "model.pt").write_bytes(b"weights")
-    config = config_from_dict({"generator": {"model_dir": str(models / "pinned")}})
-    retrainer = Retrainer(config, "config.yaml", models)
-    keep = {str(models / "20260102-000000"), str(models / "20260104-000000"), ""}
-    removed = retrainer.prune(keep)
+    keep = {str(models / "20260102-000000"), str(models / "20260104-000000"), "",
+            str(models / "pinned")}
+    removed = prune(models, keep)
     assert [p.name for p in removed] == ["20260101-000000", "20260103-000000"]
     left = sorted(p.name for p in models.iterdir())
     assert left == ["20260102-000000", "20260104-000000", "pinned"]

@@ -8,12 +8,10 @@ import datetime as dtm
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.app import build_runner
-from bot.schedule import CrontabError, Schedule, parse_crontab
-from bot.state import State
+from bot.schedule import Schedule
+from bot.settings import RuntimeSettings
 from common import db
-from common.cli import UserError
-from common.config import config_from_dict
+from common.crontab import CrontabError, parse_crontab
 
 TZ = "Europe/Moscow"
 
@@ -131,7 +129,7 @@ def test_run_now_fires_the_stored_job(tmp_path):
 
 def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
     conn = db.connect(tmp_path / "bot.sqlite3")
-    state = State(conn)
+    state = RuntimeSettings(conn)
     assert state.schedule_cron("0 */4 * * *") == "0 */4 * * *"
     state.set_schedule_cron("0 */4 * * *", "30 9 * * 1")  # an admin's /schedule
     assert state.schedule_cron("0 */4 * * *") == "30 9 * * 1"
@@ -147,18 +145,3 @@ def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
     served.rmdir()  # the swapped-in model was deleted: fall back to the config
     assert state.served_model("bundled") == "bundled"
     conn.close()
-
-
-@pytest.mark.parametrize(
-    ("section", "message"),
-    [
-        ({"schedule": {"cron": "0 */4 * *"}}, r"schedule.cron '0 \*/4 \* \*' .*: a crontab line"),
-        ({"schedule": {"timezone": "Mars/Base"}}, "'Mars/Base' is not a time zone"),
-        ({"bot": {"temperatures": [0.7, 0]}}, "bot.temperatures must list positive numbers"),
-        ({"schedule": {"misfire_grace_seconds": 0}}, "misfire_grace_seconds must be a positive"),
-    ],
-)
-def test_bad_schedule_settings_stop_the_bot_with_one_line(tmp_path, section, message):
-    config = config_from_dict({"storage": {"db": str(tmp_path / "bot.sqlite3")}, **section})
-    with pytest.raises(UserError, match=message):
-        build_runner(config, "config.yaml", AsyncIOScheduler(), [])

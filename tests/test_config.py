@@ -67,6 +67,13 @@ def test_numbers_from_environment_are_parsed(monkeypatch):
         ({"vk": "bugurt_thread"}, "vk must be a mapping"),
         ({"schedule": {"cron": ["0", "*"]}}, "'schedule.cron' must be a string"),
         ([1, 2], "the top level must be a mapping"),
+        ({"bot": {"temperatures": [0.7, 0]}}, "'bot.temperatures' must list positive numbers"),
+        ({"bot": {"temperatures": []}}, "'bot.temperatures' must list positive numbers"),
+        ({"schedule": {"misfire_grace_seconds": 0}}, "'schedule.misfire_grace_seconds' must be"),
+        ({"schedule": {"timezone": "Mars/Base"}}, "'Mars/Base' is not a time zone name"),
+        ({"schedule": {"cron": "0 */4 * *"}}, "'schedule.cron' '0 */4 * *': a crontab line"),
+        ({"schedule": {"cron": "0 0 * * 9"}}, "weekday 9 is out of range"),
+        ({"schedule": {"cron": "0 0 31 2 *"}}, "never fires"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(raw, message):

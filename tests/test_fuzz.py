@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from bot import texts
-from bot.app import build_runner
-from bot.runner import MAX_PRIME_CHARS, Sender, clean_prime, split_command
+from bot.chat import Sender
+from bot.runner import MAX_PRIME_CHARS, clean_prime, split_command
 from bot.terminal import TerminalChat
+from bot.wiring import build_runner
 from common.cli import UserError
 from common.config import Config, config_from_dict, load_config
 from common.corpus import read_posts, split_paths, write_corpus
@@ -159,7 +160,6 @@ def runner(tmp_path_factory):
     yield built, loop
     loop.run_until_complete(built.close())
     scheduler.shutdown(wait=False)
-    built.outbox.conn.close()
     loop.close()
 
 
@@ -185,7 +185,7 @@ def test_any_prime_text_gets_a_post_or_one_short_answer(runner, prime):
         loop.run_until_complete(built.command(name, args, sender, TerminalChat(out)))
     replies = [r for r in out.getvalue().split("\n\n") if r.strip()]
     event("post" if replies[-1].endswith("#neurobugurt") else replies[-1][:20])
-    start = built.generator.vocab.normalize_prime(clean_prime(args))
+    start = built.models.generator.vocab.normalize_prime(clean_prime(args))
     if replies[-1].endswith("#neurobugurt") and len(replies) == 2:  # no characters left out
         assert replies[0].startswith(start), (start, replies[0])
     assert 2 <= len(replies) <= 4

@@ -1,4 +1,4 @@
-"""Small persistent settings of the running bot (table bot_state): what admins changed at runtime.
+"""Settings admins changed at runtime, kept in SQLite (table bot_state), and the heartbeat.
 
 Keys: `heartbeat` (unix time of the last outbox sweep, read by `--health`), `schedule` (set
 by /schedule; JSON {"cron", "config"}) and `model` (set by a retrain swap or /rollback; JSON
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 
-class State:
+class RuntimeSettings:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 

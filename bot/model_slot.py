@@ -1,0 +1,64 @@
+"""The served model: its Generator, its directory, and the one thread that samples from it.
+
+/retrain's job and /rollback change the served model only through `serve`, which loads the new
+model off the event loop, switches to it (requests in flight finish on the old one) and records
+the model served before it in the runtime settings, for /rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from bot.settings import RuntimeSettings
+from generator.sample import Generator
+
+log = logging.getLogger(__name__)
+
+
+class ModelSlot:
+    def __init__(self, settings: RuntimeSettings, configured: str, candidates: int) -> None:
+        self.settings = settings
+        self.configured = configured  # generator.model_dir: runtime swaps hold while it stays
+        self.candidates = candidates  # bot.candidates: samples drawn per post
+        self.model_dir = settings.served_model(configured)
+        self.generator = Generator.load(self.model_dir)
+        self.waiting = 0  # sampling calls queued or running
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
+
+    def warm_up(self) -> None:
+        """Sampling's first call is slow (lazy torch set-up): start paying it now."""
+        self._pool.submit(self.generator.generate, n=1, candidates=1, seed=0)
+
+    async def generate(
+        self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
+    ) -> list[str]:
+        """Sample off the event loop (with the served model unless another one is given)."""
+        call = functools.partial(
+            (generator or self.generator).generate,
+            n=n,
+            prime=prime,
+            temperature=temperature,
+            candidates=self.candidates,
+        )
+        self.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        finally:
+            self.waiting -= 1
+
+    def previous(self) -> str | None:
+        """The model served before the last swap, if it still exists (what /rollback serves)."""
+        return self.settings.previous_model(self.configured)
+
+    async def serve(self, model_dir: str) -> None:
+        """Load `model_dir` off the loop, then serve it; the model it replaces becomes previous."""
+        generator = await asyncio.to_thread(Generator.load, model_dir)
+        previous, self.generator, self.model_dir = self.model_dir, generator, model_dir
+        self.settings.swap_model(self.configured, model_dir, previous)
+        log.info("serving model %s (previous %s)", model_dir, previous)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

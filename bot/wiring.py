@@ -1,0 +1,75 @@
+"""Config → Runner: the bot's parts assembled, shared by Telegram and terminal mode.
+
+No python-telegram-bot here (terminal mode must not need it): the Telegram channel target and
+the PTB Application are added by app.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apscheduler.schedulers.base import BaseScheduler
+
+from bot.model_slot import ModelSlot
+from bot.outbox import Outbox, Publisher
+from bot.ratings import Ratings
+from bot.retrain import RetrainJob
+from bot.runner import Runner
+from bot.schedule import Schedule
+from bot.settings import RuntimeSettings
+from bot.vk_wall import VkWall
+from common import db
+from common.cli import UserError
+from common.config import Config
+
+
+def build_runner(
+    config: Config,
+    config_path: str,
+    scheduler: BaseScheduler,
+    publishers: list[Publisher],
+    backoff_seconds: float = 30.0,
+    train_args: tuple[str, ...] = (),
+    retrain_poll_seconds: float = 3.0,
+) -> Runner:
+    """Open the database, load the served model, and assemble the bot's parts."""
+    conn = db.connect(config.storage.db)
+    try:
+        settings = RuntimeSettings(conn)
+        models = ModelSlot(settings, config.generator.model_dir, config.bot.candidates)
+    except BaseException:
+        conn.close()
+        raise
+    db_path = str(Path(config.storage.db).resolve())
+    schedule = Schedule(
+        scheduler,
+        jobstore_url=config.schedule.jobstore_url or f"sqlite:///{db_path}",
+        timezone=config.schedule.timezone,
+        misfire_grace_seconds=config.schedule.misfire_grace_seconds,
+        key=db_path,
+    )
+    schedule.add_store()
+    ratings = Ratings(conn)
+    retrain = RetrainJob(
+        config,
+        config_path,
+        models,
+        ratings,
+        models_dir=Path(config.storage.db).parent / "models",
+        train_args=train_args,
+        poll_seconds=retrain_poll_seconds,
+    )
+    outbox = Outbox(conn, publishers, backoff_seconds=backoff_seconds)
+    return Runner(config, settings, models, outbox, ratings, schedule, retrain)
+
+
+def vk_publisher(config: Config) -> list[Publisher]:
+    """The VK wall target when vk.post_token is set (it then needs vk.post_community)."""
+    if not config.vk.post_token:
+        return []
+    if not config.vk.post_community:
+        raise UserError("vk.post_token is set but vk.post_community is empty: set the numeric id")
+    return [
+        VkWall(config.vk.api_url, config.vk.post_token, config.vk.api_version,
+               config.vk.post_community)
+    ]
