@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from bot.retrain import Retrainer
 from common.config import config_from_dict
 from generator.sample import load_model
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item
-from tests.test_bot_app import (
+from tests.pipeline import (
     ADMIN,
     TINY_TRAIN,
     AppThread,
     ask,
     bot_config,
-    tiny_posts,
+    made_up_bugurts,
     train_model,
     write_config,
     write_tiny_corpus,
 )
-
-
-@pytest.fixture
-def telegram():
-    server = FakeTelegram().start()
-    yield server
-    server.stop()
 
 
 def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[str], str]:
@@ -54,7 +45,7 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
     weak = train_model(write_tiny_corpus(tmp_path / "weak" / "corpus.txt", seed=9),
                        tmp_path / "weak" / "model", steps=1)
     wall = [make_item(i + 1, 1_600_000_000 + i * 3600, text)
-            for i, text in enumerate(tiny_posts(300, seed=1))]
+            for i, text in enumerate(made_up_bugurts(300, seed=1))]
     raw = bot_config(tmp_path, weak, telegram, channel=False, retrain_minutes=1)
     with FakeVk(posts=wall) as vk:
         raw["vk"].update(token=VK_TOKEN, api_url=vk.api_url, community="bugurt_thread")

@@ -153,12 +153,17 @@ def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
     ("section", "message"),
     [
         ({"schedule": {"cron": "0 */4 * *"}}, r"schedule.cron '0 \*/4 \* \*' .*: a crontab line"),
+        ({"schedule": {"cron": "99 * * * *"}}, "minute field '99'"),  # CrontabError
         ({"schedule": {"timezone": "Mars/Base"}}, "'Mars/Base' is not a time zone"),
+        ({"schedule": {"timezone": "Mars/Olympus"}}, "'Mars/Olympus' is not a time zone"),
         ({"bot": {"temperatures": [0.7, 0]}}, "bot.temperatures must list positive numbers"),
+        # APScheduler itself raises TypeError for 0: it must not get through
         ({"schedule": {"misfire_grace_seconds": 0}}, "misfire_grace_seconds must be a positive"),
     ],
 )
 def test_bad_schedule_settings_stop_the_bot_with_one_line(tmp_path, section, message):
-    config = config_from_dict({"storage": {"db": str(tmp_path / "bot.sqlite3")}, **section})
-    with pytest.raises(UserError, match=message):
+    """Each bad value is a UserError of one line (run_cli prints it: see test_bot_process)."""
+    with pytest.raises(UserError, match=message) as caught:
+        config = config_from_dict({"storage": {"db": str(tmp_path / "bot.sqlite3")}, **section})
         build_runner(config, "config.yaml", AsyncIOScheduler(), [])
+    assert "\n" not in str(caught.value)
