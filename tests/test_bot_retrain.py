@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bot.retrain import Retrainer
 from common.config import config_from_dict
 from generator.sample import load_model
@@ -41,6 +43,7 @@ def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[
     return edits, final.params["text"]
 
 
+@pytest.mark.slow  # real scraper and trainer processes
 def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, telegram):
     weak = train_model(write_tiny_corpus(tmp_path / "weak" / "corpus.txt", seed=9),
                        tmp_path / "weak" / "model", steps=1)

@@ -37,6 +37,8 @@ SUMMARY = re.compile(r"fetched (\d+) new posts; corpus: (\d+) bugurts, (\d+) cha
 TRAIN_SUMMARY = re.compile(
     r"train_summary: chars=(\d+) seconds=([\d.]+) chars_per_sec=([\d.]+) best_val_bpc=([\d.]+)"
 )
+
+pytestmark = pytest.mark.slow  # the whole pipeline as real processes
 TAG = "\n#neurobugurt"
 
 

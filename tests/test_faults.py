@@ -38,6 +38,8 @@ from tests.pipeline import (
     wall_items,
 )
 
+pytestmark = pytest.mark.slow  # every test kills and restarts real processes
+
 SEEDS = [1, 2, 3]
 TAG = "\n#neurobugurt"
 # Training small enough for many runs: the step budget makes runs comparable across seeds.

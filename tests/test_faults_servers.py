@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bot.texts import INTERNAL_ERROR
 from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import FakeVk
@@ -24,6 +26,8 @@ from tests.pipeline import (
     wait_until,
     wall_items,
 )
+
+pytestmark = pytest.mark.slow  # real processes against misbehaving servers
 
 TAG = "\n#neurobugurt"
 

@@ -157,6 +157,7 @@ def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
         Generator.load(tmp_path / "missing")
 
 
+@pytest.mark.slow  # runs python -m generator
 def test_eval_cli_on_a_known_text(tmp_path):
     model = CharLSTM(ModelConfig(vocab_size=6, **TINY))
     for p in model.parameters():
@@ -233,6 +234,7 @@ def test_stream_bits_counts_every_symbol_once():
     assert whole / 4999 == pytest.approx(math.log2(6), rel=0.05)
 
 
+@pytest.mark.slow  # runs python -m generator
 def test_bundled_model_writes_tagged_posts_through_the_cli():
     gen = Generator.load(BUNDLED_MODEL_DIR)
     assert gen.info["params"] > 0 and gen.info["val_bpc"] is not None
@@ -257,6 +259,7 @@ def test_trainer_input_ignores_stale_split_files(tmp_path):
     assert not from_files and (train, val) == split_posts(new)
 
 
+@pytest.mark.slow  # runs python -m generator
 def test_warm_start_carries_the_weights_of_shared_characters(overfit_dir, tmp_path):
     """--init-from: a new run on a corpus with one more character starts where the source was."""
     source, source_vocab, _ = load_model(overfit_dir)
