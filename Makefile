@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --constraint constraints.txt
 
-.PHONY: install install-dev run test lint fresh-check clean
+.PHONY: install install-dev run test test-fast lint fresh-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: install
 
 test: install-dev
 	$(PY) -m pytest -q
+
+# The suite without the process-level tests (marked slow): under 90 s, for the edit-test loop.
+test-fast: install-dev
+	$(PY) -m pytest -q -m "not slow"
 
 lint: install-dev
 	$(PY) -m ruff check .

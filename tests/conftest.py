@@ -1,4 +1,7 @@
-"""Fixtures shared by the process-level tests: child reaping, a tiny bot model, fake servers."""
+"""Fixtures shared by the test files: child reaping, the tiny bot model, fake servers.
+
+Plain helpers (config builder, made-up bugurts, child processes) are in tests/pipeline.py.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +19,22 @@ def _reap_children():
     pipeline.reap()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bot_model(tmp_path_factory):
-    """A tiny trained model for bot processes (trained once per session by tests.pipeline)."""
+    """A tiny trained model for the bot tests, trained once per session."""
     return pipeline.bot_model(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
-def servers():
-    """A fake Telegram Bot API and a fake VK API on 127.0.0.1, empty."""
-    telegram, vk = FakeTelegram().start(), FakeVk().start()
-    yield telegram, vk
-    telegram.stop()
-    vk.stop()
+def telegram():
+    """A fake Telegram Bot API on 127.0.0.1, empty."""
+    server = FakeTelegram().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def servers(telegram):
+    """The fake Telegram Bot API and a fake VK API with an empty wall, (telegram, vk)."""
+    with FakeVk() as vk:
+        yield telegram, vk

@@ -1,5 +1,6 @@
-"""Helpers of the whole-pipeline tests (test_e2e.py, test_faults.py): a wall, a config, and the
-real commands as child processes, with the secrets in their environment only.
+"""Helpers shared by the tests (fixtures built on them are in conftest.py): a wall, made-up
+bugurts, one config builder and writer, one tiny trained model, and the real commands as child
+processes, with the secrets in their environment only.
 
 The wall is the newest real posts of ../shared/data when it is present, else one built here
 with the same furniture (signatures, credits, hashtags, links, ads, reposts, photo-only posts).
@@ -7,6 +8,7 @@ with the same furniture (signatures, credits, hashtags, links, ads, reposts, pho
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dtm
 import os
 import random
@@ -14,11 +16,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
+from telegram import Update
+from telegram.ext import Application
 
+from bot.app import build_application
+from common.config import config_from_dict
 from common.corpus import write_corpus
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
@@ -28,12 +35,17 @@ from tests.paths import REPO, SHARED_DATA
 REAL_WALL = SHARED_DATA / "bugurtthread" / "messages-2020-2022.jsonl"
 POST_COMMUNITY = 4242  # vk.post_community: the bot publishes to the wall of -4242
 CHANNEL = "@neurobugurt_e2e"
-ADMIN, READER = 11, 22
+ADMIN, READER, OTHER = 11, 22, 33
+FAR_CRON = "0 3 1 1 *"  # far away: only a test's rewind or run_now makes the posting job due
 # A tiny model: 1 layer of 96 units learns the `LINE / @ / LINE` shape in well under a minute.
 # One thread: on a busy 2-core machine two OpenMP threads ran this 15x slower than one.
 TINY_MODEL = ("--layers", "1", "--hidden", "96", "--embed", "32", "--batch-size", "32",
               "--seq-len", "64", "--lr", "0.01", "--warmup-steps", "5", "--eval-every", "200",
               "--threads", "1")
+# The shared tiny model (`bot_model` fixture) and /retrain's trainings: 1 layer of 48 units,
+# 300 steps, learns the `LINE / @ / LINE` shape in a few seconds.
+TINY_TRAIN = ("--layers", "1", "--hidden", "48", "--embed", "16", "--batch-size", "16",
+              "--seq-len", "64", "--lr", "0.01", "--eval-every", "100", "--threads", "1")
 _SYLLABLES = "БА ТЯ КО ГДА ПРИ ШЕЛ НА ПА РУ ДО МОЙ МАГ ЗИН КОТ ПРЕ ПОД СО СЕД МА ЛО РЕ ВИ".split()
 
 
@@ -75,32 +87,64 @@ def built_wall(n: int, seed: int = 0) -> list[dict]:
     return items
 
 
-def write_config(
+def bot_config(
     folder: Path,
-    vk: FakeVk | None = None,
-    telegram: FakeTelegram | None = None,
-    cron: str = "0 3 1 1 *",  # far away: only a test's rewind makes it due
     model_dir: Path | None = None,
-) -> Path:
-    """config.yaml pointing at the fake servers; every secret is a ${ENV} reference."""
+    telegram: FakeTelegram | None = None,
+    vk: FakeVk | None = None,
+    channel: bool = True,
+    env_secrets: bool = False,
+    cron: str = FAR_CRON,
+    **bot: object,
+) -> dict:
+    """The config (as parsed YAML) of every command, pointing at the fake servers.
+
+    env_secrets: every secret is a ${ENV} reference (for child processes, see `secrets`), else
+    the fake servers' tokens are written in (for `config_from_dict` in this process).
+    `bot` overrides bot.* keys.
+    """
+    token = {"vk": "${VK_TOKEN}", "post": "${VK_POST_TOKEN}", "tg": "${TELEGRAM_TOKEN}"}
+    if not env_secrets:
+        token = {"vk": "", "post": "", "tg": ""}
     raw: dict = {
-        "vk": {"token": "${VK_TOKEN}", "post_token": "${VK_POST_TOKEN}",
-               "community": "bugurt_thread"},
-        "telegram": {"token": "${TELEGRAM_TOKEN}", "admins": [ADMIN]},
+        "vk": {"token": token["vk"], "post_token": token["post"], "community": "bugurt_thread"},
+        "telegram": {"token": token["tg"], "admins": [ADMIN]},
         "storage": {"db": str(folder / "data" / "neurobugurt.sqlite3")},
         "corpus": {"path": str(folder / "data" / "corpus.txt")},
         "generator": {"model_dir": str(model_dir or folder / "model")},
         "schedule": {"cron": cron, "timezone": "UTC"},
-        "bot": {"cooldown_seconds": 1, "candidates": 16},
+        "bot": {"cooldown_seconds": 30, "candidates": 8, **bot},
     }
     if vk is not None:
         raw["vk"].update(api_url=vk.api_url, post_community=POST_COMMUNITY)
+        if not env_secrets:
+            raw["vk"]["post_token"] = VK_TOKEN
     if telegram is not None:
-        raw["telegram"].update(api_url=telegram.api_url, channel=CHANNEL)
+        raw["telegram"]["api_url"] = telegram.api_url
+        if not env_secrets:
+            raw["telegram"]["token"] = telegram.token
+        if channel:
+            raw["telegram"]["channel"] = CHANNEL
+    return raw
+
+
+def write_config(folder: Path, raw: dict) -> Path:
+    """`raw` as folder/config.yaml."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def process_config(
+    folder: Path,
+    vk: FakeVk | None = None,
+    telegram: FakeTelegram | None = None,
+    model_dir: Path | None = None,
+) -> Path:
+    """config.yaml for child processes: secrets as ${ENV} references, a 1 s cooldown."""
+    return write_config(folder, bot_config(folder, model_dir, telegram, vk, env_secrets=True,
+                                           cooldown_seconds=1, candidates=16))
 
 
 def secrets(telegram: FakeTelegram | None = None, vk: bool = True) -> dict[str, str]:
@@ -218,18 +262,26 @@ def rewind_posting_job(db: Path, seconds: float) -> None:
         store.shutdown()
 
 
+def write_tiny_corpus(path: Path, posts: int = 300, seed: int = 3) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_corpus(path, made_up_bugurts(posts, seed))
+    return path
+
+
+def train_model(corpus: Path, out: Path, steps: int = 300) -> Path:
+    """`python -m generator train` of a TINY_TRAIN model on `corpus` into `out`."""
+    done = run("generator", "train", "--corpus", str(corpus), "--out", str(out), "--max-steps",
+               str(steps), *TINY_TRAIN, env=secrets(vk=False), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
 def bot_model(basetemp: Path) -> Path:
-    """A tiny model trained once per test session (cached under pytest's base temp folder)."""
-    root = basetemp / "pipeline-bot-model"
+    """The tiny model of the bot tests, trained once per session under pytest's base temp."""
+    root = basetemp / "tiny-bot-model"
     model = root / "model"
     if not (model / "model.pt").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        write_corpus(root / "corpus.txt", made_up_bugurts(300, seed=3))
-        done = run("generator", "train", "--corpus", str(root / "corpus.txt"), "--out",
-                   str(model), "--max-steps", "300", "--layers", "1", "--hidden", "48",
-                   "--embed", "16", "--batch-size", "16", "--seq-len", "64", "--lr", "0.01",
-                   "--eval-every", "100", "--threads", "1", env=secrets(vk=False), timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
+        train_model(write_tiny_corpus(root / "corpus.txt"), model)
     return model
 
 
@@ -262,3 +314,71 @@ def admin_post(telegram: FakeTelegram) -> str:
     telegram.send_command("/post", user_id=ADMIN)
     return telegram.wait_for("sendMessage", lambda p: p["chat_id"] == ADMIN, 90, after).params[
         "text"]
+
+
+class AppThread:
+    """Runs `Application.run_polling` (the production path) in a thread with its own loop."""
+
+    def __init__(self, raw_config: dict, config_path: str = "config.yaml", **options: object):
+        self.config = config_from_dict(raw_config)
+        self.config_path = config_path  # what /retrain passes to its child processes
+        self.options = options
+        self.app: Application | None = None
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            # Built in this thread, as in production: the SQLite connection belongs to it.
+            self.app = build_application(self.config, self.config_path, **self.options)
+            self.runner = self.app.bot_data["runner"]
+            self.app.run_polling(
+                poll_interval=0, timeout=1, allowed_updates=Update.ALL_TYPES,
+                stop_signals=None, close_loop=False,
+            )
+        except BaseException as exc:  # surfaced by __exit__
+            self.error = exc
+
+    def call(self, function, *args):
+        """Run a function (or coroutine function) on the app's loop and return its result."""
+        async def wrapper():
+            result = function(*args)
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=30)
+
+    def __enter__(self) -> AppThread:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.thread.is_alive():
+            if self.app is not None and self.app.running:
+                return self
+            time.sleep(0.01)
+        raise AssertionError(f"application did not start: {self.error!r}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.app.stop_running)
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "application did not stop"
+        self.loop.close()
+        if self.error is not None:
+            raise self.error
+
+
+def ask(server: FakeTelegram, text: str, user: int, **kwargs: object) -> str:
+    """Send a message and return the text of the bot's next message to that chat."""
+    start = len(server.calls)
+    update = server.send_text(text, user_id=user, **kwargs)
+    chat_id = update["message"]["chat"]["id"]
+    call = server.wait_for("sendMessage", lambda p: p["chat_id"] == chat_id, after=start)
+    return call.params["text"]
+
+
+def quiet(server: FakeTelegram, chat_id: int, seconds: float = 0.4) -> list[str]:
+    """Texts the bot sends to `chat_id` during the next `seconds` (expected: none)."""
+    start = len(server.calls)
+    time.sleep(seconds)
+    return [c.params["text"] for c in server.calls[start:]
+            if c.method == "sendMessage" and c.params["chat_id"] == chat_id]

@@ -12,18 +12,11 @@ from bot.outbox import Outbox
 from bot.publish import TelegramChannel
 from bot.vk_wall import VkWall
 from common import db
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
+from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk
 
 COMMUNITY = 4242
-
-
-@pytest.fixture
-def telegram():
-    server = FakeTelegram().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

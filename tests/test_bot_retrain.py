@@ -12,25 +12,17 @@ from generator.modeldir import load_model
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item
-from tests.test_bot_app import (
+from tests.pipeline import (
     ADMIN,
     TINY_TRAIN,
     AppThread,
     ask,
     bot_config,
-    tiny_model,
-    tiny_posts,
+    made_up_bugurts,
     train_model,
     write_config,
     write_tiny_corpus,
 )
-
-
-@pytest.fixture
-def telegram():
-    server = FakeTelegram().start()
-    yield server
-    server.stop()
 
 
 def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[str], str]:
@@ -51,15 +43,10 @@ def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[
     return edits, final.params["text"]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model(tmp_path_factory)
-
-
-def _app(tmp_path, model_dir, telegram, vk=None, **bot):
-    """A bot serving `model_dir` whose /retrain trains 3 steps from scratch: surely worse."""
+def _app(tmp_path, bot_model, telegram, vk=None, **bot):
+    """A bot serving `bot_model` whose /retrain trains 3 steps from scratch: surely worse."""
     write_tiny_corpus(tmp_path / "data" / "corpus.txt")
-    raw = bot_config(tmp_path, model_dir, telegram, channel=False, retrain_minutes=1,
+    raw = bot_config(tmp_path, bot_model, telegram, channel=False, retrain_minutes=1,
                      retrain_warm_start=False, **bot)
     if vk is not None:
         raw["vk"].update(token="refused-token", api_url=vk.api_url)
@@ -86,8 +73,9 @@ def _idle(telegram: FakeTelegram) -> str:
     return status
 
 
-def test_retrain_twice_in_a_row_then_rollback_after_a_rejected_one(tmp_path, model_dir, telegram):
-    with _app(tmp_path, model_dir, telegram):
+@pytest.mark.slow  # real trainer processes
+def test_retrain_twice_in_a_row_then_rollback_after_a_rejected_one(tmp_path, bot_model, telegram):
+    with _app(tmp_path, bot_model, telegram):
         for _ in range(2):
             start = len(telegram.calls)
             assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"
@@ -105,16 +93,17 @@ def test_retrain_twice_in_a_row_then_rollback_after_a_rejected_one(tmp_path, mod
             percents = [int(p) for e in edits for p in re.findall(r"training (\d+)%", e)]
             assert percents and max(percents) <= 100
             status = _idle(telegram)
-            assert f"Model: {model_dir} " in status and "not better" in status
+            assert f"Model: {bot_model} " in status and "not better" in status
         # Nothing was swapped in: there is nothing to roll back to, and the model stays.
         assert ask(telegram, "/rollback", ADMIN) == "There is no previous model to go back to."
-        assert f"Model: {model_dir} " in ask(telegram, "/status", ADMIN)
+        assert f"Model: {bot_model} " in ask(telegram, "/status", ADMIN)
         models = tmp_path / "data" / "models"
         assert len(list(models.iterdir())) == 1  # the latest rejected one only: pruned
 
 
-def test_retrain_during_a_failing_scrape_says_so_once(tmp_path, model_dir, telegram):
-    with FakeVk() as vk, _app(tmp_path, model_dir, telegram, vk=vk):
+@pytest.mark.slow  # real trainer processes
+def test_retrain_during_a_failing_scrape_says_so_once(tmp_path, bot_model, telegram):
+    with FakeVk() as vk, _app(tmp_path, bot_model, telegram, vk=vk):
         for _ in range(2):  # the flag is cleared: a second /retrain starts (and fails) again
             start = len(telegram.calls)
             assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"
@@ -122,14 +111,15 @@ def test_retrain_during_a_failing_scrape_says_so_once(tmp_path, model_dir, teleg
             assert final.startswith("Retrain failed at scrape: python -m scraper: error: "), final
             assert final.endswith("\nThe served model is unchanged.")
             status = _idle(telegram)
-            assert f"Model: {model_dir} " in status and "Retrain: failed at scrape" in status
+            assert f"Model: {bot_model} " in status and "Retrain: failed at scrape" in status
             texts = [str(c.params.get("text")) for c in telegram.calls[start:]]
             assert [t for t in texts if t.startswith("Retrain failed")] == [final]
         assert not (tmp_path / "data" / "models").exists()  # no training ran
 
 
-def test_an_unexpected_error_ends_the_retrain_with_one_message(tmp_path, model_dir, telegram):
-    with _app(tmp_path, model_dir, telegram):
+@pytest.mark.slow  # real trainer processes
+def test_an_unexpected_error_ends_the_retrain_with_one_message(tmp_path, bot_model, telegram):
+    with _app(tmp_path, bot_model, telegram):
         # The first progress edit finds the Bot API unreachable: not a stage failure, an
         # exception from the chat itself. The retrain stops there and says so.
         telegram.fail("editMessageText", drop=True)
@@ -140,7 +130,7 @@ def test_an_unexpected_error_ends_the_retrain_with_one_message(tmp_path, model_d
         assert final.endswith("\nThe served model is unchanged.")
         status = _idle(telegram)
         assert "Retrain: failed at train: NetworkError" in status
-        assert f"Model: {model_dir} " in status
+        assert f"Model: {bot_model} " in status
         time.sleep(0.5)  # nothing more comes: no samples, no second failure
         later = [c.params.get("text") for c in telegram.calls[start:]
                  if c.method in ("sendMessage", "editMessageText", "sendPhoto")]
@@ -148,11 +138,12 @@ def test_an_unexpected_error_ends_the_retrain_with_one_message(tmp_path, model_d
             "Retrain: starting…", "Retrain: training 0%", final]
 
 
+@pytest.mark.slow  # real scraper and trainer processes
 def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, telegram):
     weak = train_model(write_tiny_corpus(tmp_path / "weak" / "corpus.txt", seed=9),
                        tmp_path / "weak" / "model", steps=1)
     wall = [make_item(i + 1, 1_600_000_000 + i * 3600, text)
-            for i, text in enumerate(tiny_posts(300, seed=1))]
+            for i, text in enumerate(made_up_bugurts(300, seed=1))]
     raw = bot_config(tmp_path, weak, telegram, channel=False, retrain_minutes=1)
     with FakeVk(posts=wall) as vk:
         raw["vk"].update(token=VK_TOKEN, api_url=vk.api_url, community="bugurt_thread")

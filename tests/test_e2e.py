@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from common.corpus import read_posts, split_paths
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
+from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import TOKEN as VK_TOKEN
-from tests.fakes.vk import FakeVk
 from tests.pipeline import (
     ADMIN,
     POST_COMMUNITY,
@@ -25,35 +24,29 @@ from tests.pipeline import (
     TINY_MODEL,
     Child,
     integrity,
+    process_config,
     query,
     rewind_posting_job,
     run,
     secrets,
     wait_until,
     wall_items,
-    write_config,
 )
 
 SUMMARY = re.compile(r"fetched (\d+) new posts; corpus: (\d+) bugurts, (\d+) characters")
 TRAIN_SUMMARY = re.compile(
     r"train_summary: chars=(\d+) seconds=([\d.]+) chars_per_sec=([\d.]+) best_val_bpc=([\d.]+)"
 )
+
+pytestmark = pytest.mark.slow  # the whole pipeline as real processes
 TAG = "\n#neurobugurt"
-
-
-@pytest.fixture
-def servers():
-    telegram = FakeTelegram().start()
-    vk = FakeVk(wall_items()).start()
-    yield vk, telegram
-    vk.stop()
-    telegram.stop()
 
 
 @pytest.mark.e2e
 def test_wall_to_trained_model_to_published_posts(tmp_path, servers):
-    vk, telegram = servers
-    config = str(write_config(tmp_path, vk, telegram))
+    telegram, vk = servers
+    vk.posts.update((item["id"], item) for item in wall_items())
+    config = str(process_config(tmp_path, vk, telegram))
     env = secrets(telegram)
     written = Path(config).read_text(encoding="utf-8")
     assert telegram.token not in written and VK_TOKEN not in written  # secrets: env only

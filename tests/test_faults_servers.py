@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from bot.texts import INTERNAL_ERROR
 from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import FakeVk
@@ -15,6 +17,7 @@ from tests.pipeline import (
     admin_post,
     integrity,
     one_clear_line,
+    process_config,
     query,
     run,
     secrets,
@@ -22,8 +25,9 @@ from tests.pipeline import (
     stored_posts,
     wait_until,
     wall_items,
-    write_config,
 )
+
+pytestmark = pytest.mark.slow  # real processes against misbehaving servers
 
 TAG = "\n#neurobugurt"
 
@@ -42,7 +46,7 @@ def test_scrape_retries_a_stormy_vk_api_within_a_bound(tmp_path):
         vk.fail("wall.get", delay=2)  # slow, yet within the client's timeout
         vk.fail("execute", code=29)  # rate limit reached
         vk.fail("execute", http_status=502)
-        config = write_config(tmp_path, vk)
+        config = process_config(tmp_path, vk)
         started = time.monotonic()
         done = run("scraper", "--config", str(config), env=secrets(), timeout=180)
         elapsed = time.monotonic() - started
@@ -59,7 +63,7 @@ def test_scrape_retries_a_stormy_vk_api_within_a_bound(tmp_path):
 
 def test_scrape_stops_with_one_line_on_a_broken_answer_and_loses_nothing(tmp_path):
     with FakeVk(wall_items(400)) as vk:
-        config = write_config(tmp_path, vk)
+        config = process_config(tmp_path, vk)
         db = tmp_path / "data" / "neurobugurt.sqlite3"
         for fault, says in [({"malformed": True}, "malformed answer to execute"),
                             ({"http_status": 404}, "answered HTTP 404 to execute")]:
@@ -78,7 +82,7 @@ def test_scrape_stops_with_one_line_on_a_broken_answer_and_loses_nothing(tmp_pat
 
 def test_bot_never_dies_under_a_stormy_telegram_and_vk(tmp_path, servers, bot_model):
     telegram, vk = servers
-    config = write_config(tmp_path, vk, telegram, model_dir=bot_model)
+    config = process_config(tmp_path, vk, telegram, model_dir=bot_model)
     db = tmp_path / "data" / "neurobugurt.sqlite3"
     bot = start_bot(tmp_path / "first", config, telegram)
     telegram.fail("getUpdates", status=502, raw=PROXY_PAGE)
@@ -120,7 +124,7 @@ def test_bot_never_dies_under_a_stormy_telegram_and_vk(tmp_path, servers, bot_mo
 
 def test_channel_post_answered_with_cut_json_is_retried(tmp_path, servers, bot_model):
     telegram, vk = servers
-    config = write_config(tmp_path, vk, telegram, model_dir=bot_model)
+    config = process_config(tmp_path, vk, telegram, model_dir=bot_model)
     bot = start_bot(tmp_path, config, telegram)
     try:
         telegram.fail("sendMessage", status=200, raw=CUT_JSON)

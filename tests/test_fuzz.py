@@ -12,7 +12,6 @@ import os
 import shutil
 
 import pytest
-import yaml
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -28,15 +27,7 @@ from common.corpus import read_posts, split_paths, write_corpus
 from common.db import connect
 from scraper.clean import build_corpus
 from scraper.store import PostStore, ScrapeState
-from tests import pipeline
 from tests.fakes.vk import OWNER_ID, make_item
-
-
-@pytest.fixture(autouse=True)
-def _reap_children():
-    """No child process outlives its test, whatever the test's outcome."""
-    yield
-    pipeline.reap()
 
 
 def fuzz(examples: int) -> settings:
@@ -118,32 +109,14 @@ def test_pathological_config_files_give_one_line(tmp_path, text):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("schedule", [
-    {"misfire_grace_seconds": 0},  # APScheduler: TypeError, must be positive
-    {"timezone": "Mars/Olympus"},  # ZoneInfoNotFoundError
-    {"cron": "99 * * * *"},  # CrontabError
-], ids=["grace-0", "timezone", "cron"])
-def test_bad_schedule_values_stop_the_bot_with_one_line(tmp_path_factory, tmp_path, schedule):
-    config = pipeline.write_config(tmp_path, model_dir=pipeline.bot_model(
-        tmp_path_factory.getbasetemp()))
-    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
-    raw["schedule"].update(schedule)
-    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-    done = pipeline.run("bot", "--config", str(config), env=pipeline.secrets(vk=False),
-                        timeout=60)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
-
-
 # ----- the prime text of /bugurt through the Runner -----------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory):
-    model = pipeline.bot_model(tmp_path_factory.getbasetemp())
+def runner(tmp_path_factory, bot_model):
     folder = tmp_path_factory.mktemp("runner")
     config = config_from_dict({
-        "storage": {"db": str(folder / "bot.sqlite3")}, "generator": {"model_dir": str(model)},
+        "storage": {"db": str(folder / "bot.sqlite3")}, "generator": {"model_dir": str(bot_model)},
         "telegram": {"token": ""}, "vk": {"token": "", "post_token": ""},
         "schedule": {"timezone": "UTC"}, "bot": {"candidates": 4},
     })

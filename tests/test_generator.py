@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import json
 import math
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -50,13 +46,6 @@ def bugurts(count: int, seed: int = 0) -> list[str]:
 def run_generator(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "generator", *args], cwd=REPO, text=True,
                           capture_output=True, timeout=120, **kw)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    write_corpus(path, bugurts(60))
-    return path
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -170,6 +159,7 @@ def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
         Generator.load(tmp_path / "missing")
 
 
+@pytest.mark.slow  # runs python -m generator
 def test_eval_cli_on_a_known_text(tmp_path):
     model = CharLSTM(ModelConfig(vocab_size=6, **TINY))
     for p in model.parameters():
@@ -204,37 +194,6 @@ def test_form_gate_and_line_cut():
     assert gate.form_reason("@\nА\n@\nБ") is not None
     assert gate.cut_at_line("А\n@\nБ\n@\nНЕДОПИСАН") == "А\n@\nБ"
     assert gate.finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
-
-
-def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
-    common = ["train", "--corpus", str(corpus), "--max-steps", "400", "--eval-every", "10",
-              "--embed", "4", "--hidden", "5", "--layers", "2", "--batch-size", "2",
-              "--seq-len", "3", "--threads", "1"]
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "generator", *common, "--out", str(killed)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (killed / modeldir.CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    assert modeldir.load_checkpoint(killed)["step"] < 400
-    resumed = run_generator(*common, "--out", str(killed), "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "already holds a model" in run_generator(*common, "--out", str(killed)).stderr
-    straight = run_generator(*common, "--out", str(tmp_path / "straight"))
-    assert straight.stdout.strip().splitlines()[-1].startswith("train_summary: chars=2400 ")
-    a = modeldir.load_checkpoint(killed)
-    b = modeldir.load_checkpoint(tmp_path / "straight")
-    assert a["step"] == b["step"] == 400
-    for name, weight in b["model"].items():
-        assert torch.equal(a["model"][name], weight), name
-
-    def val_curve(d):
-        lines = (d / modeldir.METRICS_FILE).read_text().splitlines()
-        return [(m["step"], m["val_bpc"]) for m in map(json.loads, lines)]
-
-    assert val_curve(killed) == val_curve(tmp_path / "straight")
 
 
 def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
@@ -279,6 +238,7 @@ def test_stream_bits_counts_every_symbol_once():
     assert whole / 4999 == pytest.approx(math.log2(6), rel=0.05)
 
 
+@pytest.mark.slow  # runs python -m generator
 def test_bundled_model_writes_tagged_posts_through_the_cli():
     gen = Generator.load(BUNDLED_MODEL_DIR)
     assert gen.info["params"] > 0 and gen.info["val_bpc"] is not None
@@ -303,6 +263,7 @@ def test_trainer_input_ignores_stale_split_files(tmp_path):
     assert not from_files and (train, val) == split_posts(new)
 
 
+@pytest.mark.slow  # runs python -m generator
 def test_warm_start_carries_the_weights_of_shared_characters(overfit_dir, tmp_path):
     """--init-from: a new run on a corpus with one more character starts where the source was."""
     source, source_vocab, _ = load_model(overfit_dir)

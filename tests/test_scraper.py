@@ -177,13 +177,6 @@ def test_fatal_vk_errors_end_with_one_clear_message(tmp_path, code, says):
     assert stored(tmp_path) == {}
 
 
-def test_bad_token_is_refused(tmp_path):
-    with FakeVk(wall(5)) as vk:
-        cfg = config(tmp_path, vk, token="wrong-token")
-        with pytest.raises(VkError, match="vk.token was refused"):
-            scrape(cfg, options=FAST)
-
-
 def test_unknown_community_is_named(tmp_path):
     with FakeVk(wall(5)) as vk:
         with pytest.raises(VkError, match="community no_such_wall not found"):

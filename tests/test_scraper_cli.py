@@ -1,80 +1,31 @@
-"""`python -m scraper` as a real process: killed mid-run and resumed; a bad token is one line."""
+"""`python -m scraper` as a real process: a refused token is one line, without the token.
+
+Killed mid-run and resumed: test_faults.py.
+"""
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import subprocess
-import sys
-import time
+import pytest
 
-from tests.fakes.vk import TOKEN, FakeVk, make_item
-from tests.paths import REPO
+from common.config import load_config
+from scraper.run import scrape
+from scraper.vk import VkError
+from tests.fakes.vk import FakeVk, make_item
+from tests.pipeline import process_config, run, secrets
 
-BASE_DATE = 1_600_000_000
-
-
-def write_config(tmp_path, vk: FakeVk) -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"vk:\n  api_url: {vk.api_url}\n  token: ${{VK_TOKEN}}\n  community: bugurt_thread\n"
-        f"storage:\n  db: {tmp_path / 'db.sqlite3'}\ncorpus:\n  path: {tmp_path / 'corpus.txt'}\n",
-        encoding="utf-8",
-    )
-    return str(path)
+pytestmark = pytest.mark.slow
 
 
-def scraper(config: str, token: str = TOKEN, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "scraper", "--config", config],
-        cwd=REPO, env={**os.environ, "VK_TOKEN": token}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,
-    )
-
-
-def stored_ids(tmp_path) -> list[int]:
-    db = tmp_path / "db.sqlite3"
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db)
-    try:
-        return [r[0] for r in conn.execute("SELECT post_id FROM posts ORDER BY post_id")]
-    except sqlite3.OperationalError:  # the schema is not created yet
-        return []
-    finally:
-        conn.close()
-
-
-def test_killed_mid_run_resumes_without_loss_or_duplicates(tmp_path):
-    posts = [make_item(i, BASE_DATE + 60 * i, f"ПОСТ {i}\n@\nСТРОКА {i}") for i in range(1, 2701)]
-    with FakeVk(posts) as vk:
-        config = write_config(tmp_path, vk)
-        gate = vk.hold_after(calls=2)  # wall.get(0) and execute(100..2599) pass, then it hangs
-        proc = scraper(config)
-        deadline = time.monotonic() + 60
-        while len(stored_ids(tmp_path)) < 2600 and time.monotonic() < deadline:  # newest first
-            time.sleep(0.05)
-        proc.kill()  # SIGKILL: no cleanup of any kind
-        proc.communicate()
-        gate.set()
-        assert stored_ids(tmp_path) == list(range(101, 2701))
-        for i in range(5):
-            vk.add_post(f"НОВЫЙ {i}\n@\nПОСТ {i}")
-        vk.calls.clear()
-        out, err = scraper(config).communicate(timeout=120)
-        offsets = vk.offsets()
-    assert out.strip().startswith("fetched 105 new posts; corpus: 2705 bugurts"), err
-    assert stored_ids(tmp_path) == list(range(1, 2706))
-    # Caught up on the 5 new posts at offset 0, then resumed at 2600 + 5 less the overlap,
-    # after a one-post probe there showing that no post moved past the restart point.
-    assert offsets == [0, 2585, 2585, 2685]
-
-
-def test_bad_token_exits_with_one_line(tmp_path):
-    with FakeVk([make_item(1, BASE_DATE, "А\n@\nБ")]) as vk:
-        proc = scraper(write_config(tmp_path, vk), token="stolen-or-expired")
-        out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: vk.token was refused"), err
-    assert "Traceback" not in err and "stolen-or-expired" not in err and out == ""
+def test_refused_token_is_a_vk_error_and_one_line_without_the_token(tmp_path, monkeypatch):
+    with FakeVk([make_item(1, 1_600_000_000, "А\n@\nБ")]) as vk:
+        config = process_config(tmp_path, vk)
+        env = {**secrets(), "VK_TOKEN": "stolen-or-expired"}
+        done = run("scraper", "--config", str(config), env=env, timeout=60)
+        monkeypatch.setenv("VK_TOKEN", "stolen-or-expired")
+        with pytest.raises(VkError, match="vk.token was refused"):  # the library's own error
+            scrape(load_config(config))
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: vk.token was refused"), done.stderr
+    assert "Traceback" not in done.stderr and "stolen-or-expired" not in done.stderr
+    assert done.stdout == ""
