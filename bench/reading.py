@@ -1,0 +1,132 @@
+"""What readers judge: a blind reading sheet and its scoring, and the share of invented words.
+
+    .venv/bin/python bench/reading.py prepare --model generator/bundled [--model runs/x ...] \
+        --real data/bugurt/corpus.val.txt -n 20 --out runs/reading
+    # give runs/reading/sheet.txt (and nothing else) to a reader who is not told the sources;
+    # they write runs/reading/ratings.jsonl: {"id": 7, "coherence": 1-5, "humour": 1-5,
+    #                                          "readable": true|false} a line
+    .venv/bin/python bench/reading.py score --dir runs/reading
+    .venv/bin/python bench/reading.py words --model generator/bundled --real data/bugurt/corpus.val.txt
+
+`words` counts, over 64 sampled posts and over real validation posts, the Cyrillic words that are
+neither a form in the Russian dictionary (pymorphy3, a development dependency) nor a word of
+the training corpus: the model's invented words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from common.corpus import parse_posts  # noqa: E402
+from generator.gate import TAG  # noqa: E402
+from generator.sample import Generator  # noqa: E402
+
+WORD = re.compile(r"[А-ЯЁа-яё]+(?:-[А-ЯЁа-яё]+)*")
+
+
+def sample_posts(model_dir: str, n: int, seed: int, temperature: float = 0.85) -> list[str]:
+    """n gated posts of a model, without the tag line."""
+    gen = Generator.load(model_dir)
+    posts: list[str] = []
+    rounds = 0
+    while len(posts) < n and rounds < 4 * n:
+        batch = gen.generate(n=n - len(posts), temperature=temperature, seed=seed + rounds)
+        posts.extend(p.removesuffix("\n" + TAG) for p in batch)
+        rounds += 1
+    return posts[:n]
+
+
+def real_posts(path: str, n: int, seed: int) -> list[str]:
+    posts = parse_posts(Path(path).read_text(encoding="utf-8"))
+    return random.Random(seed).sample(posts, n)
+
+
+def prepare(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [(f"real:{args.real}", p) for p in real_posts(args.real, args.n, args.seed)]
+    for model in args.model:
+        entries += [(f"model:{model}", p) for p in sample_posts(model, args.n, args.seed)]
+    random.Random(args.seed).shuffle(entries)
+    sheet = [f"### Post {i}\n{text}\n" for i, (_, text) in enumerate(entries, 1)]
+    (out / "sheet.txt").write_text("\n".join(sheet), encoding="utf-8")
+    key = {str(i): source for i, (source, _) in enumerate(entries, 1)}
+    (out / "key.json").write_text(json.dumps(key, indent=1), encoding="utf-8")
+    print(f"{len(entries)} posts in {out / 'sheet.txt'}; the key is {out / 'key.json'}")
+    return 0
+
+
+def score(args) -> int:
+    folder = Path(args.dir)
+    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for line in (folder / "ratings.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rating = json.loads(line)
+            by_source[key[str(rating["id"])]].append(rating)
+    print("| source | posts | coherence 1–5 | humour 1–5 | readable |")
+    print("|---|---|---|---|---|")
+    for source, ratings in sorted(by_source.items()):
+        readable = sum(bool(r["readable"]) for r in ratings)
+        print(f"| {source} | {len(ratings)} "
+              f"| {statistics.mean(r['coherence'] for r in ratings):.2f} "
+              f"| {statistics.mean(r['humour'] for r in ratings):.2f} "
+              f"| {readable}/{len(ratings)} ({100 * readable / len(ratings):.0f}%) |")
+    return 0
+
+
+def invented_share(posts: list[str], corpus_words: set[str], morph) -> tuple[float, int]:
+    """(share of words known to neither the dictionary nor the corpus, words counted)."""
+    words = [w.lower() for p in posts for w in WORD.findall(p)]
+    invented = sum(1 for w in words if w not in corpus_words and not morph.word_is_known(w))
+    return invented / max(1, len(words)), len(words)
+
+
+def words(args) -> int:
+    import pymorphy3  # noqa: PLC0415 - a development dependency of this script only
+
+    morph = pymorphy3.MorphAnalyzer()
+    train = Path(args.real).with_name(Path(args.real).name.replace(".val.", ".train."))
+    corpus_words = {w.lower() for w in WORD.findall(train.read_text(encoding="utf-8"))}
+    real_share, real_n = invented_share(real_posts(args.real, args.n, args.seed), corpus_words,
+                                        morph)
+    print(f"| source | words | invented | vs real |\n|---|---|---|---|\n"
+          f"| real validation posts | {real_n} | {100 * real_share:.1f}% | 1.00× |")
+    for model in args.model:
+        share, n = invented_share(sample_posts(model, args.n, args.seed), corpus_words, morph)
+        print(f"| {model} | {n} | {100 * share:.1f}% | {share / real_share:.2f}× |")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="a shuffled, unlabelled sheet of real and generated posts")
+    p.add_argument("--model", action="append", required=True, help="model directory (repeat)")
+    p.add_argument("--real", required=True, help="validation split of the corpus")
+    p.add_argument("-n", type=int, default=20, help="posts from each source")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", required=True)
+    s = sub.add_parser("score", help="the ratings against the key, per source")
+    s.add_argument("--dir", required=True)
+    w = sub.add_parser("words", help="share of invented words, generated vs real")
+    w.add_argument("--model", action="append", required=True)
+    w.add_argument("--real", required=True)
+    w.add_argument("-n", type=int, default=64)
+    w.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    return {"prepare": prepare, "score": score, "words": words}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
