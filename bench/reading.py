@@ -6,7 +6,8 @@
     # they write runs/reading/ratings.jsonl: {"id": 7, "coherence": 1-5, "humour": 1-5,
     #                                          "readable": true|false} a line
     .venv/bin/python bench/reading.py score --dir runs/reading
-    .venv/bin/python bench/reading.py words --model generator/bundled --real data/bugurt/corpus.val.txt
+    .venv/bin/python bench/reading.py words --model generator/bundled \
+        --real data/bugurt/corpus.val.txt
 
 `words` counts, over 64 sampled posts and over real validation posts, the Cyrillic words that are
 neither a form in the Russian dictionary (pymorphy3, a development dependency) nor a word of
