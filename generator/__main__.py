@@ -180,8 +180,9 @@ def _sizes_of(source: dict, asked: dict, source_dir: str) -> dict:
     sizes = {**known, **{k: v for k, v in source["model_config"].items() if k != "vocab_size"}}
     for name, value in asked.items():
         if name not in REGULARISERS and value != sizes[name]:
-            raise UserError(f"--{name} {value} differs from the {sizes[name]} of "
-                            f"--init-from {source_dir}: drop --{name} (sizes come from it)")
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {value} differs from the {sizes[name]} of "
+                            f"--init-from {source_dir}: drop {flag} (sizes come from it)")
     sizes.update({k: v for k, v in asked.items() if k in REGULARISERS})
     return sizes
 

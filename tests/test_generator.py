@@ -205,10 +205,16 @@ def test_form_gate_and_line_cut():
     assert gate.finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
 
 
-def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
+# Every AWD-LSTM switch on: their masks come from the saved RNG state, the average is saved.
+AWD_FLAGS = ["--weight-drop", "0.3", "--locked-dropout", "0.2", "--embed-dropout", "0.1",
+             "--tie-weights", "--ema-decay", "0.99"]
+
+
+@pytest.mark.parametrize("flags", [[], AWD_FLAGS], ids=["plain", "awd+ema"])
+def test_training_resumes_exactly_after_kill_9(corpus, tmp_path, flags):
     common = ["train", "--corpus", str(corpus), "--max-steps", "400", "--eval-every", "10",
               "--embed", "4", "--hidden", "5", "--layers", "2", "--batch-size", "2",
-              "--seq-len", "3", "--threads", "1"]
+              "--seq-len", "3", "--threads", "1", *flags]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "generator", *common, "--out", str(killed)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -226,8 +232,12 @@ def test_training_resumes_exactly_after_kill_9(corpus, tmp_path):
     a = modeldir.load_checkpoint(killed)
     b = modeldir.load_checkpoint(tmp_path / "straight")
     assert a["step"] == b["step"] == 400
-    for name, weight in b["model"].items():
-        assert torch.equal(a["model"][name], weight), name
+    assert (a["ema"] is None) == (not flags) and a["model_config"]["tie_weights"] == bool(flags)
+    for part in ("model", "ema") if flags else ("model",):
+        for name, weight in b[part].items():
+            assert torch.equal(a[part][name], weight), (part, name)
+    for name, weight in modeldir.read_model(tmp_path / "straight")["model"].items():
+        assert torch.equal(modeldir.read_model(killed)["model"][name], weight), name
 
     def val_curve(d):
         lines = (d / modeldir.METRICS_FILE).read_text().splitlines()
