@@ -63,8 +63,13 @@ def _parser() -> argparse.ArgumentParser:
                         f"optimizer and schedule, --lr {WARM_START_LR:g} unless given; the "
                         "corpus may add or drop characters)")
     for f in fields(ModelConfig):
-        if f.name != "vocab_size":
-            t.add_argument("--" + f.name.replace("_", "-"), type=type(f.default))
+        if f.name == "vocab_size":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):  # --tie-weights / --no-tie-weights; absent: the default
+            t.add_argument(flag, action=argparse.BooleanOptionalAction)
+        else:
+            t.add_argument(flag, type=type(f.default))
     for f in fields(TrainConfig):
         if f.name not in ("bf16", "init_from"):
             kind = int if f.name == "max_steps" else type(f.default)
@@ -171,15 +176,20 @@ def train(args, config: Config) -> int:
     return 0
 
 
+# ModelConfig fields that only act in training: a warm start may change them.
+REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_dropout")
+
+
 def _sizes_of(source: dict, asked: dict, source_dir: str) -> dict:
-    """The model sizes of a warm start: the source's; only dropout may be changed."""
-    sizes = {k: v for k, v in source["model_config"].items() if k != "vocab_size"}
+    """The model config of a warm start: the source's shape (sizes, tying), any regularisers."""
+    known = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
+    sizes = {**known, **{k: v for k, v in source["model_config"].items() if k != "vocab_size"}}
     for name, value in asked.items():
-        if name != "dropout" and value != sizes.get(name):
-            raise UserError(f"--{name} {value} differs from the {sizes.get(name)} of "
-                            f"--init-from {source_dir}: drop --{name} (sizes come from it)")
-    if "dropout" in asked:
-        sizes["dropout"] = asked["dropout"]
+        if name not in REGULARISERS and value != sizes[name]:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {value} differs from the {sizes[name]} of "
+                            f"--init-from {source_dir}: drop {flag} (sizes come from it)")
+    sizes.update({k: v for k, v in asked.items() if k in REGULARISERS})
     return sizes
 
 

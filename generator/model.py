@@ -1,9 +1,10 @@
 """The character model: embedding → multi-layer LSTM → linear, plus a fast inference cell.
 
-Training uses `nn.LSTM` (oneDNN on CPU, cuDNN on CUDA), which is fast on whole sequences. Sampling
-feeds one character at a time, where `nn.LSTM` is slow on CPU (oneDNN re-lays its weights at every
-call), so `FastLSTM` runs the same weights through a hand-written cell: the first layer's input
-projection is folded into a per-token table and each step is a few matrix products.
+Training uses `nn.LSTM` (oneDNN on CPU, cuDNN on CUDA), which is fast on whole sequences; the
+AWD-LSTM regularisers (generator/regularize.py) keep those kernels. Sampling feeds one character
+at a time, where `nn.LSTM` is slow on CPU (oneDNN re-lays its weights at every call), so
+`FastLSTM` runs the same weights through a hand-written cell: the first layer's input projection
+is folded into a per-token table and each step is a few matrix products.
 """
 
 from __future__ import annotations
@@ -14,17 +15,29 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-LSTMState = tuple[torch.Tensor, torch.Tensor]  # nn.LSTM's (h, c), each (layers, N, hidden)
+from generator import regularize
+from generator.regularize import LSTMState
 
 
 @dataclass
 class ModelConfig:
+    """Sizes and regularisers. A field added later defaults to "off", so a model.pt written
+    before it loads unchanged."""
+
     vocab_size: int
     embed: int = 64  # embedding width (D)
     hidden: int = 512  # LSTM state width (H)
     layers: int = 2
-    dropout: float = 0.1  # between LSTM layers and before the output layer
+    # Between LSTM layers and before the output layer, a fresh mask per step; in training,
+    # locked_dropout takes its place when > 0.
+    dropout: float = 0.1
+    weight_drop: float = 0.0  # DropConnect on each layer's W_hh, one mask per TBPTT window
+    locked_dropout: float = 0.0  # between layers and before the output, one mask for all steps
+    embed_dropout: float = 0.0  # probability of dropping a token's whole embedding row
+    # The output layer is the embedding matrix (V, D), after an H→D projection when H != D.
+    tie_weights: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,16 +56,38 @@ class CharLSTM(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden, config.vocab_size)
+        tied, projected = config.tie_weights, config.tie_weights and config.hidden != config.embed
+        # No bias: E·(P·h + c) + b is E·P·h + (E·c + b), so the head's bias already covers one.
+        self.proj = nn.Linear(config.hidden, config.embed, bias=False) if projected else None
+        self.head = nn.Linear(config.embed if tied else config.hidden, config.vocab_size)
+        if tied:
+            # nn.Embedding's N(0, 1) rows would also be the output rows, making the first
+            # logits ~√D times too large; AWD-LSTM's U(−0.1, 0.1) suits both uses.
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+            self.head.weight = self.embed.weight  # one Parameter under both names
 
     def forward(self, tokens: torch.Tensor, state: LSTMState | None = None):
         """tokens (N, T) int64 → logits (N, T, V), new state ((L, N, H), (L, N, H))."""
-        x = self.embed(tokens)  # (N, T, D)
-        out, state = self.lstm(x, state)  # (N, T, H)
-        return self.head(self.drop(out)), state
+        cfg, train = self.config, self.training
+        weight = self.embed.weight  # (V, D)
+        if train and cfg.embed_dropout:
+            weight = regularize.embedding_dropout(weight, cfg.embed_dropout)
+        x = F.embedding(tokens, weight)  # (N, T, D)
+        if train and (cfg.weight_drop or cfg.locked_dropout):
+            out, state = regularize.lstm_forward(self.lstm, x, state, cfg.weight_drop,
+                                                 cfg.locked_dropout)
+        else:
+            out, state = self.lstm(x, state)  # (N, T, H)
+        if train and cfg.locked_dropout:
+            out = regularize.locked_dropout(out, cfg.locked_dropout)
+        else:
+            out = self.drop(out)
+        if self.proj is not None:
+            out = self.proj(out)  # (N, T, D)
+        return self.head(out), state
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())  # a tied matrix counts once
 
 
 class FastLSTM:
@@ -88,7 +123,7 @@ class FastLSTM:
         self.matmuls = [_linear(w, b, self.int8) for w, b in zip(weights, biases, strict=True)]
         head_bias = sd["head.bias"].clone()
         head_bias[list(banned)] = -math.inf
-        self.head = _linear(sd["head.weight"], head_bias, self.int8)
+        self.head = _linear(_head_weight(sd), head_bias, self.int8)
 
     def zero_state(self, rows: int) -> CellState:
         return CellState(rows, self.layers, self.hidden)
@@ -141,6 +176,14 @@ class CellState:
         for mine, theirs in zip(self.c + self.buffers, out.c + out.buffers, strict=True):
             theirs.copy_(mine.expand_as(theirs))
         return out
+
+
+def _head_weight(sd: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The output layer as one (V, H) matrix: a tied head's projection folded in (E·(P·h) is
+    (E·P)·h), so sampling a tied model costs what an untied one does."""
+    if "proj.weight" in sd:
+        return sd["head.weight"] @ sd["proj.weight"]  # (V, D) @ (D, H)
+    return sd["head.weight"]
 
 
 def _int8_available() -> bool:

@@ -1,15 +1,17 @@
 """The trainer: stateful truncated BPTT over token streams, time-budgeted, exactly resumable.
 
 It knows tokens, not bugurts: the caller gives it the train/validation streams and the vocab to
-store. Every `eval_every` steps it measures validation bits per character, keeps the best weights
-in model.pt, writes the full training state to checkpoint.pt (so `--resume` after a crash, even
-kill -9, continues bit for bit) and appends progress to metrics.jsonl. It stops at the time
-budget, at `max_steps`, or early when validation stops improving. Under torchrun every rank
-trains its share of each global batch with DDP; rank 0 evaluates and writes.
+store. Every `eval_every` steps it measures validation bits per character (of the weights' moving
+average when `ema_decay` > 0), keeps the best weights in model.pt, writes the full training state
+to checkpoint.pt (so `--resume` after a crash, even kill -9, continues bit for bit) and appends
+progress to metrics.jsonl. It stops at the time budget, at `max_steps`, or early when validation
+stops improving. Under torchrun every rank trains its share of each global batch with DDP; rank 0
+evaluates and writes.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 import sys
@@ -52,6 +54,9 @@ class TrainConfig:
     seed: int = 1234
     bf16: bool = True  # autocast to bfloat16 (CPU with AMX/AVX512-BF16, or CUDA)
     init_from: str | None = None  # model directory whose weights this run started from
+    # > 0: validate and save an exponential moving average of the weights (decay per step; it
+    # averages over ~1 / (1 − decay) steps), warmed up as min(decay, (1 + step) / (10 + step)).
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -128,6 +133,9 @@ class Trainer:
         self.bf16 = cfg.bf16 and _bf16_supported(device)
         torch.manual_seed(cfg.seed)
         self.model = CharLSTM(model_cfg).to(device)
+        # The averaged weights, on the training device beside the trained ones (each rank keeps
+        # its own copy: the ranks' weights are equal after every step).
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema_decay else None
         self.ddp = wrap_ddp(self.model)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -153,9 +161,26 @@ class Trainer:
                 own[name][mine] = tensor.to(own[name].dtype)[theirs]
             else:
                 own[name].copy_(tensor)
+        if self.ema is not None:
+            self.ema.load_state_dict(own)
+
+    @property
+    def eval_model(self) -> CharLSTM:
+        """The weights that are validated and saved: the average when there is one."""
+        return self.model if self.ema is None else self.ema
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema ← decay·ema + (1 − decay)·weights after optimizer step `self.step`; the warm-up
+        keeps the first steps from weighting the random initialisation for ~1 / (1 − decay)."""
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for mine, trained in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            mine.lerp_(trained, 1.0 - decay)
 
     def resume(self, payload: dict) -> None:
         self.model.load_state_dict(payload["model"])
+        if self.ema is not None:  # a run that turns the average on at resume starts it here
+            self.ema.load_state_dict(payload.get("ema") or payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.step, self.chars, self.seconds = payload["step"], payload["chars"], payload["seconds"]
         self.best_val_bpc, self.bad_evals = payload["best_val_bpc"], payload["bad_evals"]
@@ -187,6 +212,7 @@ class Trainer:
             "model_config": self.model_cfg.to_dict(),
             "train_config": asdict(self.cfg), "vocab": self.streams.vocab_chars,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
             "step": self.step, "chars": self.chars, "seconds": self.seconds,
             "best_val_bpc": self.best_val_bpc, "bad_evals": self.bad_evals,
             "val_bpc": self.val_bpc, "state": state, "rng": rng,
@@ -195,10 +221,12 @@ class Trainer:
 
     def _save_best(self) -> None:
         primer = self.streams.train[-PRIMER_TOKENS:].tolist()
-        modeldir.save_model(self.out, self.model, self.streams.vocab_chars, primer=primer, info={
-            "val_bpc": self.val_bpc, "trained_chars": self.chars, "train_seconds": self.seconds,
-            "step": self.step, "params": self.model.num_params(),
-            **({"init_from": self.cfg.init_from} if self.cfg.init_from else {})})
+        info = {"val_bpc": self.val_bpc, "trained_chars": self.chars,
+                "train_seconds": self.seconds, "step": self.step,
+                "params": self.model.num_params(),
+                **({"init_from": self.cfg.init_from} if self.cfg.init_from else {})}
+        modeldir.save_model(self.out, self.eval_model, self.streams.vocab_chars, info,
+                            primer=primer)
 
     def _log(self, train_loss: float | None, val_bpc: float | None) -> None:
         if self.rank != 0:
@@ -218,7 +246,7 @@ class Trainer:
 
     def _evaluate(self) -> None:
         if self.rank == 0:
-            bits = stream_bits(self.model, self.streams.val, bf16=self.bf16)
+            bits = stream_bits(self.eval_model, self.streams.val, bf16=self.bf16)
             self.val_bpc = bits / self.streams.val_chars
             if self.val_bpc < self.best_val_bpc:
                 self.best_val_bpc, self.bad_evals = self.val_bpc, 0
@@ -254,6 +282,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self._update_ema()
             loss_sum += loss.item()
             loss_n += 1
             self.seconds += time.perf_counter() - started

@@ -12,6 +12,7 @@ import json
 import random
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,22 +136,42 @@ def metrics_lines(out) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+# Every AWD-LSTM switch on: their masks come from the saved RNG state, the average is saved.
+AWD = ("--weight-drop", "0.3", "--locked-dropout", "0.2", "--embed-dropout", "0.1",
+       "--tie-weights", "--ema-decay", "0.99")
+
+
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, tiny_corpus):
-    out = tmp_path_factory.mktemp("train") / "reference"
-    done = run(*train(tiny_corpus, out), env=secrets(vk=False), timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+def reference_runs(tmp_path_factory, tiny_corpus):
+    """flags → a run of them straight through (each trained once, when first asked for)."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def reference(flags: tuple[str, ...]) -> Path:
+        if flags not in runs:
+            out = tmp_path_factory.mktemp("train") / "reference"
+            done = run(*train(tiny_corpus, out, *flags), env=secrets(vk=False), timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            runs[flags] = out
+        return runs[flags]
+
+    return reference
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.fixture(scope="module")
+def reference_run(reference_runs):
+    return reference_runs(())
+
+
+@pytest.mark.parametrize(("seed", "flags"), [(SEEDS[0], ()), (SEEDS[1], ()), (SEEDS[2], AWD)],
+                         ids=["plain-1", "plain-2", "awd+ema-3"])
 def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
-    tmp_path, seed, tiny_corpus, reference_run
+    tmp_path, seed, flags, tiny_corpus, reference_runs
 ):
+    reference_run = reference_runs(flags)
     rng = random.Random(seed)
     out = tmp_path / "model"
     env = secrets(vk=False)
-    trainer = Child(tmp_path, *train(tiny_corpus, out), env=env)
+    trainer = Child(tmp_path, *train(tiny_corpus, out, *flags), env=env)
     # A random point after the first checkpoint (step 20): between 5-step progress lines.
     lines = rng.randint(5, STEPS // 5 - 6)
     wait_until(lambda: metrics_lines(out) >= lines or not trainer.alive(), 120, "training")
@@ -160,7 +181,7 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
     killed_at = torch.load(out / modeldir.CHECKPOINT_FILE, weights_only=True)["step"]
     assert 20 <= killed_at < STEPS
 
-    resumed = run(*train(tiny_corpus, out, "--resume"), env=env, timeout=300)
+    resumed = run(*train(tiny_corpus, out, *flags, "--resume"), env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # batch 8 x seq 32 characters a step, counted over the whole run (the killed part included)
     summary = resumed.stdout.strip().splitlines()[-1]
@@ -170,8 +191,13 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
     ours = modeldir.load_checkpoint(out)
     theirs = modeldir.load_checkpoint(reference_run)
     assert ours["step"] == theirs["step"] == STEPS
-    for name, weight in theirs["model"].items():
-        assert torch.equal(ours["model"][name], weight), f"{name} differs after the resume"
+    assert (ours["ema"] is None) == (not flags)
+    for part in ("model", "ema") if flags else ("model",):
+        for name, weight in theirs[part].items():
+            assert torch.equal(ours[part][name], weight), f"{part} {name} differs after resume"
+    best = modeldir.read_model(reference_run)["model"]  # the best (EMA) weights, as served
+    for name, weight in modeldir.read_model(out)["model"].items():
+        assert torch.equal(best[name], weight), f"model.pt {name} differs after the resume"
     ours, reference = progress(out), progress(reference_run)
     # A step's progress line is written before its checkpoint: none lost, repeated or changed.
     assert ours == reference
