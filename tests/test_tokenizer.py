@@ -51,8 +51,10 @@ def test_every_post_and_odd_text_comes_back_exactly(unigram, posts):
     odd = [" ЖДУ  АВТОБУС \n@\n😀 Q\n", "\n\nЁ", "ЖДУ\n@\n@\nАВТОБУС", "日本\ttab"]
     assert all(unigram.decode(unigram.encode(text)) == text for text in odd)
     assert UNK not in unigram.encode("".join(odd))
-    newline = unigram.encode("\n")
-    assert len(newline) == 1 and all(newline[0] in unigram.encode(p) for p in posts[:5])
+    # a line break, and the `@` line between two lines, are one token each
+    assert len(unigram.encode("\n")) == 1
+    separator = unigram.encode("\n@\n")
+    assert len(separator) == 1 and all(separator[0] in unigram.encode(p) for p in posts[:5])
     # END is one id between posts, never inside one
     stream = unigram.encode_posts(posts[:3]).tolist()
     assert stream[0] == stream[-1] == END and stream.count(END) == 4
