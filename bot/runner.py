@@ -50,8 +50,8 @@ def clean_prime(text: str) -> str:
 
 def unknown_chars(generator: Generator, text: str) -> list[str]:
     """Characters of `text` outside the model's vocabulary (line breaks are structure)."""
-    known = generator.vocab.index
-    return sorted({ch for ch in text if ch != "\n" and ch not in known})
+    writes = generator.vocab.writes
+    return sorted({ch for ch in text if ch != "\n" and not writes(ch)})
 
 
 class Runner:

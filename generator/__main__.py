@@ -18,7 +18,7 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, read_split, split_paths
 from common.log import setup_logging
-from generator import modeldir
+from generator import modeldir, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.train import (
@@ -28,7 +28,7 @@ from generator.train import (
     Trainer,
     leave_process_group,
 )
-from generator.vocab import Vocab
+from generator.vocab import Tokenizer
 
 log = logging.getLogger("generator")
 
@@ -61,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="DIR",
                    help="start from the weights of this model directory (a new run: fresh "
                         f"optimizer and schedule, --lr {WARM_START_LR:g} unless given; the "
-                        "corpus may add or drop characters)")
+                        "corpus may add or drop characters; a subword model keeps its units)")
+    t.add_argument("--tokenizer", choices=tokenizer.KINDS,
+                   help="units the model reads and writes: characters (the default) or "
+                        "sentencepiece unigram subwords learned from the training posts")
+    t.add_argument("--vocab-size", type=int,
+                   help=f"subword units of --tokenizer unigram (default "
+                        f"{tokenizer.DEFAULT_VOCAB_SIZE})")
     for f in fields(ModelConfig):
         if f.name == "vocab_size":
             continue
@@ -124,21 +130,29 @@ def train(args, config: Config) -> int:
         raise UserError("--resume continues a run, --init-from starts a new one: pass only one")
     if args.resume:
         payload = modeldir.load_checkpoint(out)
-        vocab = Vocab(payload["vocab"])
+        vocab = modeldir.tokenizer_of(payload, out / modeldir.CHECKPOINT_FILE)
+        _check_tokenizer(args, vocab, f"--resume {out}")
         model_cfg = ModelConfig(**payload["model_config"])
         train_cfg = TrainConfig(**{**payload["train_config"], **overrides})
     else:
         if modeldir.holds_training(out):
             raise UserError(f"{out} already holds a model: pass --resume to continue it, "
                             "or choose a new --out")
-        vocab = Vocab.build(train_posts)
         sizes = {f.name: getattr(args, f.name) for f in fields(ModelConfig)
                  if f.name != "vocab_size" and getattr(args, f.name) is not None}
         if args.init_from:
             source = modeldir.read_model(args.init_from)
+            source_vocab = modeldir.tokenizer_of(source, Path(args.init_from))
+            _check_tokenizer(args, source_vocab, f"--init-from {args.init_from}")
+            # Characters follow the new corpus (shared_ids maps the rows); learned units are
+            # the source's own: its weights mean nothing under other units.
+            vocab = (_build_tokenizer(args, train_posts, corpus) if source_vocab.kind == "char"
+                     else source_vocab)
             sizes = _sizes_of(source, sizes, args.init_from)
             overrides["init_from"] = str(args.init_from)
             overrides.setdefault("lr", WARM_START_LR)
+        else:
+            vocab = _build_tokenizer(args, train_posts, corpus)
         model_cfg = ModelConfig(vocab_size=len(vocab), **sizes)
         train_cfg = TrainConfig(**overrides)
         # Progress lines of a run killed before its first checkpoint: not this run's.
@@ -149,14 +163,17 @@ def train(args, config: Config) -> int:
     if rank == 0:
         modeldir.save_novelty(out, NoveltyIndex.build(train_posts + val_posts))
     val_text_chars = sum(len(p) + 2 for p in val_posts)  # each post + its blank-line separator
-    streams = Streams(vocab.encode_posts(train_posts), vocab.encode_posts(val_posts),
-                      val_text_chars, vocab.chars)
+    train_ids = vocab.encode_posts(train_posts)
+    # characters per non-END token of the training stream: exactly 1 for characters
+    chars_per_token = sum(map(len, train_posts)) / max(1, len(train_ids) - 1 - len(train_posts))
+    streams = Streams(train_ids, vocab.encode_posts(val_posts), val_text_chars, vocab.stored(),
+                      chars_per_token)
     try:
         trainer = Trainer(train_cfg, model_cfg, streams, out, device)
     except ValueError as exc:
         raise UserError(f"cannot train on {corpus}: {exc}") from None
     if source is not None:
-        mine, theirs = vocab.shared_ids(Vocab(source["vocab"]))
+        mine, theirs = vocab.shared_ids(source_vocab)
         trainer.warm_start(source["model"], mine, theirs)
         log.info("starting from %s: %d of this corpus's %d symbols carry its weights",
                  args.init_from, len(mine), len(vocab))
@@ -178,6 +195,33 @@ def train(args, config: Config) -> int:
 
 # ModelConfig fields that only act in training: a warm start may change them.
 REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_dropout")
+
+
+def _build_tokenizer(args, train_posts: list[str], corpus: Path) -> Tokenizer:
+    kind = args.tokenizer or "char"
+    if kind == "char" and args.vocab_size is not None:
+        raise UserError("--vocab-size sizes --tokenizer unigram: drop it, or pass "
+                        "--tokenizer unigram")
+    vocab_size = args.vocab_size or tokenizer.DEFAULT_VOCAB_SIZE
+    started = time.perf_counter()
+    try:
+        vocab = tokenizer.build(kind, train_posts, vocab_size)
+    except tokenizer.VocabSizeError as exc:
+        raise UserError(f"cannot learn subword units from {corpus}: {exc}") from None
+    log.info("%s tokenizer of %d symbols built in %.1f s", kind, len(vocab),
+             time.perf_counter() - started)
+    return vocab
+
+
+def _check_tokenizer(args, vocab: Tokenizer, source: str) -> None:
+    """A resumed or warm-started run reads the units of its source: --tokenizer and
+    --vocab-size may only repeat them."""
+    if args.tokenizer not in (None, vocab.kind):
+        raise UserError(f"--tokenizer {args.tokenizer} differs from the {vocab.kind} units of "
+                        f"{source}: drop --tokenizer (the units come from it)")
+    if vocab.kind != "char" and args.vocab_size not in (None, len(vocab)):
+        raise UserError(f"--vocab-size {args.vocab_size} differs from the {len(vocab)} units "
+                        f"of {source}: drop --vocab-size (the units come from it)")
 
 
 def _sizes_of(source: dict, asked: dict, source_dir: str) -> dict:
@@ -263,7 +307,7 @@ def export(args, config: Config) -> int:
     src, out = Path(args.model), Path(args.out)
     model, vocab, info = modeldir.load_model(src)
     primer = info.pop("primer")
-    modeldir.save_model(out, model, vocab.chars, info, primer=primer, dtype=torch.bfloat16)
+    modeldir.save_model(out, model, vocab.stored(), info, primer=primer, dtype=torch.bfloat16)
     modeldir.copy_extras(src, out)
     log.info("exported %s -> %s", src, out)
     return 0

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from common.corpus import parse_posts
 from generator.model import CharLSTM
-from generator.vocab import Vocab
+from generator.vocab import Tokenizer
 
 
 def autocast_context(device: torch.device, enabled: bool):
@@ -54,8 +54,9 @@ def stream_bits(model: CharLSTM, ids: torch.Tensor, rows: int = 16, chunk: int =
     return nats / math.log(2)
 
 
-def text_bpc(model: CharLSTM, vocab: Vocab, text: str, bf16: bool = False) -> float:
-    """Bits per character of a corpus text: bits of its post/END stream over len(text)."""
+def text_bpc(model: CharLSTM, vocab: Tokenizer, text: str, bf16: bool = False) -> float:
+    """Bits per character of a corpus text: bits of its post/END stream (in any units) over
+    len(text), the blank-line separators included."""
     if not text:
         raise ValueError("empty text")
     return stream_bits(model, vocab.encode_posts(parse_posts(text)), bf16=bf16) / len(text)

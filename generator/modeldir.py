@@ -2,9 +2,11 @@
 
 A model directory holds:
 - `model.pt`      the best weights so far + vocab + model config + info + primer (what `sample`
-                  and `eval` load, and what `--init-from` starts from);
+                  and `eval` load, and what `--init-from` starts from); "vocab" is the
+                  tokenizer's stored form: the characters (a str, as in every char model
+                  directory), or {"kind": "unigram", "model": sentencepiece proto bytes};
 - `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
-                  states) that `train --resume` continues from exactly;
+                  states, the same "vocab") that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
 - `loss.png`      the plot of those metrics that the bot's retrain draws (bot/retrain.py).
@@ -35,7 +37,8 @@ from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
 from generator.gate import NoveltyIndex
 from generator.model import CharLSTM, ModelConfig
-from generator.vocab import Vocab
+from generator.tokenizer import from_stored
+from generator.vocab import Tokenizer
 
 FORMAT = "neurobugurt-char-lstm"
 VERSION = 1
@@ -55,16 +58,17 @@ class ModelFormatError(ModelDirError):
 
 
 # ----- model.pt -----
-def save_model(model_dir: str | os.PathLike, model: CharLSTM, vocab_chars: str, info: dict,
+def save_model(model_dir: str | os.PathLike, model: CharLSTM, vocab: str | dict, info: dict,
                primer: list[int] | None = None, dtype: torch.dtype = torch.float32) -> None:
-    """model.pt: weights in `dtype` (bf16 halves the file), vocab, config, info, primer.
+    """model.pt: weights in `dtype` (bf16 halves the file), vocab (`Tokenizer.stored()`),
+    config, info, primer.
 
     `primer` is the tail of the training stream: sampling reads it first, so it starts from the
     state the model has at a text boundary in training (never the untrained all-zero state).
     """
     weights = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
     _save_pt(Path(model_dir) / MODEL_FILE, {
-        "kind": "model", "model_config": model.config.to_dict(), "vocab": vocab_chars,
+        "kind": "model", "model_config": model.config.to_dict(), "vocab": vocab,
         "model": weights, "info": info, "primer": primer or []})
 
 
@@ -76,15 +80,25 @@ def read_model(model_dir: str | os.PathLike) -> dict:
     return _load_pt(model_dir / MODEL_FILE)
 
 
-def load_model(model_dir: str | os.PathLike) -> tuple[CharLSTM, Vocab, dict]:
-    """(model in fp32 eval mode on CPU, vocab, info + "primer" tokens) of a model directory."""
+def load_model(model_dir: str | os.PathLike) -> tuple[CharLSTM, Tokenizer, dict]:
+    """(model in fp32 eval mode on CPU, tokenizer, info + "primer" tokens) of a model directory."""
     payload = read_model(model_dir)
+    tokenizer = tokenizer_of(payload, Path(model_dir) / MODEL_FILE)
     model = CharLSTM(ModelConfig(**payload["model_config"]))
     model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
     model.eval()
     info = dict(payload.get("info", {}))
     info["primer"] = list(payload.get("primer", []))
-    return model, Vocab(payload["vocab"]), info
+    return model, tokenizer, info
+
+
+def tokenizer_of(payload: dict, path: str | os.PathLike) -> Tokenizer:
+    """The tokenizer of a loaded model.pt or checkpoint.pt (`path`, for the error)."""
+    try:
+        return from_stored(payload["vocab"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: a bad proto
+        raise ModelFormatError(f"{path} holds no readable tokenizer ({_reason(exc)}): "
+                               "retrain the model") from None
 
 
 # ----- checkpoint.pt -----

@@ -1,9 +1,12 @@
 """`Generator`: a model directory loaded once; draws candidates, gates them, returns posts.
 
 Candidates are sampled side by side as one batch through `FastLSTM` (the hand-written cell over
-the trained weights), each until the end-of-post symbol or the MAX_CHARS cap (then cut at a line
-boundary). Those that pass the quality gate (gate.py) are ranked by the model's own mean
-log-likelihood per character and the best are returned, tagged `#neurobugurt`.
+the trained weights), token by token (characters or subword units, vocab.Tokenizer), each until
+the end-of-post symbol or the MAX_CHARS cap (then cut at a line boundary). A prime is read up to
+its last token boundary the model may continue (Tokenizer.heal); its tail is then spelt by the
+first sampled tokens, constrained to those that fit it. Candidates that pass the quality gate
+(gate.py) are ranked by the model's own mean log-likelihood per character and the best are
+returned, tagged `#neurobugurt`.
 """
 
 from __future__ import annotations
@@ -17,15 +20,22 @@ import torch
 
 from generator import gate, modeldir
 from generator.model import CharLSTM, FastLSTM
-from generator.vocab import END, UNK, Vocab
+from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
+NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) floats, 16 MB at 4k
 
 
 class Generator:
-    def __init__(self, model: CharLSTM, vocab: Vocab, novelty: gate.NoveltyIndex, info: dict):
+    def __init__(self, model: CharLSTM, vocab: Tokenizer, novelty: gate.NoveltyIndex,
+                 info: dict):
         self.model, self.vocab, self.novelty = model, vocab, novelty
+        # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
+        # counts as one, as the character model always scored it
+        self.token_chars = torch.tensor([
+            sum(1 for b in piece if b & 0xC0 != 0x80) if piece else 1
+            for piece in vocab.token_bytes])
         self.cell = FastLSTM(model, banned=(UNK,))  # never write the unknown symbol
         self._lock = threading.Lock()
         # State after the primer (a text boundary of the training stream), shared by every sample.
@@ -73,41 +83,75 @@ class Generator:
 
     def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
                top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:
-        """`rows` raw texts (prime + continuation) and each one's mean log-prob per character."""
+        """`rows` raw texts (prime + continuation) and each one's mean log-prob per character
+        of the sampled tokens (the healed prime tail included, its END too)."""
         state = self.start_state.repeat(rows)
         logits = self.start_logits.expand(rows, -1)
-        for token in self.vocab.encode(prime):
+        ids, tail = self.vocab.heal(prime)
+        for token in ids:
             logits = self.cell.step(torch.full((rows,), token), state)
-        budget = max(0, MAX_CHARS - len(prime))
+        head = prime[: len(prime) - len(tail)]  # the prime's text the model has read
+        budget = max(0, MAX_CHARS - len(head))  # characters left to write, the tail's included
+        pending = [tail.encode()] * rows  # bytes of the tail each row has still to write
         plain = not top_k and (top_p is None or top_p >= 1.0)
-        if plain:  # Gumbel-max: argmax(logits + T·g) draws from softmax(logits / T)
-            noise = torch.rand(budget, rows, logits.shape[1], generator=rng)
-            noise = noise.clamp_(1e-20).log_().neg_().log_().neg_().mul_(temperature).unbind(0)
         out = torch.full((budget, rows), END)
         out_rows = out.unbind(0)  # views: each step's draw is written in place
+        written = torch.zeros(rows, dtype=torch.long)  # characters so far, END counted
         seen = []  # logits of every step, scored after the loop in one pass
-        for t in range(budget):
-            if plain:
-                torch.argmax(torch.add(logits, noise[t]), 1, out=out_rows[t])
+        for t in range(budget):  # a token writes at least one character, bytes aside
+            if any(pending):
+                logits = logits.masked_fill(~self._fits(pending), -math.inf)
+            if plain:  # Gumbel-max: argmax(logits + T·g) draws from softmax(logits / T)
+                if t % NOISE_STEPS == 0:
+                    noise = torch.rand(min(NOISE_STEPS, budget - t), rows, logits.shape[1],
+                                       generator=rng)
+                    noise = noise.clamp_(1e-20).log_().neg_().log_().neg_().mul_(temperature)
+                torch.argmax(torch.add(logits, noise[t % NOISE_STEPS]), 1, out=out_rows[t])
             else:
                 out_rows[t].copy_(_draw(logits, temperature, top_k, top_p, rng))
             seen.append(logits)
-            if t % 16 == 15 and (out[: t + 1] == END).any(0).all():
+            written += self.token_chars[out_rows[t]]
+            if any(pending):
+                pending = [_rest(p, self.vocab.token_bytes[i]) for p, i in
+                           zip(pending, out_rows[t].tolist(), strict=True)]
+            if t % 16 == 15 and ((out[: t + 1] == END).any(0) | (written >= budget)).all():
                 break
             logits = self.cell.step(out_rows[t], state)
         steps = len(seen)
         out = out[:steps].T
         ended = out == END
-        # characters before the first END; a row with no END ran into the cap
-        length = torch.where(ended.any(1), ended.int().argmax(1), torch.tensor(steps))
+        # A row ended if it drew END before its characters reached the budget; else it is cut
+        # after the token that reached it (or at the last step).
+        full = self.token_chars[out].cumsum(1) >= budget
+        first_end = torch.where(ended.any(1), ended.int().argmax(1), torch.tensor(steps))
+        first_full = torch.where(full.any(1), full.int().argmax(1) + 1, torch.tensor(steps))
+        finished = first_end < first_full
+        length = torch.where(finished, first_end, first_full)  # tokens of the text
         logp = torch.log_softmax(torch.stack(seen, 1), -1).gather(2, out[:, :, None])[:, :, 0]
-        counted = torch.arange(steps)[None, :] <= length[:, None]  # the chars and their END
-        mean_logp = (logp * counted).sum(1) / counted.sum(1)
+        # the text's tokens, and the END of a finished row
+        counted = torch.arange(steps)[None, :] < (length + finished)[:, None]
+        chars = (self.token_chars[out] * counted).sum(1).clamp(min=1)  # bytes-only rows: ≥ 1
+        mean_logp = (logp * counted).sum(1) / chars
         texts = []
         for row in range(rows):
-            text = prime + self.vocab.decode(out[row, : length[row]].tolist())
-            texts.append(text if ended[row].any() else gate.cut_at_line(text))
+            text = head + self.vocab.decode(out[row, : length[row]].tolist())
+            texts.append(text if finished[row] else gate.cut_at_line(text[:MAX_CHARS]))
         return texts, mean_logp.tolist()
+
+    def _fits(self, pending: list[bytes]) -> torch.Tensor:
+        """(rows, vocab) bool: the tokens each row may draw while it spells its prime tail —
+        those that start with the bytes left, or are a start of them."""
+        masks = {}
+        for rest in set(pending):
+            masks[rest] = torch.tensor([
+                bool(piece) and (piece.startswith(rest) or rest.startswith(piece))
+                if rest else True for piece in self.vocab.token_bytes])
+        return torch.stack([masks[rest] for rest in pending])
+
+
+def _rest(pending: bytes, piece: bytes) -> bytes:
+    """What of a prime tail is left to write after a token that fits it."""
+    return pending[len(piece):] if pending.startswith(piece) else b""
 
 
 def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,

@@ -64,7 +64,8 @@ class Streams:
     train: torch.Tensor  # int64 token stream
     val: torch.Tensor
     val_chars: int  # characters of the validation text (the bpc denominator)
-    vocab_chars: str  # stored with the weights
+    vocab_chars: str | dict  # the tokenizer as stored with the weights (Tokenizer.stored())
+    chars_per_token: float = 1.0  # text characters per non-END token (progress counts chars)
 
 
 def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -266,7 +267,7 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(total=100, unit="%", file=sys.stderr, disable=self.rank != 0,
                    bar_format="{l_bar}{bar}| {postfix}", initial=int(100 * self.progress()))
-        chars_per_step = cfg.batch_size * cfg.seq_len
+        chars_per_step = round(cfg.batch_size * cfg.seq_len * self.streams.chars_per_token)
         loss_sum, loss_n = 0.0, 0
         while not self._should_stop():
             _, k = self.batches.locate(self.step)
