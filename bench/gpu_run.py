@@ -10,12 +10,13 @@ Back here, the files that came back (under the device reply's files_at) become a
     .venv/bin/python bench/gpu_run.py unpack FILES_AT/model runs/gpu
 
 `run` does, in order, each step logged to OUT/run.log and summed up in OUT/summary.json:
-1. train the recipe for --minutes on --device (default cuda) into a work directory;
+1. a 5-step tiny run in bf16; should it fail (a cuDNN without bf16 LSTMs), fp32 from then on;
 2. resume check at a tiny size: one run straight through, one killed (SIGKILL) once its first
    checkpoint is on disk and then resumed; the two must end with the same step and weights (on
    CUDA, where cuDNN is not bit-deterministic, the summary gives the largest weight difference);
 3. a torchrun smoke test with one process (NCCL on CUDA, gloo on CPU);
-4. export the trained model with bf16 weights and copy it to OUT/model, each file cut into parts
+4. train the recipe for --minutes on --device (default cuda) into a work directory;
+5. export the trained model with bf16 weights and copy it to OUT/model, each file cut into parts
    of at most PART_BYTES (the device tool returns at most 8 files of 16 MiB, 64 MiB in all).
 `--device cpu` with a tiny recipe runs the same script here: the test suite does that.
 """
@@ -69,9 +70,12 @@ def run_all(out: Path, corpus: Path, minutes: float, device: str, recipe: list[s
     summary: dict = {"device": device, "minutes": minutes, "recipe": recipe}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        summary["train"] = _train(work / "model", corpus, minutes, device, recipe, log)
-        summary["resume"] = _resume_check(work, corpus, device, log)
-        summary["torchrun"] = _torchrun_smoke(work / "ddp", corpus, device, log)
+        precision = _precision(work / "probe", corpus, device, log)
+        summary["precision"] = precision or ["bf16 where supported"]
+        summary["resume"] = _resume_check(work, corpus, device, log, precision)
+        summary["torchrun"] = _torchrun_smoke(work / "ddp", corpus, device, log, precision)
+        summary["train"] = _train(work / "model", corpus, minutes, device,
+                                  [*recipe, *precision], log)
         if summary["train"]["ok"]:
             exported = work / "export"
             _generator(["export", "--model", str(work / "model"), "--out", str(exported)], log)
@@ -112,11 +116,20 @@ def _train(model_dir: Path, corpus: Path, minutes: float, device: str, recipe: l
     return {"ok": done.returncode == 0, **_summary_line(done.stdout)}
 
 
-def _resume_check(work: Path, corpus: Path, device: str, log: Path) -> dict:
+def _precision(out: Path, corpus: Path, device: str, log: Path) -> list[str]:
+    """[] when a tiny bf16 run trains on this device, else ["--no-bf16"]."""
+    done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
+                       "--max-steps", "5", *TINY], log, timeout=300)
+    return [] if done.returncode == 0 else ["--no-bf16"]
+
+
+def _resume_check(work: Path, corpus: Path, device: str, log: Path,
+                  precision: list[str]) -> dict:
     """Straight run vs killed-and-resumed run at a tiny size: same step, same weights?"""
     from generator.modeldir import ModelDirError, load_checkpoint  # noqa: PLC0415 - torch
 
-    common = ["train", "--device", device, "--corpus", str(corpus), "--max-steps", "60", *TINY]
+    common = ["train", "--device", device, "--corpus", str(corpus), "--max-steps", "60", *TINY,
+              *precision]
     straight, killed = work / "straight", work / "killed"
     _generator([*common, "--out", str(straight)], log, timeout=300)
     cmd = [sys.executable, "-m", "generator", *common, "--out", str(killed)]
@@ -149,11 +162,13 @@ def _resume_check(work: Path, corpus: Path, device: str, log: Path) -> dict:
     return result
 
 
-def _torchrun_smoke(out: Path, corpus: Path, device: str, log: Path) -> dict:
+def _torchrun_smoke(out: Path, corpus: Path, device: str, log: Path,
+                    precision: list[str]) -> dict:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node", "1", "-m"]
     done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
-                       "--max-steps", "20", *TINY], log, timeout=300, launcher=launcher)
+                       "--max-steps", "20", *TINY, *precision], log, timeout=300,
+                      launcher=launcher)
     return {"ok": done.returncode == 0 and bool(_summary_line(done.stdout)),
             **_summary_line(done.stdout)}
 

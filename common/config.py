@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import yaml
 
 from common.cli import UserError
-from common.crontab import CrontabError, parse_crontab
 from common.log import register_secret
 
 # The model `make run` serves on a fresh clone: committed inside the generator package.
@@ -181,6 +180,12 @@ def _check_values(config: Config, source: str) -> None:
             f"{source}: 'schedule.timezone' {schedule.timezone!r} is not a time zone name:"
             " use one like Europe/Moscow"
         ) from None
+    try:
+        # Imported here: APScheduler belongs to the bot, and an install of the generator alone
+        # (a lent GPU machine: torch, numpy, PyYAML, no bot packages) must still read a config.
+        from common.crontab import CrontabError, parse_crontab  # noqa: PLC0415
+    except ModuleNotFoundError:
+        return  # nothing schedules posts where APScheduler is missing
     try:
         parse_crontab(schedule.cron, schedule.timezone)
     except CrontabError as exc:

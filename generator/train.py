@@ -268,7 +268,9 @@ class Trainer:
         bar = tqdm(total=100, unit="%", file=sys.stderr, disable=self.rank != 0,
                    bar_format="{l_bar}{bar}| {postfix}", initial=int(100 * self.progress()))
         chars_per_step = round(cfg.batch_size * cfg.seq_len * self.streams.chars_per_token)
-        loss_sum, loss_n = 0.0, 0
+        # Summed on the device and read at log steps only: a per-step .item() would make the
+        # host wait for the GPU every step. float64 adds like the Python floats it replaces.
+        loss_sum, loss_n = torch.zeros((), dtype=torch.float64, device=self.device), 0
         while not self._should_stop():
             _, k = self.batches.locate(self.step)
             if k == 0:
@@ -285,7 +287,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self._update_ema()
-            loss_sum += loss.item()
+            loss_sum += loss.detach().double()
             loss_n += 1
             self.seconds += time.perf_counter() - started
             self.step += 1
@@ -294,19 +296,21 @@ class Trainer:
             if evaluated:
                 self._evaluate()
             if self.step % cfg.log_every == 0 or evaluated:
-                self._log(loss_sum / loss_n, self.val_bpc if evaluated else None)
+                mean_loss = loss_sum.item() / loss_n
+                self._log(mean_loss, self.val_bpc if evaluated else None)
                 val = "—" if self.val_bpc is None else f"{self.val_bpc:.3f}"  # none before 1st eval
                 bar.set_postfix_str(f"step {self.step} {self.chars / self.seconds:,.0f} chars/s "
-                                    f"loss {loss_sum / loss_n:.3f} val_bpc {val}")
+                                    f"loss {mean_loss:.3f} val_bpc {val}")
                 bar.update(int(100 * self.progress()) - bar.n)
-                loss_sum, loss_n = 0.0, 0
+                loss_sum.zero_()
+                loss_n = 0
             if evaluated:
                 # After the step's progress line: a kill between the two re-runs the step's
                 # tail on resume instead of losing its line (resume trims lines past the step).
                 self._save_checkpoint()
         if self.step % cfg.eval_every != 0 or self.step == 0:
             self._evaluate()
-            self._log(loss_sum / loss_n if loss_n else None, self.val_bpc)
+            self._log(loss_sum.item() / loss_n if loss_n else None, self.val_bpc)
             self._save_checkpoint()
         bar.close()
         return {"chars": self.chars, "seconds": self.seconds,
