@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.settings import RuntimeSettings
@@ -25,7 +26,8 @@ class ModelSlot:
         self.candidates = candidates  # bot.candidates: samples drawn per post
         self.model_dir = settings.served_model(configured)
         self.generator = Generator.load(self.model_dir)
-        self.waiting = 0  # sampling calls queued or running
+        self.waiting = 0  # sampling calls queued (first come, first served) or running
+        self.on_swap: list[Callable[[str], None]] = []  # told the new model dir after a swap
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
 
     def warm_up(self) -> None:
@@ -59,6 +61,8 @@ class ModelSlot:
         previous, self.generator, self.model_dir = self.model_dir, generator, model_dir
         self.settings.swap_model(self.configured, model_dir, previous)
         log.info("serving model %s (previous %s)", model_dir, previous)
+        for listener in self.on_swap:
+            listener(model_dir)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
