@@ -35,20 +35,28 @@ class Chat(Protocol):
 
 @contextlib.asynccontextmanager
 async def typing(chat: Chat) -> AsyncIterator[None]:
-    """Keep the chat's "typing" status on while the block runs (a failed action is no error)."""
+    """Show "typing" in the chat now and keep it on while the block runs (a failed chat action
+    is logged, never an error: the reply still comes)."""
 
-    async def keep_typing() -> None:
+    async def show() -> bool:
         try:
-            while True:
-                await chat.typing()
-                await asyncio.sleep(TYPING_SECONDS)
-        except Exception as exc:  # noqa: BLE001 (decoration only: the reply still comes)
+            await chat.typing()
+        except Exception as exc:  # noqa: BLE001 (decoration only)
             log.warning("could not send the typing action: %s", exc)
+            return False
+        return True
 
-    task = asyncio.create_task(keep_typing())
+    async def keep_showing() -> None:
+        while True:
+            await asyncio.sleep(TYPING_SECONDS)
+            if not await show():
+                return
+
+    task = asyncio.create_task(keep_showing()) if await show() else None
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -34,10 +34,11 @@ class ModelSlot:
         """Sampling's first call is slow (lazy torch set-up): start paying it now."""
         self._pool.submit(self.generator.generate, n=1, candidates=1, seed=0)
 
-    async def generate(
+    def submit(
         self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
-    ) -> list[str]:
-        """Sample off the event loop (with the served model unless another one is given)."""
+    ) -> asyncio.Future[list[str]]:
+        """Queue a sampling call now (first come, first served) with the served model unless
+        another one is given; the future of its posts."""
         call = functools.partial(
             (generator or self.generator).generate,
             n=n,
@@ -46,10 +47,18 @@ class ModelSlot:
             candidates=self.candidates,
         )
         self.waiting += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        finally:
-            self.waiting -= 1
+        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: asyncio.Future) -> None:
+        self.waiting -= 1
+
+    async def generate(
+        self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
+    ) -> list[str]:
+        """Sample off the event loop, queued behind the calls submitted before."""
+        return await self.submit(prime, temperature, n, generator)
 
     def previous(self) -> str | None:
         """The model served before the last swap, if it still exists (what /rollback serves)."""

@@ -123,6 +123,8 @@ class Pool:
         self._stopping = False
         self._woken = False
         self._holds = 0  # paused() blocks in force
+        # A batch's rows go in only while its model is served: a swap's drop waits for them.
+        self._swap_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
         slot.on_swap.append(self.model_changed)
 
@@ -143,7 +145,8 @@ class Pool:
 
     def model_changed(self, model_dir: str) -> None:
         """A swap: the old model's posts go, the worker fills the pool from the new one."""
-        dropped = self.store.drop_others(model_dir)
+        with self._swap_lock:
+            dropped = self.store.drop_others(model_dir)
         log.info("pool: dropped %d posts of the previous model", dropped)
         self._wake()
 
@@ -205,7 +208,10 @@ class Pool:
                 busy = time.thread_time() - began
                 self.busy_seconds += busy
                 self.batches += 1
-                store.add(model_dir, kind, temperature, ranked[:1] if kind == "reply" else ranked)
+                with self._swap_lock:
+                    if self.slot.generator is generator:  # else swapped meanwhile: dropped
+                        store.add(model_dir, kind, temperature,
+                                  ranked[:1] if kind == "reply" else ranked)
                 self._wait(lambda: False, busy * (1 - self.share) / self.share)
         finally:
             conn.close()

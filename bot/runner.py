@@ -128,7 +128,7 @@ class Runner:
             await chat.say(texts.PRIME_EMPTY)
             return
         temperature = self._temperature()
-        # No await between here and the sampling thread's queue: requests keep their order.
+        # No await from here to the sampling thread's queue: requests keep their order.
         ready = [] if prime else self.pool.take(temperature)
         if not ready and self.models.waiting >= self.config.pool.queue_limit:
             await chat.say(texts.BUSY)
@@ -138,8 +138,9 @@ class Runner:
         if ready:
             await chat.say(ready[0])
             return
+        job = self.models.submit(prime or None, temperature)  # in the queue before any await
         async with typing(chat):
-            posts = await self.models.generate(prime or None, temperature)
+            posts = await job
         if unknown:
             await chat.say(texts.LEFT_OUT.format(chars=" ".join(unknown[:12])))
         await chat.say(posts[0] if posts else texts.NO_GOOD_POST)
