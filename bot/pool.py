@@ -61,7 +61,7 @@ class PoolStore:
                 " ORDER BY ABS(temperature - ?), id LIMIT ?) RETURNING id, text",
                 (time.time(), model_dir, temperature, n),
             ).fetchall()
-        return [text for _, text in sorted(rows)]
+        return [row[1] for row in sorted(rows, key=lambda row: row[0])]
 
     def best_channel(self, model_dir: str) -> tuple[str, float] | None:
         """The best gathered channel candidate (text, temperature), marked used; the others

@@ -37,6 +37,11 @@ def _ready(tmp_path, kind="reply") -> list[tuple]:
                  " ORDER BY id", kind)
 
 
+def _full(tmp_path, n: int) -> list[tuple]:
+    """The ready reply rows once there are at least n (the worker filled the pool)."""
+    return wait_until(lambda: len(rows := _ready(tmp_path)) >= n and rows, 60, f"{n} ready posts")
+
+
 def _typing_to(telegram: FakeTelegram, chat_id: int, after: int = 0) -> int:
     return sum(c.method == "sendChatAction" and c.params["chat_id"] == chat_id
                and c.params["action"] == "typing" for c in telegram.calls[after:])
@@ -71,7 +76,7 @@ def test_two_takers_never_get_the_same_post(tmp_path):
 def test_pool_hands_out_ready_posts_and_drops_them_on_a_swap(tmp_path, bot_model, telegram):
     other_model = shutil.copytree(bot_model, tmp_path / "other-model")
     with AppThread(_config(tmp_path, bot_model, telegram, size=3)) as bot:
-        ready = wait_until(lambda: len(rows := _ready(tmp_path)) >= 3 and rows, 60, "a full pool")
+        ready = _full(tmp_path, 3)
         assert {model for _, model, _ in ready} == {str(bot_model)}
         # The sampler is held (as by a long on-demand request): pool posts still come at once.
         with bot.runner.models.generator._lock:  # noqa: SLF001
@@ -119,6 +124,7 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
         users = list(range(101, 111))
         # The worker refills nothing and the sampler finishes nothing until every request is in.
         with bot.runner.pool.paused(), bot.runner.models.generator._lock:  # noqa: SLF001
+            batches = bot.runner.pool.batches
             start = len(telegram.calls)
             telegram.send_burst([("/bugurt", user) for user in users])
             for user in users[:4] + users[7:]:
@@ -131,6 +137,7 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
             for user in users[4:7]:  # "typing" while they wait
                 telegram.wait_for("sendChatAction", lambda p, u=user: p["chat_id"] == u,
                                   after=start)
+            assert bot.runner.pool.batches == batches  # paused (as while a retrain trains)
         for user in users[4:7]:
             telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u, 60, start)
         served = [c.params["chat_id"] for c in telegram.calls[start:]
@@ -139,6 +146,7 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
         posts = [c.params["text"] for c in telegram.calls[start:]
                  if c.method == "sendMessage" and c.params["chat_id"] in users[4:7]]
         assert all(p.endswith("\n#neurobugurt") and p not in pooled for p in posts)
+        assert len(_full(tmp_path, 4)) == 4  # unpaused, the worker fills the pool again
 
 
 def test_channel_post_is_the_best_of_the_gathered_candidates(tmp_path, bot_model, telegram):
@@ -155,3 +163,41 @@ def test_channel_post_is_the_best_of_the_gathered_candidates(tmp_path, bot_model
         assert query(database, "SELECT COUNT(*) FROM pool WHERE kind = 'channel' AND id <= ?"
                      " AND used_at IS NULL", newest) == [(0,)]
         assert query(database, "SELECT text FROM outbox") == [(best,)]
+
+
+def _inline(telegram: FakeTelegram, text: str, user: int) -> dict:
+    """Send an inline query; the parameters of the bot's answerInlineQuery for it."""
+    update = telegram.send_inline(text, user)
+    query_id = update["inline_query"]["id"]
+    return telegram.wait_for("answerInlineQuery", lambda p: str(p["inline_query_id"]) == query_id,
+                             60).params
+
+
+def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
+    raw = _config(tmp_path, bot_model, telegram, size=3)
+    raw["inline"] = {"posts": 3, "per_minute": 3}
+    with AppThread(raw):
+        pooled = [text for _, _, text in _full(tmp_path, 3)]
+        empty = _inline(telegram, "", READER)
+        assert [r["input_message_content"]["message_text"] for r in empty["results"]] == pooled
+        assert empty["is_personal"] and not empty.get("cache_time")  # handed out once
+        first = empty["results"][0]
+        assert first["type"] == "article" and first["title"] == pooled[0].split("\n")[0][:60]
+
+        with_text = _inline(telegram, "кот  пришел", READER)
+        posts = [r["input_message_content"]["message_text"] for r in with_text["results"]]
+        assert posts and all(p.startswith("КОТ ПРИШЕЛ") and p.endswith("#neurobugurt")
+                             for p in posts)
+        again = _inline(telegram, "КОТ ПРИШЕЛ", READER)  # the same cleaned text: from the cache
+        assert again["results"] == with_text["results"] and again["cache_time"] == 60
+
+        for huge, note in (("😀" * 300, texts.INLINE_NO_CHARS),
+                           ("БУГУРТ " * 1500, texts.INLINE_TOO_LONG.format(limit=150))):
+            answer = _inline(telegram, huge, OTHER)
+            assert answer["results"] == [] and answer["button"]["text"] == note
+            assert len(note) <= 64  # Telegram's limit for the button
+
+        assert _inline(telegram, "МАМА", READER)["results"]  # the third query this minute
+        limited = _inline(telegram, "ПАПА", READER)
+        assert limited["results"] == [] and limited["button"]["text"] == texts.INLINE_SLOW_DOWN
+        assert _inline(telegram, "ПАПА", OTHER)["results"]  # per user
