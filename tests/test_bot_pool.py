@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 from bot import texts
 from bot.pool import PoolStore
@@ -123,23 +124,26 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
         pooled = [text for _, _, text in _ready(tmp_path)]
         users = list(range(101, 111))
         # The worker refills nothing and the sampler finishes nothing until every request is in.
-        with bot.runner.pool.paused(), bot.runner.models.generator._lock:  # noqa: SLF001
-            batches = bot.runner.pool.batches
-            start = len(telegram.calls)
-            telegram.send_burst([("/bugurt", user) for user in users])
-            for user in users[:4] + users[7:]:
-                telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u, after=start)
-            replies = {c.params["chat_id"]: c.params["text"] for c in telegram.calls[start:]
-                       if c.method == "sendMessage"}
-            assert sorted(replies) == users[:4] + users[7:]  # the queued three are waiting
-            assert [replies[u] for u in users[:4]] == pooled  # the pool in order, each once
-            assert [replies[u] for u in users[7:]] == [texts.BUSY] * 3  # beyond the bound
-            for user in users[4:7]:  # "typing" while they wait
-                telegram.wait_for("sendChatAction", lambda p, u=user: p["chat_id"] == u,
-                                  after=start)
-            assert bot.runner.pool.batches == batches  # paused (as while a retrain trains)
-        for user in users[4:7]:
-            telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u, 60, start)
+        with bot.runner.pool.paused():  # as while a retrain trains
+            with bot.runner.models.generator._lock:  # noqa: SLF001
+                batches = bot.runner.pool.batches
+                start = len(telegram.calls)
+                telegram.send_burst([("/bugurt", user) for user in users])
+                for user in users[:4] + users[7:]:
+                    telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u,
+                                      after=start)
+                replies = {c.params["chat_id"]: c.params["text"] for c in telegram.calls[start:]
+                           if c.method == "sendMessage"}
+                assert sorted(replies) == users[:4] + users[7:]  # the queued three are waiting
+                assert [replies[u] for u in users[:4]] == pooled  # the pool in order, each once
+                assert [replies[u] for u in users[7:]] == [texts.BUSY] * 3  # beyond the bound
+                for user in users[4:7]:  # "typing" while they wait
+                    telegram.wait_for("sendChatAction", lambda p, u=user: p["chat_id"] == u,
+                                      after=start)
+            for user in users[4:7]:
+                telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u, 60, start)
+            time.sleep(0.5)  # a window for a batch (tens of ms here) that must not start
+            assert bot.runner.pool.batches == batches and _ready(tmp_path) == []
         served = [c.params["chat_id"] for c in telegram.calls[start:]
                   if c.method == "sendMessage" and c.params["chat_id"] in users[4:7]]
         assert served == users[4:7]  # first come, first served
