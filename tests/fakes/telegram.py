@@ -59,7 +59,7 @@ class FakeTelegram:
         self._message_ids = itertools.count(100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll: stop() returns within 0.05 s instead of serve_forever's default 0.5 s.
         self._thread = threading.Thread(
@@ -317,6 +317,10 @@ class FakeTelegram:
 
     def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._edit(params)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of 50 users opens 50 connections at once (default: 5)
 
 
 def _decode(content_type: str, body: bytes) -> dict[str, Any]:
