@@ -12,6 +12,7 @@ from telegram.ext import (
     ApplicationBuilder,
     CallbackQueryHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
@@ -61,6 +62,7 @@ def build_application(
             handlers.on_text,
         )
     )
+    app.add_handler(InlineQueryHandler(handlers.on_inline))
     app.add_handler(CallbackQueryHandler(handlers.on_vote, pattern=r"^vote:\d{1,18}:-?1$"))
     app.add_error_handler(handlers.on_error)
     return app

@@ -6,7 +6,15 @@ import contextlib
 import logging
 from pathlib import Path
 
-from telegram import Bot, Message, Update
+from telegram import (
+    Bot,
+    InlineQueryResultArticle,
+    InlineQueryResultsButton,
+    InputTextMessageContent,
+    Message,
+    Update,
+)
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
@@ -18,6 +26,7 @@ from bot.runner import Runner, split_command
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4096  # Bot API limit of one text message
+TITLE_CHARS = 60  # an inline result's title: the post's first line, cut
 
 
 class TelegramChat:
@@ -42,6 +51,9 @@ class TelegramChat:
         with open(path, "rb") as fh:
             await self.bot.send_photo(self.chat_id, fh, caption=caption)
 
+    async def typing(self) -> None:
+        await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
+
 
 def _runner(context: ContextTypes.DEFAULT_TYPE) -> Runner:
     return context.bot_data["runner"]
@@ -65,6 +77,29 @@ async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Answer plain text in a private chat with a hint (groups' chatter is ignored)."""
     await update.effective_message.reply_text(texts.NOT_A_COMMAND)
+
+
+async def on_inline(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Answer an inline query with posts to pick from, or a button saying why there are none."""
+    query = update.inline_query
+    answer = await _runner(context).inline(query.query, query.from_user.id)
+    results = [
+        InlineQueryResultArticle(
+            id=str(number),
+            title=_cut(post.split("\n", 1)[0], TITLE_CHARS),
+            description=_cut(" ".join(post.split("\n")[2:3]), TITLE_CHARS),
+            input_message_content=InputTextMessageContent(post[:MAX_MESSAGE_CHARS]),
+        )
+        for number, post in enumerate(answer.posts)
+    ]
+    button = None
+    if answer.note:
+        button = InlineQueryResultsButton(answer.note, start_parameter="inline")
+    await query.answer(results, cache_time=answer.cache_seconds, is_personal=True, button=button)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def on_vote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

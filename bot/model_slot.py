@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.settings import RuntimeSettings
@@ -25,17 +26,19 @@ class ModelSlot:
         self.candidates = candidates  # bot.candidates: samples drawn per post
         self.model_dir = settings.served_model(configured)
         self.generator = Generator.load(self.model_dir)
-        self.waiting = 0  # sampling calls queued or running
+        self.waiting = 0  # sampling calls queued (first come, first served) or running
+        self.on_swap: list[Callable[[str], None]] = []  # told the new model dir after a swap
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
 
     def warm_up(self) -> None:
         """Sampling's first call is slow (lazy torch set-up): start paying it now."""
         self._pool.submit(self.generator.generate, n=1, candidates=1, seed=0)
 
-    async def generate(
+    def submit(
         self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
-    ) -> list[str]:
-        """Sample off the event loop (with the served model unless another one is given)."""
+    ) -> asyncio.Future[list[str]]:
+        """Queue a sampling call now (first come, first served) with the served model unless
+        another one is given; the future of its posts."""
         call = functools.partial(
             (generator or self.generator).generate,
             n=n,
@@ -44,10 +47,18 @@ class ModelSlot:
             candidates=self.candidates,
         )
         self.waiting += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        finally:
-            self.waiting -= 1
+        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: asyncio.Future) -> None:
+        self.waiting -= 1
+
+    async def generate(
+        self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
+    ) -> list[str]:
+        """Sample off the event loop, queued behind the calls submitted before."""
+        return await self.submit(prime, temperature, n, generator)
 
     def previous(self) -> str | None:
         """The model served before the last swap, if it still exists (what /rollback serves)."""
@@ -59,6 +70,8 @@ class ModelSlot:
         previous, self.generator, self.model_dir = self.model_dir, generator, model_dir
         self.settings.swap_model(self.configured, model_dir, previous)
         log.info("serving model %s (previous %s)", model_dir, previous)
+        for listener in self.on_swap:
+            listener(model_dir)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

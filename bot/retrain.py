@@ -26,6 +26,8 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +72,7 @@ class RetrainJob:
         models_dir: Path,
         train_args: tuple[str, ...] = (),
         poll_seconds: float = 3.0,
+        quiet: Callable[[], AbstractContextManager] = nullcontext,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -78,6 +81,7 @@ class RetrainJob:
         self.models_dir = models_dir
         self.train_args = train_args  # extra `generator train` options (tests: a tiny model)
         self.poll_seconds = poll_seconds  # between progress edits; Telegram limits edit rates
+        self.quiet = quiet  # held while training and evaluating: the pool worker pauses
         self.stage = ""
         self.last_result = "none since start"
         self._task: asyncio.Task | None = None
@@ -194,12 +198,14 @@ class RetrainJob:
             *self._warm_start(served_model_dir), *self.train_args,
         ]
         minutes = self.config.bot.retrain_minutes
-        await self._run_child(train, timeout=minutes * 120 + 300, progress=(chat, message, out))
-        await self._set(chat, message, "evaluate", texts.RETRAIN_EVALUATING)
-        # Both on the fresh validation split, side by side (each is its own process).
-        new_bpc, old_bpc = await asyncio.gather(
-            self._eval(out, val_path), self._eval(Path(served_model_dir), val_path)
-        )
+        with self.quiet():  # training gets the cores the pool worker would use
+            await self._run_child(train, timeout=minutes * 120 + 300,
+                                  progress=(chat, message, out))
+            await self._set(chat, message, "evaluate", texts.RETRAIN_EVALUATING)
+            # Both on the fresh validation split, side by side (each is its own process).
+            new_bpc, old_bpc = await asyncio.gather(
+                self._eval(out, val_path), self._eval(Path(served_model_dir), val_path)
+            )
         await asyncio.to_thread(plot_losses, out / "metrics.jsonl", out / "loss.png")
         return Outcome(out, new_bpc, old_bpc)
 

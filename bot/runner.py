@@ -1,7 +1,9 @@
 """The bot's commands, knowing nothing of Telegram: (command, text, sender) → replies to a Chat.
 
-Telegram handlers and the terminal chat both call `Runner.command`. Sampling runs in a worker
-thread, so the event loop keeps answering while a post is written.
+Telegram handlers and the terminal chat both call `Runner.command`. `/bugurt` takes a ready post
+from the pool (bot/pool.py); `/bugurt TEXT`, and `/bugurt` when the pool is empty, sample on
+demand in the one sampling thread, first come first served, while the chat shows "typing".
+Beyond `pool.queue_limit` waiting requests the answer is a polite "busy".
 """
 
 from __future__ import annotations
@@ -9,27 +11,24 @@ from __future__ import annotations
 import logging
 import random
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import texts
-from bot.chat import Chat, Sender
+from bot.chat import Chat, Sender, typing
+from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
+from bot.pool import Pool
+from bot.prime import MAX_PRIME_CHARS, writable
 from bot.ratings import Ratings
 from bot.retrain import RetrainJob
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
 from common.config import Config
 from common.crontab import CrontabError
-from generator.sample import Generator
 
 log = logging.getLogger(__name__)
-
-MAX_PRIME_CHARS = 150  # the quality gate refuses lines over 200: leave the model some room
-MAX_WAITING = 8  # posts queued for the sampling thread before /bugurt answers "busy"
-
 
 def split_command(text: str) -> tuple[str, str, str]:
     """'/Cmd@Bot rest' → ('cmd', 'bot', 'rest'): the rest keeps its newlines."""
@@ -37,21 +36,6 @@ def split_command(text: str) -> tuple[str, str, str]:
     head = parts[0] if parts else ""
     name, _, addressee = head.lstrip("/").partition("@")
     return name.lower(), addressee.lower(), parts[1] if len(parts) > 1 else ""
-
-
-def clean_prime(text: str) -> str:
-    """The user's text as a post beginning: printable characters only, upper case like bugurts."""
-    kept = "".join(
-        ch for ch in text if ch == "\n" or not unicodedata.category(ch).startswith("C")
-    )
-    lines = [" ".join(line.split()) for line in kept.split("\n")]
-    return "\n".join(line for line in lines if line).upper()
-
-
-def unknown_chars(generator: Generator, text: str) -> list[str]:
-    """Characters of `text` outside the model's vocabulary (line breaks are structure)."""
-    writes = generator.vocab.writes
-    return sorted({ch for ch in text if ch != "\n" and not writes(ch)})
 
 
 class Runner:
@@ -64,6 +48,7 @@ class Runner:
         ratings: Ratings,
         schedule: Schedule,
         retrain: RetrainJob,
+        pool: Pool,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -73,6 +58,8 @@ class Runner:
         self.schedule = schedule
         schedule.bind(self.scheduled_post)
         self.retrain = retrain
+        self.pool = pool
+        self.inline_answers = InlineAnswers(config, models, pool, self._temperature)
         self.rng = random.Random()  # the bandit's draws
         self.started = time.monotonic()
         self._last_bugurt: dict[int, float] = {}  # user id → monotonic time of the last accepted
@@ -84,6 +71,7 @@ class Runner:
         """Install the posting job (scheduler running) and send what a previous run left pending."""
         self.schedule.install(self.settings.schedule_cron(self.config.schedule.cron))
         self.models.warm_up()  # not on a user's first /bugurt
+        self.pool.start()
         await self.sweep(force=True)
 
     async def sweep(self, force: bool = False) -> None:
@@ -97,9 +85,11 @@ class Runner:
         await self.retrain.wait()
 
     async def close(self) -> None:
-        """Stop a retrain, the job's callback and the sampling thread; close the database."""
+        """Stop a retrain, the job's callback, the pool worker and the sampling thread; close
+        the database."""
         await self.retrain.stop()
         self.schedule.close()
+        self.pool.close()
         self.models.close()
         self.outbox.conn.close()
 
@@ -130,22 +120,27 @@ class Runner:
                 self._warned.add(sender.user_id)
                 await chat.say(texts.COOLDOWN.format(seconds=max(1, round(wait))))
             return
-        prime = clean_prime(args)
+        prime, unknown = writable(self.models.generator, args)
         if len(prime) > MAX_PRIME_CHARS:
             await chat.say(texts.PRIME_TOO_LONG.format(length=len(prime), limit=MAX_PRIME_CHARS))
             return
-        unknown = unknown_chars(self.models.generator, prime)
-        if unknown:  # emoji and the like: the model has no symbol for them, its posts would fail
-            prime = clean_prime("".join(ch for ch in prime if ch not in unknown))
         if args.strip() and not prime:
             await chat.say(texts.PRIME_EMPTY)
             return
-        if self.models.waiting >= MAX_WAITING:
+        temperature = self._temperature()
+        # No await from here to the sampling thread's queue: requests keep their order.
+        ready = [] if prime else self.pool.take(temperature)
+        if not ready and self.models.waiting >= self.config.pool.queue_limit:
             await chat.say(texts.BUSY)
             return
         self._last_bugurt[sender.user_id] = time.monotonic()
         self._warned.discard(sender.user_id)
-        posts = await self.models.generate(prime or None, self._temperature())
+        if ready:
+            await chat.say(ready[0])
+            return
+        job = self.models.submit(prime or None, temperature)  # in the queue before any await
+        async with typing(chat):
+            posts = await job
         if unknown:
             await chat.say(texts.LEFT_OUT.format(chars=" ".join(unknown[:12])))
         await chat.say(posts[0] if posts else texts.NO_GOOD_POST)
@@ -171,11 +166,15 @@ class Runner:
         """Write a post at the bandit's temperature, store it, deliver it; a one-line summary."""
         if not self.outbox.publishers:
             return texts.NO_TARGETS
-        temperature = self._temperature()
-        posts = await self.models.generate(None, temperature)
-        if not posts:
-            return texts.NO_GOOD_POST
-        outbox_id = self.outbox.store(posts[0], temperature, source)
+        best = self.pool.best_channel()  # the best of the candidates gathered since the last post
+        if best is None:
+            temperature = self._temperature()
+            posts = await self.models.generate(None, temperature)
+            if not posts:
+                return texts.NO_GOOD_POST
+            best = posts[0], temperature
+        text, temperature = best
+        outbox_id = self.outbox.store(text, temperature, source)
         results = await self.outbox.deliver(outbox_id)
         return texts.published(outbox_id, temperature, results)
 
@@ -233,6 +232,10 @@ class Runner:
             return
         await self.models.serve(previous)
         await chat.say(texts.ROLLED_BACK.format(model_dir=previous))
+
+    async def inline(self, query: str, user_id: int) -> InlineAnswer:
+        """Posts for an inline query (`@bot` or `@bot TEXT`), or a one-line note why none."""
+        return await self.inline_answers.answer(query, user_id)
 
     # ---- votes --------------------------------------------------------------------------------
 

@@ -43,6 +43,9 @@ class TerminalChat:
     async def photo(self, path: Path, caption: str) -> None:
         self._print(f"[{caption}: picture saved to {path}]")
 
+    async def typing(self) -> None:
+        """A terminal shows nothing while a post is written."""
+
     def _print(self, text: str) -> None:
         print(text + "\n", file=self.out, flush=True)
 

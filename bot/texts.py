@@ -32,6 +32,12 @@ PRIME_EMPTY = (
 LEFT_OUT = "I left out characters I can't write: {chars}"
 BUSY = "I'm writing many bugurts right now; please try again in a minute."
 NO_GOOD_POST = "I couldn't write a good one this time; please try again."
+# Inline answers with no posts: the text of a button above the empty list (at most 64 chars).
+INLINE_TOO_LONG = "Too long: start a bugurt with at most {limit} characters"
+INLINE_NO_CHARS = "No letters I can write with: try words"
+INLINE_SLOW_DOWN = "Too many queries: please wait a minute"
+INLINE_BUSY = "I'm writing many bugurts now: try again in a minute"
+INLINE_NO_GOOD_POST = "No good bugurt this time: please try again"
 NO_TARGETS = (
     "Nothing to publish to: set telegram.channel, or vk.post_token and vk.post_community, "
     "in the config."

@@ -12,6 +12,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
+from bot.pool import Pool
 from bot.ratings import Ratings
 from bot.retrain import RetrainJob
 from bot.runner import Runner
@@ -32,7 +33,8 @@ def build_runner(
     train_args: tuple[str, ...] = (),
     retrain_poll_seconds: float = 3.0,
 ) -> Runner:
-    """Open the database, load the served model, and assemble the bot's parts."""
+    """Open the database, load the served model, and assemble the bot's parts (the pool worker
+    starts with `Runner.start`)."""
     conn = db.connect(config.storage.db)
     try:
         settings = RuntimeSettings(conn)
@@ -50,6 +52,7 @@ def build_runner(
     )
     schedule.add_store()
     ratings = Ratings(conn)
+    pool = Pool(conn, Path(db_path), models, config)
     retrain = RetrainJob(
         config,
         config_path,
@@ -58,9 +61,10 @@ def build_runner(
         models_dir=Path(config.storage.db).parent / "models",
         train_args=train_args,
         poll_seconds=retrain_poll_seconds,
+        quiet=pool.paused,
     )
     outbox = Outbox(conn, publishers, backoff_seconds=backoff_seconds)
-    return Runner(config, settings, models, outbox, ratings, schedule, retrain)
+    return Runner(config, settings, models, outbox, ratings, schedule, retrain, pool)
 
 
 def vk_publisher(config: Config) -> list[Publisher]:

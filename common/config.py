@@ -84,6 +84,21 @@ class BotConfig:
 
 
 @dataclass(frozen=True)
+class PoolConfig:
+    size: int = 20  # ready posts kept per sampling temperature; 0: every /bugurt samples on demand
+    cpu_share: float = 0.5  # of one core, at most, that the pool worker keeps busy (0 < share ≤ 1)
+    queue_limit: int = 64  # requests waiting for on-demand sampling before "busy" answers
+    channel_candidates: int = 256  # gathered for the next channel post; the best is published
+
+
+@dataclass(frozen=True)
+class InlineConfig:
+    posts: int = 3  # posts offered per inline query
+    per_minute: int = 20  # inline queries a user may have answered per minute (cached are free)
+    cache_seconds: float = 60.0  # how long posts for one query text are offered again
+
+
+@dataclass(frozen=True)
 class Config:
     vk: VkConfig = field(default_factory=VkConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
@@ -92,6 +107,8 @@ class Config:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     bot: BotConfig = field(default_factory=BotConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    inline: InlineConfig = field(default_factory=InlineConfig)
 
 
 def load_config(path: str | os.PathLike = "config.yaml") -> Config:
@@ -168,6 +185,7 @@ def _check_values(config: Config, source: str) -> None:
         raise UserError(
             f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.7, 0.85, 1.0]"
         )
+    _check_counts(config, source)
     schedule = config.schedule
     if schedule.misfire_grace_seconds <= 0:
         raise UserError(
@@ -190,6 +208,27 @@ def _check_values(config: Config, source: str) -> None:
         parse_crontab(schedule.cron, schedule.timezone)
     except CrontabError as exc:
         raise UserError(f"{source}: 'schedule.cron' {schedule.cron!r}: {exc}") from None
+
+
+def _check_counts(config: Config, source: str) -> None:
+    pool, inline = config.pool, config.inline
+    if not 0 < pool.cpu_share <= 1:
+        raise UserError(
+            f"{source}: 'pool.cpu_share' must be above 0 and at most 1 (a share of one core)"
+        )
+    if config.bot.candidates < 1:
+        raise UserError(f"{source}: 'bot.candidates' must be at least 1")
+    for key, value, least in (
+        ("pool.size", pool.size, 0), ("pool.queue_limit", pool.queue_limit, 0),
+        ("pool.channel_candidates", pool.channel_candidates, 0),
+        ("inline.posts", inline.posts, 1), ("inline.per_minute", inline.per_minute, 1),
+    ):
+        if value < least:
+            raise UserError(f"{source}: {key!r} must be at least {least}, not {value}")
+    if inline.posts > 50:  # answerInlineQuery takes at most 50 results
+        raise UserError(f"{source}: 'inline.posts' must be at most 50, not {inline.posts}")
+    if inline.cache_seconds < 0:
+        raise UserError(f"{source}: 'inline.cache_seconds' must not be negative")
 
 
 def _is_section(hint: Any) -> bool:

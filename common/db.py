@@ -81,6 +81,22 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: the pool of ready posts (bot/pool.py): gated posts sampled ahead of requests, and the
+    # candidates gathered for the next channel post. Each row names the model that wrote it, so
+    # a model swap drops the old model's posts; `used_at` is set in the statement that takes it.
+    """
+    CREATE TABLE pool (
+        id          INTEGER PRIMARY KEY,
+        model_dir   TEXT    NOT NULL,
+        kind        TEXT    NOT NULL CHECK (kind IN ('reply', 'channel')),
+        temperature REAL    NOT NULL,
+        text        TEXT    NOT NULL,
+        score       REAL    NOT NULL,  -- mean log-likelihood per character
+        created_at  REAL    NOT NULL,  -- unix seconds
+        used_at     REAL               -- NULL: ready; unix seconds when handed out
+    );
+    CREATE INDEX pool_ready ON pool (model_dir, kind, used_at, temperature);
+    """,
 ]
 
 

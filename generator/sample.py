@@ -63,6 +63,14 @@ class Generator:
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  candidates: int = 16) -> list[str]:
         """Up to n gated posts, each ending with the line #neurobugurt (fewer if none pass)."""
+        ranked = self.ranked(n, prime, temperature, top_k, top_p, seed, candidates)
+        return [text for _, text in ranked[:n]]
+
+    def ranked(self, n: int = 1, prime: str | None = None, temperature: float = 0.85,
+               top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+               candidates: int = 16) -> list[tuple[float, str]]:
+        """Every gated, finished post of the rounds it took to find n, as (mean log-likelihood
+        per character, post), best first."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
@@ -79,7 +87,7 @@ class Generator:
                 if len(scored) >= n:
                     break
         scored.sort(key=lambda item: -item[0])
-        return [gate.finish(text) for _, text in scored[:n]]
+        return [(score, gate.finish(text)) for score, text in scored]
 
     def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
                top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from bot import texts
 from bot.chat import Sender
-from bot.runner import MAX_PRIME_CHARS, clean_prime, split_command
+from bot.prime import MAX_PRIME_CHARS, clean_prime
+from bot.runner import split_command
 from bot.terminal import TerminalChat
 from bot.wiring import build_runner
 from common.cli import UserError

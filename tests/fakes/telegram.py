@@ -59,7 +59,7 @@ class FakeTelegram:
         self._message_ids = itertools.count(100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll: stop() returns within 0.05 s instead of serve_forever's default 0.5 s.
         self._thread = threading.Thread(
@@ -155,6 +155,21 @@ class FakeTelegram:
         }
         return self._push({"callback_query": query})
 
+    def send_inline(self, query: str, user_id: int = 1) -> dict[str, Any]:
+        """Queue an inline query: `user_id` typed `@bot QUERY` in some chat."""
+        inline = {
+            "id": str(next(self._update_ids) * 1000 + user_id),
+            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "query": query,
+            "offset": "",
+        }
+        return self._push({"inline_query": inline})
+
+    def send_burst(self, messages: list[tuple[str, int]]) -> list[dict[str, Any]]:
+        """Queue (text, user id) messages at once: the bot's next getUpdates gets them all."""
+        with self._cond:  # re-entrant: getUpdates wakes once they are all queued
+            return [self.send_text(text, user_id=user) for text, user in messages]
+
     def wait_for(
         self, method: str, predicate: Any = None, timeout: float = 15.0, after: int = 0
     ) -> Call:
@@ -238,7 +253,7 @@ class FakeTelegram:
             "username": BOT_USERNAME,
             "can_join_groups": True,
             "can_read_all_group_messages": False,
-            "supports_inline_queries": False,
+            "supports_inline_queries": True,
         }
 
     def _m_deleteWebhook(self, params: dict[str, Any]) -> bool:
@@ -248,6 +263,12 @@ class FakeTelegram:
         return True
 
     def _m_answerCallbackQuery(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def _m_answerInlineQuery(self, params: dict[str, Any]) -> bool:
+        return True
+
+    def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         return True
 
     def _chat(self, chat_id: Any) -> dict[str, Any]:
@@ -296,6 +317,10 @@ class FakeTelegram:
 
     def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._edit(params)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of 50 users opens 50 connections at once (default: 5)
 
 
 def _decode(content_type: str, body: bytes) -> dict[str, Any]:

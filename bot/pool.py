@@ -1,0 +1,240 @@
+"""The pool of ready posts: sampled ahead of requests by a background thread, kept in storage.db.
+
+Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
+- 'reply': `pool.size` gated posts per sampling temperature, each the best of `bot.candidates`
+  samples. `/bugurt` and inline queries take them; a post is taken by the one UPDATE … RETURNING
+  that marks it used, so no post is handed out twice, across threads and processes.
+- 'channel': every gated sample of batches drawn at one temperature (the ratings bandit's draw)
+  until `pool.channel_candidates` are gathered; the next channel post is the best of them by
+  mean log-likelihood per character (`best_channel`, the ranking seam), the rest are dropped.
+
+The worker is one thread with its own SQLite connection. It never holds up the event loop (the
+loop only runs the short take queries), yields to people (it waits while on-demand requests
+queue for the sampler), keeps its CPU time within `pool.cpu_share` of a core by sleeping after
+each batch, pauses while a retrain trains (`paused`), and stops after its batch in flight on
+`close`. Rows survive restarts and kill -9; a model swap deletes the old model's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bot.model_slot import ModelSlot
+from bot.ratings import Ratings
+from common import db
+from common.config import Config
+
+log = logging.getLogger(__name__)
+IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
+USED_KEPT_SECONDS = 86400.0  # handed-out rows stay a day (what was served), then go
+
+
+class PoolStore:
+    """The `pool` table through one connection (each thread has its own)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def add(self, model_dir: str, kind: str, temperature: float,
+            scored: list[tuple[float, str]]) -> None:
+        now = time.time()
+        with self.conn:
+            self.conn.executemany(
+                "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(model_dir, kind, temperature, text, score, now) for score, text in scored],
+            )
+
+    def take(self, model_dir: str, temperature: float, n: int = 1) -> list[str]:
+        """Up to n ready posts of the model, nearest `temperature` first, marked used."""
+        with self.conn:
+            rows = self.conn.execute(
+                "UPDATE pool SET used_at = ? WHERE id IN (SELECT id FROM pool"
+                " WHERE model_dir = ? AND kind = 'reply' AND used_at IS NULL"
+                " ORDER BY ABS(temperature - ?), id LIMIT ?) RETURNING id, text",
+                (time.time(), model_dir, temperature, n),
+            ).fetchall()
+        return [row[1] for row in sorted(rows, key=lambda row: row[0])]
+
+    def best_channel(self, model_dir: str) -> tuple[str, float] | None:
+        """The best gathered channel candidate (text, temperature), marked used; the others
+        are deleted, so the worker gathers afresh for the next post."""
+        with self.conn:
+            row = self.conn.execute(
+                "UPDATE pool SET used_at = ? WHERE id = (SELECT id FROM pool"
+                " WHERE model_dir = ? AND kind = 'channel' AND used_at IS NULL"
+                " ORDER BY score DESC, id LIMIT 1) RETURNING text, temperature",
+                (time.time(), model_dir),
+            ).fetchone()
+            self.conn.execute(
+                "DELETE FROM pool WHERE kind = 'channel' AND used_at IS NULL AND model_dir = ?",
+                (model_dir,),
+            )
+        return (row[0], row[1]) if row else None
+
+    def ready(self, model_dir: str) -> dict[float, int]:
+        """Ready reply posts of the model per temperature."""
+        rows = self.conn.execute(
+            "SELECT ROUND(temperature, 3), COUNT(*) FROM pool WHERE model_dir = ?"
+            " AND kind = 'reply' AND used_at IS NULL GROUP BY 1", (model_dir,)
+        ).fetchall()
+        return {t: n for t, n in rows}
+
+    def gathered(self, model_dir: str) -> tuple[int, float | None]:
+        """(channel candidates gathered for the model, their temperature)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), MIN(temperature) FROM pool WHERE model_dir = ?"
+            " AND kind = 'channel' AND used_at IS NULL", (model_dir,)
+        ).fetchone()
+        return row[0], row[1]
+
+    def drop_others(self, model_dir: str) -> int:
+        """Delete the rows of every other model and the long-used ones; how many went."""
+        with self.conn:
+            return self.conn.execute(
+                "DELETE FROM pool WHERE model_dir != ? OR used_at < ?",
+                (model_dir, time.time() - USED_KEPT_SECONDS),
+            ).rowcount
+
+
+class Pool:
+    """The event loop's side (`take`, `best_channel`) and the worker thread behind it."""
+
+    def __init__(self, conn: sqlite3.Connection, db_path: Path, slot: ModelSlot,
+                 config: Config) -> None:
+        self.store = PoolStore(conn)
+        self.db_path = db_path
+        self.slot = slot
+        self.size = config.pool.size
+        self.share = config.pool.cpu_share
+        self.channel_candidates = config.pool.channel_candidates
+        self.temperatures = config.bot.temperatures
+        self.candidates = config.bot.candidates
+        self.busy_seconds = 0.0  # the worker's CPU seconds in batches
+        self.batches = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._woken = False
+        self._holds = 0  # paused() blocks in force
+        # A batch's rows go in only while its model is served: a swap's drop waits for them.
+        self._swap_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
+        slot.on_swap.append(self.model_changed)
+
+    # ---- the event loop's side ----------------------------------------------------------------
+
+    def take(self, temperature: float, n: int = 1) -> list[str]:
+        """Up to n ready posts of the served model (none: the caller samples on demand)."""
+        posts = self.store.take(self.slot.model_dir, temperature, n) if self.size else []
+        if posts:
+            self._wake()
+        return posts
+
+    def best_channel(self) -> tuple[str, float] | None:
+        """The best gathered candidate for the channel and its temperature, or None."""
+        best = self.store.best_channel(self.slot.model_dir)
+        self._wake()
+        return best
+
+    def model_changed(self, model_dir: str) -> None:
+        """A swap: the old model's posts go, the worker fills the pool from the new one."""
+        with self._swap_lock:
+            dropped = self.store.drop_others(model_dir)
+        log.info("pool: dropped %d posts of the previous model", dropped)
+        self._wake()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No new batch starts inside this block (a retrain trains and evaluates)."""
+        with self._cond:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._holds -= 1
+                self._cond.notify_all()
+
+    def start(self) -> None:
+        if self.size or self.channel_candidates:
+            self._thread.start()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop the worker after its batch in flight."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+            log.info("pool worker stopped")
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    # ---- the worker thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        conn = db.connect(self.db_path)
+        store, ratings, rng = PoolStore(conn), Ratings(conn), random.Random()
+        try:
+            while self._wait(lambda: not self._holds):
+                if self.slot.waiting:  # people queue for the sampler: they go first
+                    self._wait(lambda: False, 0.05)
+                    continue
+                generator = self.slot.generator
+                model_dir = generator.info["model_dir"]
+                job = self._next_job(store, ratings, rng, model_dir)
+                if job is None:
+                    self._wait(lambda: self._woken, IDLE_SECONDS)
+                    continue
+                kind, temperature = job
+                began = time.thread_time()
+                try:
+                    ranked = generator.ranked(n=1, temperature=temperature,
+                                              candidates=self.candidates)
+                except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
+                    log.exception("pool worker: sampling failed; trying again in a minute")
+                    self._wait(lambda: False, 60)
+                    continue
+                busy = time.thread_time() - began
+                self.busy_seconds += busy
+                self.batches += 1
+                with self._swap_lock:
+                    if self.slot.generator is generator:  # else swapped meanwhile: dropped
+                        store.add(model_dir, kind, temperature,
+                                  ranked[:1] if kind == "reply" else ranked)
+                self._wait(lambda: False, busy * (1 - self.share) / self.share)
+        finally:
+            conn.close()
+
+    def _wait(self, ready, timeout: float | None = None) -> bool:
+        """Wait until `ready()` (or the timeout) unless stopping; False once stopping."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopping or ready(), timeout)
+            self._woken = False
+            return not self._stopping
+
+    def _next_job(self, store: PoolStore, ratings: Ratings, rng: random.Random,
+                  model_dir: str) -> tuple[str, float] | None:
+        """('reply', T) for the emptiest temperature below pool.size, else ('channel', T) while
+        fewer than pool.channel_candidates are gathered, else None (nothing to do)."""
+        store.drop_others(model_dir)
+        ready = store.ready(model_dir)
+        emptiest = min(self.temperatures, key=lambda t: ready.get(round(t, 3), 0))
+        if ready.get(round(emptiest, 3), 0) < self.size:
+            return "reply", emptiest
+        count, temperature = store.gathered(model_dir)
+        if count < self.channel_candidates:
+            if temperature is None:  # a fresh gathering: the bandit picks its temperature
+                temperature = ratings.choose_temperature(self.temperatures, rng)
+            return "channel", temperature
+        return None

@@ -1,0 +1,207 @@
+"""The pool of ready posts (bot/pool.py) in the real Application against the fake Bot API:
+handed out once, dropped on a model swap, on-demand fallback with "typing", a burst served from
+the pool and then from a bounded first-come-first-served queue, the channel's best candidate."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+from bot import texts
+from bot.pool import PoolStore
+from common import db
+from tests.fakes.telegram import FakeTelegram
+from tests.pipeline import (
+    ADMIN,
+    CHANNEL,
+    OTHER,
+    READER,
+    AppThread,
+    ask,
+    bot_config,
+    query,
+    wait_until,
+)
+
+
+def _config(tmp_path, bot_model, telegram, channel=False, **pool):
+    raw = bot_config(tmp_path, bot_model, telegram, channel=channel, temperatures=[0.85])
+    raw["pool"] = {"cpu_share": 1.0, "channel_candidates": 0, **pool}
+    return raw
+
+
+def _ready(tmp_path, kind="reply") -> list[tuple]:
+    """(id, model_dir, text) of the ready rows of a kind."""
+    return query(tmp_path / "data" / "neurobugurt.sqlite3",
+                 "SELECT id, model_dir, text FROM pool WHERE used_at IS NULL AND kind = ?"
+                 " ORDER BY id", kind)
+
+
+def _full(tmp_path, n: int) -> list[tuple]:
+    """The ready reply rows once there are at least n (the worker filled the pool)."""
+    return wait_until(lambda: len(rows := _ready(tmp_path)) >= n and rows, 60, f"{n} ready posts")
+
+
+def _typing_to(telegram: FakeTelegram, chat_id: int, after: int = 0) -> int:
+    return sum(c.method == "sendChatAction" and c.params["chat_id"] == chat_id
+               and c.params["action"] == "typing" for c in telegram.calls[after:])
+
+
+def test_two_takers_never_get_the_same_post(tmp_path):
+    path = tmp_path / "pool.sqlite3"
+    conn = db.connect(path)
+    PoolStore(conn).add("m", "reply", 0.85, [(-1.0, f"POST {i}") for i in range(300)])
+    conn.close()
+    taken: list[list[str]] = [[], []]
+    rounds = threading.Barrier(2)
+
+    def taker(mine: list[str]) -> None:
+        store = PoolStore(db.connect(path))  # its own connection, as another thread or process
+        for _ in range(151):  # each round both take at once; the last finds the pool empty
+            rounds.wait(30)
+            mine.extend(store.take("m", 0.85))
+        store.conn.close()
+
+    threads = [threading.Thread(target=taker, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    both = taken[0] + taken[1]
+    assert sorted(both) == sorted(f"POST {i}" for i in range(300))  # each once, none lost
+    assert len(taken[0]) == len(taken[1]) == 150  # every round, both got one
+    assert query(path, "SELECT COUNT(*) FROM pool WHERE used_at IS NULL") == [(0,)]
+
+
+def test_pool_hands_out_ready_posts_and_drops_them_on_a_swap(tmp_path, bot_model, telegram):
+    other_model = shutil.copytree(bot_model, tmp_path / "other-model")
+    with AppThread(_config(tmp_path, bot_model, telegram, size=3)) as bot:
+        ready = _full(tmp_path, 3)
+        assert {model for _, model, _ in ready} == {str(bot_model)}
+        # The sampler is held (as by a long on-demand request): pool posts still come at once.
+        with bot.runner.models.generator._lock:  # noqa: SLF001
+            start = len(telegram.calls)
+            first = ask(telegram, "/bugurt", READER)
+            second = ask(telegram, "/bugurt", OTHER)
+        assert [first, second] == [text for _, _, text in ready[:2]]
+        assert _typing_to(telegram, READER, start) == 0  # a ready post needs no "typing"
+        used = query(tmp_path / "data" / "neurobugurt.sqlite3",
+                     "SELECT text FROM pool WHERE used_at IS NOT NULL ORDER BY id")
+        assert [text for (text,) in used] == [first, second]
+
+        start = len(telegram.calls)
+        post = ask(telegram, "/bugurt ПРИШЕЛ НА ПАРУ", ADMIN)  # a beginning: sampled on demand
+        assert post.startswith("ПРИШЕЛ НА ПАРУ") and post not in (first, second)
+        assert _typing_to(telegram, ADMIN, start) >= 1
+        typed = telegram.wait_for("sendChatAction", lambda p: p["chat_id"] == ADMIN, after=start)
+        sent = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == ADMIN, after=start)
+        assert typed.at <= sent.at
+
+        bot.call(bot.runner.models.serve, str(other_model))  # what /retrain's swap calls
+        assert all(model == str(other_model) for _, model, _ in _ready(tmp_path))
+        wait_until(lambda: len(_ready(tmp_path)) >= 3, 60, "the new model's pool")
+        assert ask(telegram, "/rollback", ADMIN).startswith("Serving the previous model again")
+        assert all(model == str(bot_model) for _, model, _ in _ready(tmp_path))
+        assert query(tmp_path / "data" / "neurobugurt.sqlite3",
+                     "SELECT COUNT(*) FROM pool WHERE model_dir = ?", str(other_model)) == [(0,)]
+
+
+def test_empty_pool_samples_on_demand_with_typing(tmp_path, bot_model, telegram):
+    with AppThread(_config(tmp_path, bot_model, telegram, size=0)) as bot:
+        start = len(telegram.calls)
+        post = ask(telegram, "/bugurt", READER)
+        assert post.endswith("\n#neurobugurt")
+        assert _typing_to(telegram, READER, start) >= 1
+        assert _ready(tmp_path) == [] and not bot.runner.pool.batches  # no worker at all
+
+
+def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
+    tmp_path, bot_model, telegram
+):
+    with AppThread(_config(tmp_path, bot_model, telegram, size=4, queue_limit=3)) as bot:
+        wait_until(lambda: len(_ready(tmp_path)) >= 4, 60, "a full pool")
+        pooled = [text for _, _, text in _ready(tmp_path)]
+        users = list(range(101, 111))
+        # The worker refills nothing and the sampler finishes nothing until every request is in.
+        with bot.runner.pool.paused():  # as while a retrain trains
+            with bot.runner.models.generator._lock:  # noqa: SLF001
+                batches = bot.runner.pool.batches
+                start = len(telegram.calls)
+                telegram.send_burst([("/bugurt", user) for user in users])
+                for user in users[:4] + users[7:]:
+                    telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u,
+                                      after=start)
+                replies = {c.params["chat_id"]: c.params["text"] for c in telegram.calls[start:]
+                           if c.method == "sendMessage"}
+                assert sorted(replies) == users[:4] + users[7:]  # the queued three are waiting
+                assert [replies[u] for u in users[:4]] == pooled  # the pool in order, each once
+                assert [replies[u] for u in users[7:]] == [texts.BUSY] * 3  # beyond the bound
+                for user in users[4:7]:  # "typing" while they wait
+                    telegram.wait_for("sendChatAction", lambda p, u=user: p["chat_id"] == u,
+                                      after=start)
+            for user in users[4:7]:
+                telegram.wait_for("sendMessage", lambda p, u=user: p["chat_id"] == u, 60, start)
+            time.sleep(0.5)  # a window for a batch (tens of ms here) that must not start
+            assert bot.runner.pool.batches == batches and _ready(tmp_path) == []
+        served = [c.params["chat_id"] for c in telegram.calls[start:]
+                  if c.method == "sendMessage" and c.params["chat_id"] in users[4:7]]
+        assert served == users[4:7]  # first come, first served
+        posts = [c.params["text"] for c in telegram.calls[start:]
+                 if c.method == "sendMessage" and c.params["chat_id"] in users[4:7]]
+        assert all(p.endswith("\n#neurobugurt") and p not in pooled for p in posts)
+        assert len(_full(tmp_path, 4)) == 4  # unpaused, the worker fills the pool again
+
+
+def test_channel_post_is_the_best_of_the_gathered_candidates(tmp_path, bot_model, telegram):
+    raw = _config(tmp_path, bot_model, telegram, channel=True, size=0, channel_candidates=20)
+    with AppThread(raw) as bot:
+        wait_until(lambda: len(_ready(tmp_path, "channel")) >= 20, 60, "20 candidates")
+        database = tmp_path / "data" / "neurobugurt.sqlite3"
+        (best, newest), = query(database, "SELECT text, (SELECT MAX(id) FROM pool) FROM pool"
+                                " WHERE kind = 'channel' ORDER BY score DESC, id LIMIT 1")
+        bot.call(bot.runner.schedule.run_now)
+        call = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == CHANNEL, 60)
+        assert call.params["text"] == best
+        # The others gave way: the next post is gathered afresh.
+        assert query(database, "SELECT COUNT(*) FROM pool WHERE kind = 'channel' AND id <= ?"
+                     " AND used_at IS NULL", newest) == [(0,)]
+        assert query(database, "SELECT text FROM outbox") == [(best,)]
+
+
+def _inline(telegram: FakeTelegram, text: str, user: int) -> dict:
+    """Send an inline query; the parameters of the bot's answerInlineQuery for it."""
+    update = telegram.send_inline(text, user)
+    query_id = update["inline_query"]["id"]
+    return telegram.wait_for("answerInlineQuery", lambda p: str(p["inline_query_id"]) == query_id,
+                             60).params
+
+
+def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
+    raw = _config(tmp_path, bot_model, telegram, size=3)
+    raw["inline"] = {"posts": 3, "per_minute": 3}
+    with AppThread(raw):
+        pooled = [text for _, _, text in _full(tmp_path, 3)]
+        empty = _inline(telegram, "", READER)
+        assert [r["input_message_content"]["message_text"] for r in empty["results"]] == pooled
+        assert empty["is_personal"] and not empty.get("cache_time")  # handed out once
+        first = empty["results"][0]
+        assert first["type"] == "article" and first["title"] == pooled[0].split("\n")[0][:60]
+
+        with_text = _inline(telegram, "кот  пришел", READER)
+        posts = [r["input_message_content"]["message_text"] for r in with_text["results"]]
+        assert posts and all(p.startswith("КОТ ПРИШЕЛ") and p.endswith("#neurobugurt")
+                             for p in posts)
+        again = _inline(telegram, "КОТ ПРИШЕЛ", READER)  # the same cleaned text: from the cache
+        assert again["results"] == with_text["results"] and again["cache_time"] == 60
+
+        for huge, note in (("😀" * 300, texts.INLINE_NO_CHARS),
+                           ("БУГУРТ " * 1500, texts.INLINE_TOO_LONG.format(limit=150))):
+            answer = _inline(telegram, huge, OTHER)
+            assert answer["results"] == [] and answer["button"]["text"] == note
+            assert len(note) <= 64  # Telegram's limit for the button
+
+        assert _inline(telegram, "МАМА", READER)["results"]  # the third query this minute
+        limited = _inline(telegram, "ПАПА", READER)
+        assert limited["results"] == [] and limited["button"]["text"] == texts.INLINE_SLOW_DOWN
+        assert _inline(telegram, "ПАПА", OTHER)["results"]  # per user
