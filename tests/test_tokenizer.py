@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bot.runner import unknown_chars
+from bot.prime import unknown_chars
 from common.config import BUNDLED_MODEL_DIR
 from common.corpus import format_posts, parse_posts, write_corpus
 from generator import modeldir
