@@ -216,6 +216,7 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
     leave_process_group()  # both ranks tear down together: see its docstring
 
 
+@pytest.mark.slow  # two spawned processes
 def test_ddp_two_gloo_processes_average_to_the_global_batch_gradient(tmp_path):
     import torch.multiprocessing as mp
 
