@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/reading.py prepare --model generator/bundled [--model runs/x ...] \
         --real data/bugurt/corpus.val.txt -n 20 --out runs/reading
+    .venv/bin/python bench/reading.py prepare --file likelihood=picks/likelihood.txt \
+        --file combined=picks/combined.txt --real data/bugurt/corpus.val.txt -n 10 --out DIR
     # give runs/reading/sheet.txt (and nothing else) to a reader who is not told the sources;
     # they write runs/reading/ratings.jsonl: {"id": 7, "coherence": 1-5, "humour": 1-5,
     #                                          "readable": true|false} a line
@@ -56,8 +58,11 @@ def prepare(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = [(f"real:{args.real}", p) for p in real_posts(args.real, args.n, args.seed)]
-    for model in args.model:
+    for model in args.model or []:
         entries += [(f"model:{model}", p) for p in sample_posts(model, args.n, args.seed)]
+    for spec in args.file or []:  # posts picked elsewhere (bench/ranker_pick.py), one a block
+        label, path = spec.split("=", 1)
+        entries += [(f"file:{label}", p) for p in parse_posts(Path(path).read_text("utf-8"))]
     random.Random(args.seed).shuffle(entries)
     sheet = [f"### Post {i}\n{text}\n" for i, (_, text) in enumerate(entries, 1)]
     (out / "sheet.txt").write_text("\n".join(sheet), encoding="utf-8")
@@ -113,7 +118,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="a shuffled, unlabelled sheet of real and generated posts")
-    p.add_argument("--model", action="append", required=True, help="model directory (repeat)")
+    p.add_argument("--model", action="append", help="model directory (repeat)")
+    p.add_argument("--file", action="append", metavar="LABEL=FILE",
+                   help="posts picked elsewhere, blank-line separated (repeat)")
     p.add_argument("--real", required=True, help="validation split of the corpus")
     p.add_argument("-n", type=int, default=20, help="posts from each source")
     p.add_argument("--seed", type=int, default=7)
