@@ -1,6 +1,7 @@
-"""`python -m generator train|sample|eval|export`. Stdout carries only results: posts (`sample`),
-`train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
-`bits_per_char: …` (`eval`), which the bot's retrain parses; logs and progress go to stderr."""
+"""`python -m generator train|ranker|sample|eval|export`. Stdout carries only results: posts
+(`sample`), `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
+`bits_per_char: …` (`eval`), which the bot's retrain parses, and `ranker_summary:
+held_out_accuracy=… posts=… seconds=…` (`train`, `ranker`); logs and progress go to stderr."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, read_split, split_paths
 from common.log import setup_logging
-from generator import modeldir, tokenizer
+from generator import modeldir, ranker, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.train import (
@@ -39,7 +40,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args.config)
-    commands = {"train": train, "sample": sample, "eval": evaluate, "export": export}
+    commands = {"train": train, "ranker": ranker_command, "sample": sample, "eval": evaluate,
+                "export": export}
     return commands[args.command](args, config)
 
 
@@ -81,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
             kind = int if f.name == "max_steps" else type(f.default)
             t.add_argument("--" + f.name.replace("_", "-"), type=kind)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    t.add_argument("--no-ranker", action="store_true",
+                   help="skip training the ranker after the model (see `ranker`)")
+    r = sub.add_parser("ranker", help="(re)train the ranker of a model directory: a classifier "
+                                      "of training posts against the model's samples")
+    r.add_argument("--model", help="model directory (default: generator.model_dir)")
+    r.add_argument("--corpus", help="corpus file of the real posts (default: corpus.path; its "
+                                    "training split is used)")
+    for sp in (t, r):
+        sp.add_argument("--ranker-samples", type=int, default=2000,
+                        help="model samples (and as many training posts) the ranker learns from")
     s = sub.add_parser("sample", help="print finished posts")
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
     s.add_argument("-n", type=int, default=1)
@@ -96,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="copy a model directory with bf16 weights (for bundling)")
     x.add_argument("--model", required=True, help="trained model directory")
     x.add_argument("--out", required=True, help="directory to write (e.g. generator/bundled)")
-    for sp in (t, s, e, x):
+    for sp in (t, r, s, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
@@ -184,6 +196,8 @@ def train(args, config: Config) -> int:
     log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
              len(streams.train), corpus, out)
     summary = trainer.run()
+    if rank == 0 and not args.no_ranker:
+        _train_ranker(out, train_posts, args.ranker_samples)
     if rank == 0:
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
@@ -191,6 +205,30 @@ def train(args, config: Config) -> int:
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()
     return 0
+
+
+def ranker_command(args, config: Config) -> int:
+    model_dir = _model_dir(args, config)
+    modeldir.read_model(model_dir)  # a clear error before reading a corpus for nothing
+    train_posts, _ = _read_corpus(Path(args.corpus or config.corpus.path))
+    _train_ranker(model_dir, train_posts, args.ranker_samples)
+    return 0
+
+
+def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> None:
+    """Train the ranker of the model saved in `model_dir` against `train_posts`, and save it."""
+    from generator.sample import Generator  # noqa: PLC0415 - as in `sample`
+
+    if samples < 10:
+        raise UserError("--ranker-samples must be at least 10 (a held-out fifth to test on)")
+    threads = torch.get_num_threads()
+    generator = Generator.load(model_dir)  # sets one thread: sampling is fastest so
+    scorer = ranker.train(generator, train_posts, samples)
+    torch.set_num_threads(threads)
+    modeldir.save_ranker(model_dir, scorer)
+    print(f"ranker_summary: held_out_accuracy={scorer.info['held_out_accuracy']:.4f} "
+          f"posts={scorer.info['real'] + scorer.info['generated']} "
+          f"seconds={scorer.info['seconds']}")
 
 
 # ModelConfig fields that only act in training: a warm start may change them.
