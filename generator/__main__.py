@@ -196,14 +196,14 @@ def train(args, config: Config) -> int:
     log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
              len(streams.train), corpus, out)
     summary = trainer.run()
-    if rank == 0 and not args.no_ranker:
-        _train_ranker(out, train_posts, args.ranker_samples)
     if rank == 0:
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
               f"best_val_bpc={summary['best_val_bpc']:.4f}")
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()
+    if rank == 0 and not args.no_ranker:  # on CPU, after the group: the others need not wait
+        _train_ranker(out, train_posts, args.ranker_samples)
     return 0
 
 
