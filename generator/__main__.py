@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--corpus", help="corpus file of the real posts (default: corpus.path; its "
                                     "training split is used)")
     for sp in (t, r):
-        sp.add_argument("--ranker-samples", type=int, default=2000,
+        sp.add_argument("--ranker-samples", type=_ranker_samples, default=2000,
                         help="model samples (and as many training posts) the ranker learns from")
     s = sub.add_parser("sample", help="print finished posts")
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
+
+
+def _ranker_samples(value: str) -> int:
+    if not value.isdigit() or int(value) < ranker.MIN_POSTS:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least {ranker.MIN_POSTS} "
+                                         "(a held-out fifth to test on)")
+    return int(value)
 
 
 def _read_corpus(path: Path) -> tuple[list[str], list[str]]:
@@ -196,39 +203,47 @@ def train(args, config: Config) -> int:
     log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
              len(streams.train), corpus, out)
     summary = trainer.run()
+    del trainer  # its DDP wrapper holds the process group
+    leave_process_group()
     if rank == 0:
+        if not args.no_ranker:  # on CPU, after the group: the other ranks need not wait
+            _train_ranker(out, train_posts, args.ranker_samples)
+        # the last stdout line, which the bot's retrain and the benches read
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
               f"best_val_bpc={summary['best_val_bpc']:.4f}")
-    del trainer  # its DDP wrapper holds the process group
-    leave_process_group()
-    if rank == 0 and not args.no_ranker:  # on CPU, after the group: the others need not wait
-        _train_ranker(out, train_posts, args.ranker_samples)
     return 0
 
 
 def ranker_command(args, config: Config) -> int:
     model_dir = _model_dir(args, config)
     modeldir.read_model(model_dir)  # a clear error before reading a corpus for nothing
-    train_posts, _ = _read_corpus(Path(args.corpus or config.corpus.path))
-    _train_ranker(model_dir, train_posts, args.ranker_samples)
+    corpus = Path(args.corpus or config.corpus.path)
+    train_posts, _ = _read_corpus(corpus)
+    if not _train_ranker(model_dir, train_posts, args.ranker_samples):
+        raise UserError(f"too few posts of the gate's forms in {corpus} or among the samples of "
+                        f"{model_dir} to train a ranker")
     return 0
 
 
-def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> None:
-    """Train the ranker of the model saved in `model_dir` against `train_posts`, and save it."""
+def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> bool:
+    """Train the ranker of the model saved in `model_dir` against `train_posts`, and save it;
+    False (with a warning, nothing written) when there are too few posts to learn from."""
     from generator.sample import Generator  # noqa: PLC0415 - as in `sample`
 
-    if samples < 10:
-        raise UserError("--ranker-samples must be at least 10 (a held-out fifth to test on)")
     threads = torch.get_num_threads()
     generator = Generator.load(model_dir)  # sets one thread: sampling is fastest so
     scorer = ranker.train(generator, train_posts, samples)
     torch.set_num_threads(threads)
+    if scorer is None:
+        log.warning("no ranker for %s: too few posts of the gate's forms, real or sampled; "
+                    "candidates are ranked by likelihood", model_dir)
+        return False
     modeldir.save_ranker(model_dir, scorer)
     print(f"ranker_summary: held_out_accuracy={scorer.info['held_out_accuracy']:.4f} "
           f"posts={scorer.info['real'] + scorer.info['generated']} "
           f"seconds={scorer.info['seconds']}")
+    return True
 
 
 # ModelConfig fields that only act in training: a warm start may change them.

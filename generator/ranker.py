@@ -41,6 +41,7 @@ TEMPERATURES = (0.7, 0.85, 1.0)  # the bot's default arms: the ranker sees what 
 HELD_OUT = 0.2  # share of each class kept out of training to measure accuracy
 EPOCHS = 15
 BATCH = 128
+MIN_POSTS = 10  # of each class: a held-out fifth of two posts at least
 _WORD = re.compile(r"\w+")
 
 
@@ -208,15 +209,20 @@ def sample_posts(generator: Generator, count: int, seed: int = 0) -> list[str]:
 
 
 def train(generator: Generator, real_posts: list[str], samples: int = 2000,
-          seed: int = 0) -> Ranker:
+          seed: int = 0) -> Ranker | None:
     """A ranker for `generator`'s model: `samples` of its gated posts against as many training
-    posts of the forms it can write."""
+    posts of the forms it can write; None when either class has fewer than MIN_POSTS (a corpus
+    of other texts, a model that writes nothing the gate passes)."""
     from generator.sample import MAX_CHARS  # noqa: PLC0415 - sample imports modeldir imports us
 
     real = [p for p in real_posts if len(p) <= MAX_CHARS and gate.form_reason(p) is None]
     samples = min(samples, len(real))
+    if samples < MIN_POSTS:
+        return None
     started = time.perf_counter()
     generated = sample_posts(generator, samples, seed)
+    if len(generated) < MIN_POSTS:
+        return None
     log.info("ranker: %d samples of the model drawn in %.0f s", len(generated),
              time.perf_counter() - started)
     ranker = fit(random.Random(seed).sample(real, samples), generated, seed)

@@ -12,10 +12,9 @@ import torch
 
 from bot.pool import PoolStore
 from common import db
-from common.corpus import write_corpus
 from generator import modeldir, ranker
 from generator.sample import Candidate, Generator
-from tests.pipeline import made_up_bugurts, train_model, write_tiny_corpus
+from tests.pipeline import TINY_TRAIN, train_model, write_tiny_corpus
 from tests.test_generator import run_generator
 
 torch.set_num_threads(1)
@@ -91,6 +90,11 @@ def test_model_directory_without_ranker_samples_and_ranks_by_likelihood(tiny_mod
     assert likelihoods == sorted(likelihoods, reverse=True)
 
 
+def test_too_few_posts_of_the_gate_forms_give_no_ranker(tiny_model):
+    """A corpus of other texts (one-line posts, no @): nothing to learn from, no ranker."""
+    assert ranker.train(Generator.load(tiny_model), ["ОДНА СТРОКА"] * 50) is None
+
+
 def test_generator_with_ranker_ranks_by_the_combination(tmp_path, tiny_model, trained):
     shutil.copytree(tiny_model, tmp_path / "m")
     modeldir.save_ranker(tmp_path / "m", trained)
@@ -103,13 +107,11 @@ def test_generator_with_ranker_ranks_by_the_combination(tmp_path, tiny_model, tr
 
 @pytest.mark.slow
 def test_generator_train_writes_the_ranker_and_the_ranker_command_rewrites_it(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    write_corpus(corpus, made_up_bugurts(120, seed=5))
+    corpus = write_tiny_corpus(tmp_path / "corpus.txt")
     out = tmp_path / "model"
+    tiny = [a for a in TINY_TRAIN if a != "--no-ranker"]  # the bot tests' sizes, ranker on
     done = run_generator("train", "--corpus", str(corpus), "--out", str(out), "--max-steps",
-                         "40", "--layers", "1", "--hidden", "32", "--embed", "8",
-                         "--batch-size", "8", "--seq-len", "32", "--eval-every", "20",
-                         "--threads", "1", "--ranker-samples", "40")
+                         "150", *tiny, "--ranker-samples", "40")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ranker_summary: held_out_accuracy=" in done.stdout
     first = modeldir.load_ranker(out)
