@@ -319,7 +319,7 @@ def sample(args, config: Config) -> int:
         raise UserError("-n and --candidates must be at least 1")
     if args.temperature <= 0:
         raise UserError("--temperature must be positive (e.g. 0.85)")
-    gen = Generator.load(_model_dir(args, config))
+    gen = Generator.load(_model_dir(args, config), config.generator.ranker_weight)
     posts = []
     while len(posts) < args.n:
         batch = gen.generate(n=args.n - len(posts), prime=args.prime,

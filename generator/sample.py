@@ -99,7 +99,8 @@ class Generator:
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
               top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:
         """The distinct candidates of one batch of `rows` samples that pass the quality gate,
-        untagged, scored by the ranker when there is one."""
+        untagged, scored by the ranker when there is one. Not locked: a Generator shared by
+        threads is sampled through `ranked`/`generate`."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")
         prime = self.vocab.normalize_prime(prime or "")
