@@ -14,21 +14,27 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.settings import RuntimeSettings
-from generator.sample import Generator
+from generator.sample import RANKER_WEIGHT, Generator
 
 log = logging.getLogger(__name__)
 
 
 class ModelSlot:
-    def __init__(self, settings: RuntimeSettings, configured: str, candidates: int) -> None:
+    def __init__(self, settings: RuntimeSettings, configured: str, candidates: int,
+                 ranker_weight: float = RANKER_WEIGHT) -> None:
         self.settings = settings
         self.configured = configured  # generator.model_dir: runtime swaps hold while it stays
         self.candidates = candidates  # bot.candidates: samples drawn per post
+        self.ranker_weight = ranker_weight  # generator.ranker_weight: see ranker.combine
         self.model_dir = settings.served_model(configured)
-        self.generator = Generator.load(self.model_dir)
+        self.generator = self.load(self.model_dir)
         self.waiting = 0  # sampling calls queued (first come, first served) or running
         self.on_swap: list[Callable[[str], None]] = []  # told the new model dir after a swap
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
+
+    def load(self, model_dir: str) -> Generator:
+        """A model directory's Generator, ranking as the config says (blocking: seconds)."""
+        return Generator.load(model_dir, self.ranker_weight)
 
     def warm_up(self) -> None:
         """Sampling's first call is slow (lazy torch set-up): start paying it now."""
@@ -66,7 +72,7 @@ class ModelSlot:
 
     async def serve(self, model_dir: str) -> None:
         """Load `model_dir` off the loop, then serve it; the model it replaces becomes previous."""
-        generator = await asyncio.to_thread(Generator.load, model_dir)
+        generator = await asyncio.to_thread(self.load, model_dir)
         previous, self.generator, self.model_dir = self.model_dir, generator, model_dir
         self.settings.swap_model(self.configured, model_dir, previous)
         log.info("serving model %s (previous %s)", model_dir, previous)

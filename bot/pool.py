@@ -5,8 +5,9 @@ Two kinds of rows (table `pool`, schema in common/db.py), each naming the model 
   samples. `/bugurt` and inline queries take them; a post is taken by the one UPDATE … RETURNING
   that marks it used, so no post is handed out twice, across threads and processes.
 - 'channel': every gated sample of batches drawn at one temperature (the ratings bandit's draw)
-  until `pool.channel_candidates` are gathered; the next channel post is the best of them by
-  mean log-likelihood per character (`best_channel`, the ranking seam), the rest are dropped.
+  until `pool.channel_candidates` are gathered; the next channel post is the best of them
+  (`best_channel`, the ranking seam): by `ranker.combine` of their likelihoods (`score`) and
+  ranker log-odds (`realness`), z-scored across all gathered; the rest are dropped.
 
 The worker is one thread with its own SQLite connection. It never holds up the event loop (the
 loop only runs the short take queries), yields to people (it waits while on-demand requests
@@ -30,6 +31,8 @@ from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common import db
 from common.config import Config
+from generator import ranker
+from generator.sample import Candidate
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
@@ -43,13 +46,14 @@ class PoolStore:
         self.conn = conn
 
     def add(self, model_dir: str, kind: str, temperature: float,
-            scored: list[tuple[float, str]]) -> None:
+            candidates: list[Candidate]) -> None:
         now = time.time()
         with self.conn:
             self.conn.executemany(
-                "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(model_dir, kind, temperature, text, score, now) for score, text in scored],
+                "INSERT INTO pool (model_dir, kind, temperature, text, score, realness,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(model_dir, kind, temperature, c.text, c.likelihood, c.realness, now)
+                 for c in candidates],
             )
 
     def take(self, model_dir: str, temperature: float, n: int = 1) -> list[str]:
@@ -63,15 +67,23 @@ class PoolStore:
             ).fetchall()
         return [row[1] for row in sorted(rows, key=lambda row: row[0])]
 
-    def best_channel(self, model_dir: str) -> tuple[str, float] | None:
-        """The best gathered channel candidate (text, temperature), marked used; the others
-        are deleted, so the worker gathers afresh for the next post."""
+    def best_channel(self, model_dir: str, ranker_weight: float) -> tuple[str, float] | None:
+        """The best gathered channel candidate (text, temperature) by `ranker.combine` with
+        this weight (ties: the first gathered), marked used; the others are deleted, so the
+        worker gathers afresh for the next post."""
         with self.conn:
-            row = self.conn.execute(
-                "UPDATE pool SET used_at = ? WHERE id = (SELECT id FROM pool"
-                " WHERE model_dir = ? AND kind = 'channel' AND used_at IS NULL"
-                " ORDER BY score DESC, id LIMIT 1) RETURNING text, temperature",
-                (time.time(), model_dir),
+            self.conn.execute("BEGIN IMMEDIATE")  # the read and the take: one transaction
+            rows = self.conn.execute(
+                "SELECT id, score, realness FROM pool WHERE model_dir = ? AND kind = 'channel'"
+                " AND used_at IS NULL ORDER BY id", (model_dir,)
+            ).fetchall()
+            realness = [r[2] for r in rows]
+            scores = ranker.combine([r[1] for r in rows],
+                                    None if None in realness else realness, ranker_weight)
+            best = max(range(len(rows)), key=lambda i: (scores[i], -i), default=None)
+            row = None if best is None else self.conn.execute(
+                "UPDATE pool SET used_at = ? WHERE id = ? RETURNING text, temperature",
+                (time.time(), rows[best][0]),
             ).fetchone()
             self.conn.execute(
                 "DELETE FROM pool WHERE kind = 'channel' AND used_at IS NULL AND model_dir = ?",
@@ -117,6 +129,7 @@ class Pool:
         self.channel_candidates = config.pool.channel_candidates
         self.temperatures = config.bot.temperatures
         self.candidates = config.bot.candidates
+        self.ranker_weight = config.generator.ranker_weight
         self.busy_seconds = 0.0  # the worker's CPU seconds in batches
         self.batches = 0
         self._cond = threading.Condition()
@@ -139,7 +152,7 @@ class Pool:
 
     def best_channel(self) -> tuple[str, float] | None:
         """The best gathered candidate for the channel and its temperature, or None."""
-        best = self.store.best_channel(self.slot.model_dir)
+        best = self.store.best_channel(self.slot.model_dir, self.ranker_weight)
         self._wake()
         return best
 

@@ -41,7 +41,6 @@ from bot.ratings import Ratings
 from common.config import Config
 from common.corpus import split_paths
 from generator.modeldir import METRICS_FILE, MODEL_FILE, read_metrics
-from generator.sample import Generator
 
 log = logging.getLogger(__name__)
 SAMPLES = 3  # posts shown from the trained model at the end
@@ -140,7 +139,7 @@ class RetrainJob:
             if png.exists():
                 await chat.photo(png, texts.RETRAIN_PLOT)
             trained = self.slot.generator if swapped else await asyncio.to_thread(
-                Generator.load, str(outcome.model_dir)
+                self.slot.load, str(outcome.model_dir)
             )
             temperature = self.ratings.choose_temperature(self.config.bot.temperatures, self._rng)
             posts = await self.slot.generate(None, temperature, n=SAMPLES, generator=trained)

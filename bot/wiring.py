@@ -38,7 +38,8 @@ def build_runner(
     conn = db.connect(config.storage.db)
     try:
         settings = RuntimeSettings(conn)
-        models = ModelSlot(settings, config.generator.model_dir, config.bot.candidates)
+        models = ModelSlot(settings, config.generator.model_dir, config.bot.candidates,
+                           config.generator.ranker_weight)
     except BaseException:
         conn.close()
         raise

@@ -61,6 +61,10 @@ class CorpusConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     model_dir: str = str(BUNDLED_MODEL_DIR)
+    # Weight of the ranker's z-scored log-odds "real" beside the z-scored likelihood when
+    # candidates are ranked (generator/ranker.py combine); 0: likelihood alone. A model
+    # directory without ranker.pt ranks by likelihood whatever this says.
+    ranker_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,8 @@ def _check_values(config: Config, source: str) -> None:
             f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.7, 0.85, 1.0]"
         )
     _check_counts(config, source)
+    if config.generator.ranker_weight < 0:
+        raise UserError(f"{source}: 'generator.ranker_weight' must not be negative (0: off)")
     schedule = config.schedule
     if schedule.misfire_grace_seconds <= 0:
         raise UserError(

@@ -97,6 +97,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX pool_ready ON pool (model_dir, kind, used_at, temperature);
     """,
+    # 3: the ranker's log-odds "real" of each pooled post (generator/ranker.py), NULL when the
+    # model has no ranker; the channel's best combines it with `score`.
+    """
+    ALTER TABLE pool ADD COLUMN realness REAL;
+    """,
 ]
 
 

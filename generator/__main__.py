@@ -1,6 +1,7 @@
-"""`python -m generator train|sample|eval|export`. Stdout carries only results: posts (`sample`),
-`train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
-`bits_per_char: …` (`eval`), which the bot's retrain parses; logs and progress go to stderr."""
+"""`python -m generator train|ranker|sample|eval|export`. Stdout carries only results: posts
+(`sample`), `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
+`bits_per_char: …` (`eval`), which the bot's retrain parses, and `ranker_summary:
+held_out_accuracy=… posts=… seconds=…` (`train`, `ranker`); logs and progress go to stderr."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, read_split, split_paths
 from common.log import setup_logging
-from generator import modeldir, tokenizer
+from generator import modeldir, ranker, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.train import (
@@ -39,7 +40,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args.config)
-    commands = {"train": train, "sample": sample, "eval": evaluate, "export": export}
+    commands = {"train": train, "ranker": ranker_command, "sample": sample, "eval": evaluate,
+                "export": export}
     return commands[args.command](args, config)
 
 
@@ -81,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
             kind = int if f.name == "max_steps" else type(f.default)
             t.add_argument("--" + f.name.replace("_", "-"), type=kind)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    t.add_argument("--no-ranker", action="store_true",
+                   help="skip training the ranker after the model (see `ranker`)")
+    r = sub.add_parser("ranker", help="(re)train the ranker of a model directory: a classifier "
+                                      "of training posts against the model's samples")
+    r.add_argument("--model", help="model directory (default: generator.model_dir)")
+    r.add_argument("--corpus", help="corpus file of the real posts (default: corpus.path; its "
+                                    "training split is used)")
+    for sp in (t, r):
+        sp.add_argument("--ranker-samples", type=_ranker_samples, default=2000,
+                        help="model samples (and as many training posts) the ranker learns from")
     s = sub.add_parser("sample", help="print finished posts")
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
     s.add_argument("-n", type=int, default=1)
@@ -96,10 +108,17 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="copy a model directory with bf16 weights (for bundling)")
     x.add_argument("--model", required=True, help="trained model directory")
     x.add_argument("--out", required=True, help="directory to write (e.g. generator/bundled)")
-    for sp in (t, s, e, x):
+    for sp in (t, r, s, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
+
+
+def _ranker_samples(value: str) -> int:
+    if not value.isdigit() or int(value) < ranker.MIN_POSTS:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least {ranker.MIN_POSTS} "
+                                         "(a held-out fifth to test on)")
+    return int(value)
 
 
 def _read_corpus(path: Path) -> tuple[list[str], list[str]]:
@@ -184,13 +203,47 @@ def train(args, config: Config) -> int:
     log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
              len(streams.train), corpus, out)
     summary = trainer.run()
+    del trainer  # its DDP wrapper holds the process group
+    leave_process_group()
     if rank == 0:
+        if not args.no_ranker:  # on CPU, after the group: the other ranks need not wait
+            _train_ranker(out, train_posts, args.ranker_samples)
+        # the last stdout line, which the bot's retrain and the benches read
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
               f"best_val_bpc={summary['best_val_bpc']:.4f}")
-    del trainer  # its DDP wrapper holds the process group
-    leave_process_group()
     return 0
+
+
+def ranker_command(args, config: Config) -> int:
+    model_dir = _model_dir(args, config)
+    modeldir.read_model(model_dir)  # a clear error before reading a corpus for nothing
+    corpus = Path(args.corpus or config.corpus.path)
+    train_posts, _ = _read_corpus(corpus)
+    if not _train_ranker(model_dir, train_posts, args.ranker_samples):
+        raise UserError(f"too few posts of the gate's forms in {corpus} or among the samples of "
+                        f"{model_dir} to train a ranker")
+    return 0
+
+
+def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> bool:
+    """Train the ranker of the model saved in `model_dir` against `train_posts`, and save it;
+    False (with a warning, nothing written) when there are too few posts to learn from."""
+    from generator.sample import Generator  # noqa: PLC0415 - as in `sample`
+
+    threads = torch.get_num_threads()
+    generator = Generator.load(model_dir)  # sets one thread: sampling is fastest so
+    scorer = ranker.train(generator, train_posts, samples)
+    torch.set_num_threads(threads)
+    if scorer is None:
+        log.warning("no ranker for %s: too few posts of the gate's forms, real or sampled; "
+                    "candidates are ranked by likelihood", model_dir)
+        return False
+    modeldir.save_ranker(model_dir, scorer)
+    print(f"ranker_summary: held_out_accuracy={scorer.info['held_out_accuracy']:.4f} "
+          f"posts={scorer.info['real'] + scorer.info['generated']} "
+          f"seconds={scorer.info['seconds']}")
+    return True
 
 
 # ModelConfig fields that only act in training: a warm start may change them.
@@ -266,7 +319,7 @@ def sample(args, config: Config) -> int:
         raise UserError("-n and --candidates must be at least 1")
     if args.temperature <= 0:
         raise UserError("--temperature must be positive (e.g. 0.85)")
-    gen = Generator.load(_model_dir(args, config))
+    gen = Generator.load(_model_dir(args, config), config.generator.ranker_weight)
     posts = []
     while len(posts) < args.n:
         batch = gen.generate(n=args.n - len(posts), prime=args.prime,

@@ -8,12 +8,14 @@ A model directory holds:
 - `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
                   states, the same "vocab") that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
+- `ranker.pt`     the ranker (ranker.py) trained against this model's samples; optional: without
+                  it candidates are ranked by likelihood alone;
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
 - `loss.png`      the plot of those metrics that the bot's retrain draws (bot/retrain.py).
 
 Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
 never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).
-Both .pt files are dicts tagged with FORMAT and VERSION and always load on CPU. A new kind of file
+The .pt files are dicts tagged with FORMAT and VERSION and always load on CPU. A new kind of file
 (a tokenizer, a second model) gets its name and its save/load pair here, beside these.
 
 Problems with a directory raise `ModelDirError`; it is a `UserError` because the fix is the
@@ -37,6 +39,7 @@ from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
 from generator.gate import NoveltyIndex
 from generator.model import CharLSTM, ModelConfig
+from generator.ranker import Ranker
 from generator.tokenizer import from_stored
 from generator.vocab import Tokenizer
 
@@ -45,6 +48,7 @@ VERSION = 1
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
+RANKER_FILE = "ranker.pt"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -131,6 +135,24 @@ def load_novelty(model_dir: str | os.PathLike) -> NoveltyIndex:
                             ) from None
 
 
+# ----- ranker.pt -----
+def save_ranker(model_dir: str | os.PathLike, ranker: Ranker) -> None:
+    _save_pt(Path(model_dir) / RANKER_FILE, {"kind": "ranker", **ranker.to_state()})
+
+
+def load_ranker(model_dir: str | os.PathLike) -> Ranker | None:
+    """The directory's ranker, or None when it has none (a model trained with --no-ranker or
+    before rankers existed)."""
+    path = Path(model_dir) / RANKER_FILE
+    if not path.exists():
+        return None
+    try:
+        return Ranker.from_state(_load_pt(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{path} holds no readable ranker ({_reason(exc)}): retrain it "
+                               "(python -m generator ranker) or delete it") from None
+
+
 # ----- metrics.jsonl -----
 def append_metrics(model_dir: str | os.PathLike, record: dict) -> None:
     """One progress line. An append, not a replace: a reader polling the file while training
@@ -179,8 +201,9 @@ def _step_of(line: str) -> float:
 
 # ----- the directory as a whole -----
 def copy_extras(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy the novelty index and metrics of `src` into `dst` (export writes model.pt itself)."""
-    for name in (NOVELTY_FILE, METRICS_FILE):
+    """Copy the novelty index, ranker and metrics of `src` into `dst` (export writes model.pt
+    itself)."""
+    for name in (NOVELTY_FILE, RANKER_FILE, METRICS_FILE):
         if (Path(src) / name).exists():
             write_bytes_atomic(Path(dst) / name, (Path(src) / name).read_bytes())
 

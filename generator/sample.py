@@ -5,8 +5,9 @@ the trained weights), token by token (characters or subword units, vocab.Tokeniz
 the end-of-post symbol or the MAX_CHARS cap (then cut at a line boundary). A prime is read up to
 its last token boundary the model may continue (Tokenizer.heal); its tail is then spelt by the
 first sampled tokens, constrained to those that fit it. Candidates that pass the quality gate
-(gate.py) are ranked by the model's own mean log-likelihood per character and the best are
-returned, tagged `#neurobugurt`.
+(gate.py) are ranked by the model's own mean log-likelihood per character, combined with the
+ranker's log-odds "real" when the model directory holds a ranker (ranker.combine), and the best
+are returned, tagged `#neurobugurt`.
 """
 
 from __future__ import annotations
@@ -15,22 +16,32 @@ import math
 import secrets
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from generator import gate, modeldir
+from generator import gate, modeldir, ranker
 from generator.model import CharLSTM, FastLSTM
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
 NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) floats, 16 MB at 4k
+RANKER_WEIGHT = 1.0  # weight of the ranker's z-scored log-odds (config generator.ranker_weight)
+
+
+class Candidate(NamedTuple):
+    text: str
+    likelihood: float  # the model's mean log-probability per character
+    realness: float | None = None  # the ranker's log-odds "real"; None: no ranker
 
 
 class Generator:
     def __init__(self, model: CharLSTM, vocab: Tokenizer, novelty: gate.NoveltyIndex,
-                 info: dict):
+                 info: dict, scorer: ranker.Ranker | None = None,
+                 ranker_weight: float = RANKER_WEIGHT):
         self.model, self.vocab, self.novelty = model, vocab, novelty
+        self.ranker, self.ranker_weight = scorer, ranker_weight
         # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
         # counts as one, as the character model always scored it
         self.token_chars = torch.tensor([
@@ -46,7 +57,8 @@ class Generator:
         self.info = info
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> Generator:
+    def load(cls, model_dir: str | Path, ranker_weight: float = RANKER_WEIGHT) -> Generator:
+        """The model of a directory, with its ranker if it has one (else likelihood ranks)."""
         # One character step is a handful of small products: a second thread only adds
         # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
         torch.set_num_threads(1)
@@ -57,37 +69,55 @@ class Generator:
                     hidden=model.config.hidden)
         info.setdefault("val_bpc", None)
         info.setdefault("trained_chars", 0)
-        return cls(model, vocab, novelty, info)
+        return cls(model, vocab, novelty, info, modeldir.load_ranker(model_dir), ranker_weight)
 
     def generate(self, n: int = 1, prime: str | None = None, temperature: float = 0.85,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  candidates: int = 16) -> list[str]:
         """Up to n gated posts, each ending with the line #neurobugurt (fewer if none pass)."""
         ranked = self.ranked(n, prime, temperature, top_k, top_p, seed, candidates)
-        return [text for _, text in ranked[:n]]
+        return [c.text for c in ranked[:n]]
 
     def ranked(self, n: int = 1, prime: str | None = None, temperature: float = 0.85,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-               candidates: int = 16) -> list[tuple[float, str]]:
-        """Every gated, finished post of the rounds it took to find n, as (mean log-likelihood
-        per character, post), best first."""
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
+               candidates: int = 16) -> list[Candidate]:
+        """Every gated, finished post of the rounds it took to find n, best first by
+        `ranker.combine` (the likelihood alone without a ranker), texts tagged."""
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
-        prime = self.vocab.normalize_prime(prime or "")
-        scored: list[tuple[float, str]] = []
+        found: list[Candidate] = []
         with self._lock, torch.inference_mode():
             for _ in range(MAX_ROUNDS):
-                texts, scores = self.sample(max(candidates, n), prime, temperature, top_k, top_p,
-                                            rng)
-                for text, score in zip(texts, scores, strict=True):
-                    if gate.form_reason(text) is None and self.novelty.copy_reason(text) is None:
-                        if text not in (t for _, t in scored):
-                            scored.append((score, text))
-                if len(scored) >= n:
+                texts = {c.text for c in found}
+                found += [c for c in self.gated(max(candidates, n), temperature, rng, prime,
+                                                top_k, top_p) if c.text not in texts]
+                if len(found) >= n:
                     break
-        scored.sort(key=lambda item: -item[0])
-        return [(score, gate.finish(text)) for score, text in scored]
+        scores = self.combined(found)
+        order = sorted(range(len(found)), key=lambda i: -scores[i])
+        return [found[i]._replace(text=gate.finish(found[i].text)) for i in order]
+
+    def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
+              top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:
+        """The distinct candidates of one batch of `rows` samples that pass the quality gate,
+        untagged, scored by the ranker when there is one. Not locked: a Generator shared by
+        threads is sampled through `ranked`/`generate`."""
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        prime = self.vocab.normalize_prime(prime or "")
+        with torch.inference_mode():
+            texts, scores = self.sample(rows, prime, temperature, top_k, top_p, rng)
+        passed = {}  # text → likelihood, first draw kept, in drawing order
+        for text, score in zip(texts, scores, strict=True):
+            if gate.form_reason(text) is None and self.novelty.copy_reason(text) is None:
+                passed.setdefault(text, score)
+        realness = self.ranker.score(list(passed)) if self.ranker else [None] * len(passed)
+        return [Candidate(t, s, r) for (t, s), r in zip(passed.items(), realness, strict=True)]
+
+    def combined(self, candidates: list[Candidate]) -> list[float]:
+        """Ranking scores of candidates of this model (ranker.combine with this weight)."""
+        realness = [c.realness for c in candidates]
+        return ranker.combine([c.likelihood for c in candidates],
+                              None if None in realness else realness, self.ranker_weight)
 
     def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
                top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:

@@ -11,6 +11,7 @@ import time
 from bot import texts
 from bot.pool import PoolStore
 from common import db
+from generator.sample import Candidate
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline import (
     ADMIN,
@@ -51,7 +52,7 @@ def _typing_to(telegram: FakeTelegram, chat_id: int, after: int = 0) -> int:
 def test_two_takers_never_get_the_same_post(tmp_path):
     path = tmp_path / "pool.sqlite3"
     conn = db.connect(path)
-    PoolStore(conn).add("m", "reply", 0.85, [(-1.0, f"POST {i}") for i in range(300)])
+    PoolStore(conn).add("m", "reply", 0.85, [Candidate(f"POST {i}", -1.0) for i in range(300)])
     conn.close()
     taken: list[list[str]] = [[], []]
     rounds = threading.Barrier(2)
