@@ -64,7 +64,7 @@ class GeneratorConfig:
     # Weight of the ranker's z-scored log-odds "real" beside the z-scored likelihood when
     # candidates are ranked (generator/ranker.py combine); 0: likelihood alone. A model
     # directory without ranker.pt ranks by likelihood whatever this says.
-    ranker_weight: float = 1.0
+    ranker_weight: float = 0.0  # see generator.sample.RANKER_WEIGHT
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,9 @@ def _parser() -> argparse.ArgumentParser:
             kind = int if f.name == "max_steps" else type(f.default)
             t.add_argument("--" + f.name.replace("_", "-"), type=kind)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    t.add_argument("--no-ranker", action="store_true",
-                   help="skip training the ranker after the model (see `ranker`)")
+    t.add_argument("--ranker", action="store_true",
+                   help="also train the ranker after the model (see `ranker`; off by default: "
+                        "a blind reading found its picks no better, BENCHMARKS.md)")
     r = sub.add_parser("ranker", help="(re)train the ranker of a model directory: a classifier "
                                       "of training posts against the model's samples")
     r.add_argument("--model", help="model directory (default: generator.model_dir)")
@@ -206,7 +207,7 @@ def train(args, config: Config) -> int:
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()
     if rank == 0:
-        if not args.no_ranker:  # on CPU, after the group: the other ranks need not wait
+        if args.ranker:  # on CPU, after the group: the other ranks need not wait
             _train_ranker(out, train_posts, args.ranker_samples)
         # the last stdout line, which the bot's retrain and the benches read
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "

@@ -141,7 +141,7 @@ def save_ranker(model_dir: str | os.PathLike, ranker: Ranker) -> None:
 
 
 def load_ranker(model_dir: str | os.PathLike) -> Ranker | None:
-    """The directory's ranker, or None when it has none (a model trained with --no-ranker or
+    """The directory's ranker, or None when it has none (a model trained without --ranker or
     before rankers existed)."""
     path = Path(model_dir) / RANKER_FILE
     if not path.exists():

@@ -27,7 +27,9 @@ from generator.vocab import END, UNK, Tokenizer
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
 NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) floats, 16 MB at 4k
-RANKER_WEIGHT = 1.0  # weight of the ranker's z-scored log-odds (config generator.ranker_weight)
+# Weight of the ranker's z-scored log-odds (config generator.ranker_weight). 0: a blind reading
+# of the bundled model's picks found the ranker's no better than the likelihood's (BENCHMARKS.md).
+RANKER_WEIGHT = 0.0
 
 
 class Candidate(NamedTuple):

@@ -45,8 +45,7 @@ TINY_MODEL = ("--layers", "1", "--hidden", "96", "--embed", "32", "--batch-size"
 # The shared tiny model (`bot_model` fixture) and /retrain's trainings: 1 layer of 48 units,
 # 300 steps, learns the `LINE / @ / LINE` shape in a few seconds.
 TINY_TRAIN = ("--layers", "1", "--hidden", "48", "--embed", "16", "--batch-size", "16",
-              "--seq-len", "64", "--lr", "0.01", "--eval-every", "100", "--threads", "1",
-              "--no-ranker")  # the ranker has its own tests (test_ranker.py)
+              "--seq-len", "64", "--lr", "0.01", "--eval-every", "100", "--threads", "1")
 _SYLLABLES = "БА ТЯ КО ГДА ПРИ ШЕЛ НА ПА РУ ДО МОЙ МАГ ЗИН КОТ ПРЕ ПОД СО СЕД МА ЛО РЕ ВИ".split()
 
 

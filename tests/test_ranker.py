@@ -75,7 +75,7 @@ def test_pool_channel_pick_combines_likelihood_and_ranker(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A tiny model trained without a ranker (`train_model` passes --no-ranker)."""
+    """A tiny model trained without a ranker (`train_model` trains none)."""
     root = tmp_path_factory.mktemp("ranker-model")
     return train_model(write_tiny_corpus(root / "corpus.txt"), root / "model", steps=150)
 
@@ -109,7 +109,7 @@ def test_generator_with_ranker_ranks_by_the_combination(tmp_path, tiny_model, tr
 def test_generator_train_writes_the_ranker_and_the_ranker_command_rewrites_it(tmp_path):
     corpus = write_tiny_corpus(tmp_path / "corpus.txt")
     out = tmp_path / "model"
-    tiny = [a for a in TINY_TRAIN if a != "--no-ranker"]  # the bot tests' sizes, ranker on
+    tiny = [*TINY_TRAIN, "--ranker"]  # the bot tests' sizes, ranker on
     done = run_generator("train", "--corpus", str(corpus), "--out", str(out), "--max-steps",
                          "150", *tiny, "--ranker-samples", "40")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -171,7 +171,7 @@ class FakeTelegram:
             return [self.send_text(text, user_id=user) for text, user in messages]
 
     def wait_for(
-        self, method: str, predicate: Any = None, timeout: float = 15.0, after: int = 0
+        self, method: str, predicate: Any = None, timeout: float = 60.0, after: int = 0
     ) -> Call:
         """The first call of `method` (from index `after`) that satisfies `predicate`."""
         deadline = time.monotonic() + timeout
