@@ -214,6 +214,7 @@ class Runner:
                 last=self.outbox.last_post(),
                 arms=self.ratings.arms(self.config.bot.temperatures),
                 retrain=self.retrain.describe(),
+                pool=self.pool.describe(),
                 uptime=time.monotonic() - self.started,
             )
         )

@@ -97,6 +97,7 @@ def status(
     last: sqlite3.Row | None,
     arms: Sequence[Arm],
     retrain: str,
+    pool: str,
     uptime: float,
 ) -> str:
     bpc = info.get("val_bpc")
@@ -119,6 +120,7 @@ def status(
             f"Last post: {last_text}",
             f"Temperatures: {bandit}",
             f"Retrain: {retrain}",
+            f"Pool: {pool}",
             f"Uptime: {hours}h {rest // 60:02d}m",
         ]
     )

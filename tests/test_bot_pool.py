@@ -4,6 +4,7 @@ the pool and then from a bounded first-come-first-served queue, the channel's be
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -80,6 +81,8 @@ def test_pool_hands_out_ready_posts_and_drops_them_on_a_swap(tmp_path, bot_model
     with AppThread(_config(tmp_path, bot_model, telegram, size=3)) as bot:
         ready = _full(tmp_path, 3)
         assert {model for _, model, _ in ready} == {str(bot_model)}
+        pool_line = re.search(r"^Pool: (\d+) ready", ask(telegram, "/status", ADMIN), re.M)
+        assert pool_line and int(pool_line[1]) >= 3, "/status shows the pool"
         # The sampler is held (as by a long on-demand request): pool posts still come at once.
         with bot.runner.models.generator._lock:  # noqa: SLF001
             start = len(telegram.calls)
