@@ -347,11 +347,11 @@ class AppThread:
             result = function(*args)
             return await result if asyncio.iscoroutine(result) else result
 
-        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout=120)
 
     def __enter__(self) -> AppThread:
         self.thread.start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a bound: start-up loads a model, slow under load
         while time.monotonic() < deadline and self.thread.is_alive():
             if self.app is not None and self.app.running:
                 return self
