@@ -37,8 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 PART_BYTES = 15 * 2**20  # under the device tool's 16 MiB a file
 MAX_FILES = 8  # the device tool returns at most this many files
-TINY = ["--layers", "1", "--hidden", "32", "--embed", "8", "--batch-size", "8", "--seq-len", "32",
-        "--eval-every", "20", "--log-every", "10"]
+TINY = ["--tokenizer", "char", "--layers", "1", "--hidden", "32", "--embed", "8",
+        "--batch-size", "8", "--seq-len", "32", "--eval-every", "20", "--log-every", "10"]
 
 
 def main() -> int:

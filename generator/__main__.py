@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                         f"optimizer and schedule, --lr {WARM_START_LR:g} unless given; the "
                         "corpus may add or drop characters; a subword model keeps its units)")
     t.add_argument("--tokenizer", choices=tokenizer.KINDS,
-                   help="units the model reads and writes: characters (the default) or "
-                        "sentencepiece unigram subwords learned from the training posts")
+                   help="units the model reads and writes: sentencepiece unigram subwords "
+                        "learned from the training posts (the default: 0.15 bpc ahead of "
+                        "characters at equal compute, BENCHMARKS.md) or characters")
     t.add_argument("--vocab-size", type=int,
                    help=f"subword units of --tokenizer unigram (default "
                         f"{tokenizer.DEFAULT_VOCAB_SIZE})")
@@ -166,8 +167,8 @@ def train(args, config: Config) -> int:
             _check_tokenizer(args, source_vocab, f"--init-from {args.init_from}")
             # Characters follow the new corpus (shared_ids maps the rows); learned units are
             # the source's own: its weights mean nothing under other units.
-            vocab = (_build_tokenizer(args, train_posts, corpus) if source_vocab.kind == "char"
-                     else source_vocab)
+            vocab = (_build_tokenizer(args, train_posts, corpus, default="char")
+                     if source_vocab.kind == "char" else source_vocab)
             sizes = _sizes_of(source, sizes, args.init_from)
             overrides["init_from"] = str(args.init_from)
             overrides.setdefault("lr", WARM_START_LR)
@@ -247,12 +248,16 @@ def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> bool
     return True
 
 
+# Units of a new model when --tokenizer is not given: unigram read 1.5x the characters a second
+# and was 0.148 bpc ahead of characters after 45 minutes side by side (BENCHMARKS.md).
+DEFAULT_TOKENIZER = "unigram"
 # ModelConfig fields that only act in training: a warm start may change them.
 REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_dropout")
 
 
-def _build_tokenizer(args, train_posts: list[str], corpus: Path) -> Tokenizer:
-    kind = args.tokenizer or "char"
+def _build_tokenizer(args, train_posts: list[str], corpus: Path,
+                     default: str = DEFAULT_TOKENIZER) -> Tokenizer:
+    kind = args.tokenizer or default
     if kind == "char" and args.vocab_size is not None:
         raise UserError("--vocab-size sizes --tokenizer unigram: drop it, or pass "
                         "--tokenizer unigram")

@@ -41,11 +41,12 @@ FAR_CRON = "0 3 1 1 *"  # far away: only a test's rewind or run_now makes the po
 # One thread: on a busy 2-core machine two OpenMP threads ran this 15x slower than one.
 TINY_MODEL = ("--layers", "1", "--hidden", "96", "--embed", "32", "--batch-size", "32",
               "--seq-len", "64", "--lr", "0.01", "--warmup-steps", "5", "--eval-every", "200",
-              "--threads", "1")
+              "--threads", "1", "--tokenizer", "char")
 # The shared tiny model (`bot_model` fixture) and /retrain's trainings: 1 layer of 48 units,
 # 300 steps, learns the `LINE / @ / LINE` shape in a few seconds.
 TINY_TRAIN = ("--layers", "1", "--hidden", "48", "--embed", "16", "--batch-size", "16",
-              "--seq-len", "64", "--lr", "0.01", "--eval-every", "100", "--threads", "1")
+              "--seq-len", "64", "--lr", "0.01", "--eval-every", "100", "--threads", "1",
+              "--tokenizer", "char")  # tiny corpora hold too few words for subword units
 _SYLLABLES = "БА ТЯ КО ГДА ПРИ ШЕЛ НА ПА РУ ДО МОЙ МАГ ЗИН КОТ ПРЕ ПОД СО СЕД МА ЛО РЕ ВИ".split()
 
 

@@ -45,7 +45,8 @@ SEEDS = [1, 2, 3]
 TAG = "\n#neurobugurt"
 # Training small enough for many runs: the step budget makes runs comparable across seeds.
 TINY_STEPS = ("--layers", "1", "--hidden", "24", "--embed", "8", "--batch-size", "8",
-              "--seq-len", "32", "--eval-every", "20", "--log-every", "5", "--threads", "1")
+              "--seq-len", "32", "--eval-every", "20", "--log-every", "5", "--threads", "1",
+              "--tokenizer", "char")
 STEPS = 100
 
 

@@ -30,7 +30,8 @@ def test_gpu_run_trains_checks_resume_and_torchrun_and_packs_a_loadable_model(tm
     env = {"PYTHONPATH": str(hide), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "bench/gpu_run.py", "run", "--out", str(out), "--corpus", str(corpus),
-         "--minutes", "0.05", "--device", "cpu", "--", "--layers", "1", "--hidden", "16",
+         "--minutes", "0.05", "--device", "cpu", "--", "--tokenizer", "char", "--layers", "1",
+         "--hidden", "16",
          "--embed", "8", "--batch-size", "8", "--seq-len", "16", "--eval-every", "10"],
         cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + (out / "run.log").read_text()[-3000:]

@@ -171,6 +171,12 @@ def test_train_sample_eval_through_the_command_line(tmp_path, posts):
     big = run_generator(*common, "--vocab-size", "5000", "--out", str(tmp_path / "big"))
     lines = big.stderr.strip().splitlines()
     assert big.returncode != 0 and len(lines) == 1 and "pass a smaller --vocab-size" in lines[0]
+    # With no --tokenizer a new model learns 4,000 unigram units: this corpus has too few words
+    default = run_generator(*[a for a in common if a not in ("--tokenizer", "unigram")],
+                            "--out", str(tmp_path / "default"))
+    lines = default.stderr.strip().splitlines()
+    assert default.returncode == 2 and len(lines) == 1, default.stderr
+    assert "fewer than --vocab-size 4000" in lines[0] and "--tokenizer char" in lines[0]
 
 
 def test_char_model_directories_read_as_before(tmp_path):
