@@ -190,7 +190,9 @@ def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
         assert [r["input_message_content"]["message_text"] for r in empty["results"]] == pooled
         assert empty["is_personal"] and not empty.get("cache_time")  # handed out once
         first = empty["results"][0]
-        assert first["type"] == "article" and first["title"] == pooled[0].split("\n")[0][:60]
+        line = pooled[0].split("\n")[0]  # the title is the first line, cut to 60 with "…"
+        title = line if len(line) <= 60 else line[:59] + "…"
+        assert first["type"] == "article" and first["title"] == title
 
         with_text = _inline(telegram, "кот  пришел", READER)
         posts = [r["input_message_content"]["message_text"] for r in with_text["results"]]
