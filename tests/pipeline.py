@@ -115,6 +115,9 @@ def bot_config(
         "generator": {"model_dir": str(model_dir or folder / "model")},
         "schedule": {"cron": cron, "timezone": "UTC"},
         "bot": {"cooldown_seconds": 30, "candidates": 8, **bot},
+        # A small pool: its worker thread must not load the machine in tests about other things
+        # (test_bot_pool sets its own).
+        "pool": {"size": 2, "channel_candidates": 4},
     }
     if vk is not None:
         raw["vk"].update(api_url=vk.api_url, post_community=POST_COMMUNITY)

@@ -57,7 +57,9 @@ def test_chat_commands_and_bad_input(tmp_path, bot_model, telegram):
 
 
 def test_sampling_runs_off_the_event_loop(tmp_path, bot_model, telegram):
-    with AppThread(bot_config(tmp_path, bot_model, telegram, channel=False, candidates=256)):
+    raw = bot_config(tmp_path, bot_model, telegram, channel=False, candidates=256)
+    raw["pool"] = {"size": 0, "channel_candidates": 0}  # on demand: the sampling thread is busy
+    with AppThread(raw):
         start = len(telegram.calls)
         telegram.send_text("/bugurt", user_id=ADMIN)
         time.sleep(0.05)
