@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_generator import machine  # noqa: E402
+from gpu_run import result_fields  # noqa: E402
 
 NGRAM13_BPC = 2.2557  # character 13-gram Kneser–Ney on data/bugurt's validation split
 
@@ -51,26 +52,15 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, (out, proc, flags) in procs.items():
         stdout, _ = proc.communicate()
-        summary = _fields(stdout, "train_summary:")
+        summary = result_fields(stdout, "train_summary:")
         done = subprocess.run([sys.executable, "-m", "generator", "eval", "--threads", "1",
                                "--model", str(out), "--text", str(val)], cwd=REPO,
                               capture_output=True, text=True)
-        bpc = _fields(done.stdout, "bits_per_char:").get("value", float("nan"))
+        bpc = result_fields(done.stdout, "bits_per_char:").get("value", float("nan"))
         print(f"| {name} | `{flags or '(defaults)'}` | {summary.get('chars', 0):,.0f} "
               f"| {summary.get('chars_per_sec', 0):,.0f} | {bpc:.4f} "
               f"| {bpc / NGRAM13_BPC:.3f} |", flush=True)
     return 0
-
-
-def _fields(stdout: str, prefix: str) -> dict[str, float]:
-    """`prefix a=1 b=2` → {a: 1, b: 2}; `prefix 2.5` → {value: 2.5}; {} when absent."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(prefix):
-            rest = line[len(prefix):].split()
-            if len(rest) == 1 and "=" not in rest[0]:
-                return {"value": float(rest[0])}
-            return {k: float(v) for k, v in (kv.split("=") for kv in rest)}
-    return {}
 
 
 if __name__ == "__main__":

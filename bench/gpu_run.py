@@ -100,11 +100,17 @@ def _generator(args: list[str], log: Path, timeout: float | None = None,
     return done
 
 
-def _summary_line(stdout: str) -> dict:
-    """The fields of `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…`."""
+def result_fields(stdout: str, prefix: str) -> dict[str, float]:
+    """The last `prefix a=1 b=2` line as {a: 1, b: 2} (`prefix 2.5` → {value: 2.5}); {} if none.
+
+    The generator's result lines: `train_summary: chars=… seconds=…`, `bits_per_char: …`.
+    """
     for line in reversed(stdout.splitlines()):
-        if line.startswith("train_summary:"):
-            return {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+        if line.startswith(prefix):
+            rest = line[len(prefix):].split()
+            if len(rest) == 1 and "=" not in rest[0]:
+                return {"value": float(rest[0])}
+            return {k: float(v) for k, v in (kv.split("=") for kv in rest)}
     return {}
 
 
@@ -113,7 +119,7 @@ def _train(model_dir: Path, corpus: Path, minutes: float, device: str, recipe: l
     done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out",
                        str(model_dir), "--minutes", f"{minutes:g}", *recipe], log,
                       timeout=minutes * 60 * 1.5 + 120)
-    return {"ok": done.returncode == 0, **_summary_line(done.stdout)}
+    return {"ok": done.returncode == 0, **result_fields(done.stdout, "train_summary:")}
 
 
 def _precision(out: Path, corpus: Path, device: str, log: Path) -> list[str]:
@@ -169,8 +175,8 @@ def _torchrun_smoke(out: Path, corpus: Path, device: str, log: Path,
     done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
                        "--max-steps", "20", *TINY, *precision], log, timeout=300,
                       launcher=launcher)
-    return {"ok": done.returncode == 0 and bool(_summary_line(done.stdout)),
-            **_summary_line(done.stdout)}
+    summary = result_fields(done.stdout, "train_summary:")
+    return {"ok": done.returncode == 0 and bool(summary), **summary}
 
 
 def split_parts(model_dir: Path, dest: Path) -> list[str]:

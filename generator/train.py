@@ -64,7 +64,7 @@ class Streams:
     train: torch.Tensor  # int64 token stream
     val: torch.Tensor
     val_chars: int  # characters of the validation text (the bpc denominator)
-    vocab_chars: str | dict  # the tokenizer as stored with the weights (Tokenizer.stored())
+    vocab: str | dict  # the tokenizer as stored with the weights (Tokenizer.stored())
     chars_per_token: float = 1.0  # text characters per non-END token (progress counts chars)
 
 
@@ -211,7 +211,7 @@ class Trainer:
             return
         modeldir.save_checkpoint(self.out, {
             "model_config": self.model_cfg.to_dict(),
-            "train_config": asdict(self.cfg), "vocab": self.streams.vocab_chars,
+            "train_config": asdict(self.cfg), "vocab": self.streams.vocab,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "ema": None if self.ema is None else self.ema.state_dict(),
             "step": self.step, "chars": self.chars, "seconds": self.seconds,
@@ -226,7 +226,7 @@ class Trainer:
                 "train_seconds": self.seconds, "step": self.step,
                 "params": self.model.num_params(),
                 **({"init_from": self.cfg.init_from} if self.cfg.init_from else {})}
-        modeldir.save_model(self.out, self.eval_model, self.streams.vocab_chars, info,
+        modeldir.save_model(self.out, self.eval_model, self.streams.vocab, info,
                             primer=primer)
 
     def _log(self, train_loss: float | None, val_bpc: float | None) -> None:
