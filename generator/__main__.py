@@ -23,6 +23,7 @@ from generator import modeldir, ranker, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.train import (
+    BATCH_BY_DEVICE,
     WARM_START_LR,
     Streams,
     TrainConfig,
@@ -147,6 +148,7 @@ def train(args, config: Config) -> int:
     if args.no_bf16:
         overrides["bf16"] = False
     payload = source = None
+    device = _device(args.device)
     if args.resume and args.init_from:
         raise UserError("--resume continues a run, --init-from starts a new one: pass only one")
     if args.resume:
@@ -175,10 +177,12 @@ def train(args, config: Config) -> int:
         else:
             vocab = _build_tokenizer(args, train_posts, corpus)
         model_cfg = ModelConfig(vocab_size=len(vocab), **sizes)
+        rows, window = BATCH_BY_DEVICE[device.type]
+        overrides.setdefault("batch_size", rows)
+        overrides.setdefault("seq_len", window)
         train_cfg = TrainConfig(**overrides)
         # Progress lines of a run killed before its first checkpoint: not this run's.
         modeldir.clear_metrics(out)
-    device = _device(args.device)
     rank = _init_distributed(device)
     out.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -202,8 +206,10 @@ def train(args, config: Config) -> int:
         trainer.resume(payload)
         if rank == 0:
             modeldir.trim_metrics(out, trainer.step)
-    log.info("training %s params on %d chars, %s -> %s", f"{trainer.model.num_params():,}",
-             len(streams.train), corpus, out)
+    log.info("training %s params on %s tokens (%s characters), batch %d×%d, %s -> %s",
+             f"{trainer.model.num_params():,}", f"{len(streams.train):,}",
+             f"{sum(map(len, train_posts)):,}", train_cfg.batch_size, train_cfg.seq_len,
+             corpus, out)
     summary = trainer.run()
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()

@@ -35,14 +35,20 @@ PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (mode
 # of the from-scratch lr: 15-minute fine-tunes of the bundled model (what /retrain runs) went
 # 2.2414 → 2.2376 val bpc at 1e-3 and → 2.2384 at 3e-4 (BENCHMARKS.md, warm start).
 WARM_START_LR = 1e-3
+# Rows × TBPTT window of a new run that gives neither, by device. A CPU step costs about the
+# characters in it, so small batches make 4× more updates in the same minutes and learn far more
+# per character (3.81 against 4.27 bpc after 4 minutes, BENCHMARKS.md "Choosing the bugurt
+# recipe"); a GPU runs a big batch in about the time of a small one.
+BATCH_BY_DEVICE = {"cpu": (32, 64), "cuda": (128, 128)}
 
 
 @dataclass
 class TrainConfig:
     minutes: float = 15.0  # time budget of the training steps (validation not counted)
     max_steps: int | None = None  # a step budget instead (the schedule then follows steps)
-    batch_size: int = 128  # rows of the global batch (split across DDP ranks)
-    seq_len: int = 128  # TBPTT window in characters
+    # rows of the global batch (split across DDP ranks); generator train: BATCH_BY_DEVICE
+    batch_size: int = 128
+    seq_len: int = 128  # TBPTT window in tokens
     lr: float = 3e-3
     min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio when the budget is spent
     warmup_steps: int = 50

@@ -23,6 +23,7 @@ from generator.model import CharLSTM, FastLSTM, ModelConfig
 from generator.modeldir import load_model, save_model
 from generator.sample import Generator
 from generator.train import (
+    BATCH_BY_DEVICE,
     WARM_START_LR,
     Streams,
     TrainConfig,
@@ -295,3 +296,18 @@ def test_warm_start_carries_the_weights_of_shared_characters(overfit_dir, tmp_pa
     both = run_generator(*args, "--out", str(out), "--resume")
     assert both.returncode != 0 and "pass only one" in both.stderr
     assert "Traceback" not in clash.stderr + both.stderr
+
+
+@pytest.mark.slow  # runs python -m generator
+def test_a_new_cpu_run_without_batch_options_takes_the_cpu_batch(tmp_path):
+    """On CPU the default batch is the small one that learns more per minute (BATCH_BY_DEVICE)."""
+    corpus = tmp_path / "corpus.txt"
+    write_corpus(corpus, bugurts(600))
+    out = tmp_path / "cpu"
+    result = run_generator("train", "--corpus", str(corpus), "--out", str(out), "--device", "cpu",
+                           "--tokenizer", "char", "--layers", "1", "--hidden", "8", "--embed", "4",
+                           "--max-steps", "1", "--eval-every", "1")
+    assert result.returncode == 0, result.stderr
+    saved = modeldir.load_checkpoint(out)["train_config"]
+    assert (saved["batch_size"], saved["seq_len"]) == BATCH_BY_DEVICE["cpu"] == (32, 64)
+    assert "batch 32×64" in result.stderr
