@@ -1,6 +1,6 @@
 """What readers judge: a blind reading sheet and its scoring, and the share of invented words.
 
-    .venv/bin/python bench/reading.py prepare --model generator/bundled [--model runs/x ...] \
+    .venv/bin/python bench/reading.py prepare --model generator/bundled [--model runs/x@0.7 ...] \
         --real data/bugurt/corpus.val.txt -n 20 --out runs/reading
     .venv/bin/python bench/reading.py prepare --file likelihood=picks/likelihood.txt \
         --file combined=picks/combined.txt --real data/bugurt/corpus.val.txt -n 10 --out DIR
@@ -37,8 +37,10 @@ from generator.sample import Generator  # noqa: E402
 WORD = re.compile(r"[А-ЯЁа-яё]+(?:-[А-ЯЁа-яё]+)*")
 
 
-def sample_posts(model_dir: str, n: int, seed: int, temperature: float = 0.85) -> list[str]:
-    """n gated posts of a model, without the tag line."""
+def sample_posts(model: str, n: int, seed: int) -> list[str]:
+    """n gated posts of a model given as DIR or DIR@TEMPERATURE (0.85), without the tag line."""
+    model_dir, _, temp = model.partition("@")
+    temperature = float(temp) if temp else 0.85
     gen = Generator.load(model_dir)
     posts: list[str] = []
     rounds = 0
@@ -118,7 +120,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="a shuffled, unlabelled sheet of real and generated posts")
-    p.add_argument("--model", action="append", help="model directory (repeat)")
+    p.add_argument("--model", action="append",
+                   help="model directory, DIR@T to sample at temperature T (repeat)")
     p.add_argument("--file", action="append", metavar="LABEL=FILE",
                    help="posts picked elsewhere, blank-line separated (repeat)")
     p.add_argument("--real", required=True, help="validation split of the corpus")
@@ -128,7 +131,7 @@ def main() -> int:
     s = sub.add_parser("score", help="the ratings against the key, per source")
     s.add_argument("--dir", required=True)
     w = sub.add_parser("words", help="share of invented words, generated vs real")
-    w.add_argument("--model", action="append", required=True)
+    w.add_argument("--model", action="append", required=True, help="DIR or DIR@T (repeat)")
     w.add_argument("--real", required=True)
     w.add_argument("-n", type=int, default=64)
     w.add_argument("--seed", type=int, default=7)
