@@ -176,6 +176,9 @@ def train(args, config: Config) -> int:
             overrides.setdefault("lr", WARM_START_LR)
         else:
             vocab = _build_tokenizer(args, train_posts, corpus)
+            model_recipe, train_recipe = NEW_RUN_RECIPE[vocab.kind]
+            sizes = {**model_recipe, **sizes}
+            overrides = {**train_recipe, **overrides}
         model_cfg = ModelConfig(vocab_size=len(vocab), **sizes)
         rows, window = BATCH_BY_DEVICE[device.type]
         overrides.setdefault("batch_size", rows)
@@ -257,6 +260,16 @@ def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> bool
 # Units of a new model when --tokenizer is not given: unigram read 1.5x the characters a second
 # and was 0.148 bpc ahead of characters after 45 minutes side by side (BENCHMARKS.md).
 DEFAULT_TOKENIZER = "unigram"
+# What a new run of each unit takes for the options it is not given: (ModelConfig, TrainConfig)
+# fields. Subword models learn 4k rows, so a wider embedding tied to the output layer; and they
+# overfit the corpus within minutes on CPU (train 1.91 vs validation 2.26 bpc after 16 minutes),
+# which weight-drop and locked dropout hold off (2.20 at the same step, still falling);
+# BENCHMARKS.md "Subword units on CPU". A character model underfits: switches off (measured there).
+NEW_RUN_RECIPE: dict[str, tuple[dict, dict]] = {
+    "unigram": ({"embed": 256, "tie_weights": True, "weight_drop": 0.25, "locked_dropout": 0.2},
+                {"ema_decay": 0.999}),
+    "char": ({}, {}),
+}
 # ModelConfig fields that only act in training: a warm start may change them.
 REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_dropout")
 

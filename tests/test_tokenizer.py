@@ -144,6 +144,12 @@ def test_train_sample_eval_through_the_command_line(tmp_path, posts):
     assert result.returncode == 0, result.stderr
     stored = modeldir.read_model(out)["vocab"]
     assert stored["kind"] == "unigram" and len(from_stored(stored)) == SIZE
+    # options not given come from the unigram recipe; the embedding width was given
+    checkpoint = modeldir.load_checkpoint(out)
+    model_config = checkpoint["model_config"]
+    assert model_config["embed"] == 8 and model_config["tie_weights"]
+    assert (model_config["weight_drop"], model_config["locked_dropout"]) == (0.25, 0.2)
+    assert checkpoint["train_config"]["ema_decay"] == 0.999
     # chars counted are characters, not tokens: more than batch × window × steps
     assert int(result.stdout.split("chars=")[1].split()[0]) > 4 * 16 * 10
     sampled = run_generator("sample", "--model", str(out), "-n", "2", "--seed", "3",
@@ -168,6 +174,14 @@ def test_train_sample_eval_through_the_command_line(tmp_path, posts):
     clash = run_generator(*common, "--max-steps", "15", "--out", str(out), "--resume",
                           "--tokenizer", "char")
     assert clash.returncode != 0 and "differs from the unigram units" in clash.stderr
+    plain = tmp_path / "plain"
+    untied = run_generator(*common, "--vocab-size", str(SIZE), "--max-steps", "1", "--out",
+                           str(plain), "--no-tie-weights", "--weight-drop", "0", "--ema-decay", "0")
+    assert untied.returncode == 0, untied.stderr
+    checkpoint = modeldir.load_checkpoint(plain)
+    assert not checkpoint["model_config"]["tie_weights"]
+    assert checkpoint["model_config"]["weight_drop"] == 0.0
+    assert checkpoint["train_config"]["ema_decay"] == 0.0
     big = run_generator(*common, "--vocab-size", "5000", "--out", str(tmp_path / "big"))
     lines = big.stderr.strip().splitlines()
     assert big.returncode != 0 and len(lines) == 1 and "pass a smaller --vocab-size" in lines[0]
