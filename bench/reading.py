@@ -38,9 +38,10 @@ WORD = re.compile(r"[А-ЯЁа-яё]+(?:-[А-ЯЁа-яё]+)*")
 
 
 def sample_posts(model: str, n: int, seed: int) -> list[str]:
-    """n gated posts of a model given as DIR or DIR@TEMPERATURE (0.85), without the tag line."""
+    """n gated posts of a model given as DIR (at its default temperature) or DIR@TEMPERATURE,
+    without the tag line."""
     model_dir, _, temp = model.partition("@")
-    temperature = float(temp) if temp else 0.85
+    temperature = float(temp) if temp else None
     gen = Generator.load(model_dir)
     posts: list[str] = []
     rounds = 0

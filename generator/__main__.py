@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="print finished posts")
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
     s.add_argument("-n", type=int, default=1)
-    s.add_argument("--temperature", type=float, default=0.85)
+    s.add_argument("--temperature", type=float,
+                   help="default: the model's (0.6 for unigram units, 0.85 for characters)")
     s.add_argument("--top-k", type=int)
     s.add_argument("--top-p", type=float)
     s.add_argument("--prime", help="text the posts start with (any case)")
@@ -342,8 +343,8 @@ def sample(args, config: Config) -> int:
 
     if args.n < 1 or args.candidates < 1:
         raise UserError("-n and --candidates must be at least 1")
-    if args.temperature <= 0:
-        raise UserError("--temperature must be positive (e.g. 0.85)")
+    if args.temperature is not None and args.temperature <= 0:
+        raise UserError("--temperature must be positive (e.g. 0.6)")
     gen = Generator.load(_model_dir(args, config), config.generator.ranker_weight)
     posts = []
     while len(posts) < args.n:

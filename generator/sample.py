@@ -30,6 +30,11 @@ NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) float
 # Weight of the ranker's z-scored log-odds (config generator.ranker_weight). 0: a blind reading
 # of the bundled model's picks found the ranker's no better than the likelihood's (BENCHMARKS.md).
 RANKER_WEIGHT = 0.0
+# Sampling temperature when none is given, by the units the model writes. The sampler normalises
+# at every step, so a character model's ~3 steps per subword unit sharpen a word more than the
+# unit model's one: at 0.85 a 4k-unigram model invented 10.0% of its words, at 0.6 3.8%, at 0.5
+# 2.4% (real posts 2.6%; the character model 6.1% at 0.85); BENCHMARKS.md.
+DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
 
 
 class Candidate(NamedTuple):
@@ -50,6 +55,7 @@ class Generator:
             sum(1 for b in piece if b & 0xC0 != 0x80) if piece else 1
             for piece in vocab.token_bytes])
         self.cell = FastLSTM(model, banned=(UNK,))  # never write the unknown symbol
+        self.temperature = DEFAULT_TEMPERATURE[vocab.kind]  # when a caller gives none
         self._lock = threading.Lock()
         # State after the primer (a text boundary of the training stream), shared by every sample.
         self.start_state = self.cell.zero_state(1)
@@ -73,19 +79,20 @@ class Generator:
         info.setdefault("trained_chars", 0)
         return cls(model, vocab, novelty, info, modeldir.load_ranker(model_dir), ranker_weight)
 
-    def generate(self, n: int = 1, prime: str | None = None, temperature: float = 0.85,
+    def generate(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                  candidates: int = 16) -> list[str]:
         """Up to n gated posts, each ending with the line #neurobugurt (fewer if none pass)."""
         ranked = self.ranked(n, prime, temperature, top_k, top_p, seed, candidates)
         return [c.text for c in ranked[:n]]
 
-    def ranked(self, n: int = 1, prime: str | None = None, temperature: float = 0.85,
+    def ranked(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                candidates: int = 16) -> list[Candidate]:
         """Every gated, finished post of the rounds it took to find n, best first by
         `ranker.combine` (the likelihood alone without a ranker), texts tagged."""
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+        temperature = self.temperature if temperature is None else temperature
         found: list[Candidate] = []
         with self._lock, torch.inference_mode():
             for _ in range(MAX_ROUNDS):

@@ -16,7 +16,7 @@ from common.corpus import format_posts, parse_posts, write_corpus
 from generator import modeldir
 from generator.evaluate import text_bpc
 from generator.model import CharLSTM, ModelConfig
-from generator.sample import Generator
+from generator.sample import DEFAULT_TEMPERATURE, Generator
 from generator.tokenizer import Unigram, VocabSizeError, build, from_stored
 from generator.vocab import END, UNK, Vocab
 from tests.test_generator import run_generator
@@ -204,3 +204,12 @@ def test_char_model_directories_read_as_before(tmp_path):
     assert all(t.startswith("ЖДУ АВТОБУС") for t in texts)
     with pytest.raises(modeldir.ModelFormatError, match="no readable tokenizer"):
         modeldir.tokenizer_of({"vocab": {"kind": "bpe"}}, tmp_path / "model.pt")
+
+
+def test_a_sample_without_temperature_takes_the_units_default(unigram):
+    """Unigram models sample cooler than character models by default (DEFAULT_TEMPERATURE)."""
+    gen = _generator(unigram)
+    assert gen.temperature == DEFAULT_TEMPERATURE["unigram"] < DEFAULT_TEMPERATURE["char"]
+    rows = [gen.sample(4, "", t, None, None, torch.Generator().manual_seed(1))[0]
+            for t in (gen.temperature, 1.0)]
+    assert rows[0] != rows[1]
