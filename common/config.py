@@ -80,7 +80,8 @@ class ScheduleConfig:
 class BotConfig:
     cooldown_seconds: float = 10.0  # per user, between two /bugurt
     candidates: int = 16  # samples drawn per post; the quality gate keeps the best
-    temperatures: tuple[float, ...] = (0.7, 0.85, 1.0)  # arms of the ratings bandit
+    # arms of the ratings bandit, around the bundled unigram model's default (generator.sample)
+    temperatures: tuple[float, ...] = (0.5, 0.6, 0.7)
     retrain_minutes: float = 15.0  # training budget of /retrain
     # /retrain fine-tunes the served model on the fresh corpus (generator train --init-from);
     # false: trains from scratch, which rarely beats a model trained for hours in 15 minutes.
@@ -187,7 +188,7 @@ def _check_values(config: Config, source: str) -> None:
     temperatures = config.bot.temperatures
     if not temperatures or min(temperatures) <= 0:
         raise UserError(
-            f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.7, 0.85, 1.0]"
+            f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.5, 0.6, 0.7]"
         )
     _check_counts(config, source)
     if config.generator.ranker_weight < 0:
