@@ -154,13 +154,13 @@ time the small-batch recipe learns more (the bugurt recipe below uses 32×64).
 
 
 # ----- generation speed -----
-def _nn_lstm_post(model: CharLSTM, rows: int, chars: int) -> float:
-    """Seconds to sample `chars` characters for `rows` streams calling nn.LSTM per character."""
+def _nn_lstm_post(model: CharLSTM, rows: int, steps: int) -> float:
+    """Seconds to sample `steps` tokens for `rows` streams calling nn.LSTM once per token."""
     token = torch.full((rows, 1), END)
     state = None
     started = time.perf_counter()
     with torch.inference_mode():
-        for _ in range(chars):
+        for _ in range(steps):
             logits, state = model(token, state)
             logits[:, -1, END] = -1e9  # run the full length, like the FastLSTM measurement
             token = torch.multinomial(logits[:, -1].softmax(-1), 1)
@@ -178,16 +178,19 @@ def _generation_times(model_dir: str, repeats: int) -> tuple[list[str], str]:
     cfg, rows_out = model.config, []
     for rows, task in ((1, "one post"), (16, "best-of-16 (16 in parallel)")):
         with torch.inference_mode():
-            gen.sample(rows, "", 0.85, None, None, rng)  # warm-up
+            gen.sample(rows, "", gen.temperature, None, None, rng)  # warm-up
             times = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                gen.sample(rows, "", 0.85, None, None, rng)
+                texts, _ = gen.sample(rows, "", gen.temperature, None, None, rng)
                 times.append(time.perf_counter() - started)
+        # nn.LSTM takes as many steps as the sampler did: 500 for characters, ~180 for subwords
+        steps = max(len(gen.vocab.encode(text)) for text in texts)
         _nn_lstm_post(model, rows, 20)
         fast, med = min(times), sorted(times)[len(times) // 2]
-        slow = min(_nn_lstm_post(model, rows, 500) for _ in range(2))
-        size = f"{cfg.layers}×{cfg.hidden}" + ("" if gen.cell.int8 else " (fp32: no fbgemm)")
+        slow = min(_nn_lstm_post(model, rows, steps) for _ in range(2))
+        size = (f"{cfg.layers}×{cfg.hidden} {gen.vocab.kind}, {steps} steps"
+                + ("" if gen.cell.int8 else " (fp32: no fbgemm)"))
         rows_out.append(f"| {size} | {task} | {fast:.3f} | {med:.3f} "
                         f"| {slow:.3f} | {slow / fast:.1f}× |")
     full = Generator.load(model_dir)
@@ -197,7 +200,7 @@ def _generation_times(model_dir: str, repeats: int) -> tuple[list[str], str]:
         returned += len(full.generate(n=1, seed=seed, candidates=16))
         took.append(time.perf_counter() - started)
     median = sorted(took)[len(took) // 2]
-    line = (f"- {cfg.layers}×{cfg.hidden} (`{model_dir}`): median {median:.3f} s, "
+    line = (f"- {cfg.layers}×{cfg.hidden} {gen.vocab.kind} (`{model_dir}`): median {median:.3f} s, "
             f"best {min(took):.3f} s over seeds 1–{repeats}; {returned} of {repeats} calls "
             "returned a post")
     return rows_out, line
@@ -217,10 +220,11 @@ def generate(args) -> None:
 {COMMAND}generate --model {' '.join(args.model)} --repeats {args.repeats}
 
 Machine: {where}. FastLSTM (hand-written cell, int8 matrix products, one thread) vs `nn.LSTM`
-called once per character over the same weights; END is masked so every sample runs the full
-500 characters.
+called once per token (a character, or a subword unit) over the same weights, for as many steps
+as the sampler took; END is masked so every sample runs the full 500 characters. Each model
+samples at its default temperature.
 
-| model | task | FastLSTM best s | FastLSTM median s | nn.LSTM per char s | speed-up |
+| model | task | FastLSTM best s | FastLSTM median s | nn.LSTM per token s | speed-up |
 |---|---|---:|---:|---:|---:|
 {table}
 

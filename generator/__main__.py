@@ -263,7 +263,7 @@ def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> bool
 DEFAULT_TOKENIZER = "unigram"
 # What a new run of each unit takes for the options it is not given: (ModelConfig, TrainConfig)
 # fields. Subword models learn 4k rows, so a wider embedding tied to the output layer; and they
-# overfit the corpus within minutes on CPU (train 1.91 vs validation 2.26 bpc after 16 minutes),
+# overfit the corpus within minutes on CPU (train 1.96 vs validation 2.26 bpc after 16 minutes),
 # which weight-drop and locked dropout hold off (2.20 at the same step, still falling);
 # BENCHMARKS.md "Subword units on CPU". A character model underfits: switches off (measured there).
 NEW_RUN_RECIPE: dict[str, tuple[dict, dict]] = {
