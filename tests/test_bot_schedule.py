@@ -90,17 +90,23 @@ def test_job_survives_restarts_with_its_time_and_paused_state(tmp_path):
 def test_a_bot_down_over_several_run_times_posts_once(tmp_path):
     async def body():
         calls: list = []
+        now = dtm.datetime.now(dtm.UTC)
+        # Every minute but this one and the next two: 5 run times were missed in the last 5
+        # minutes, and no regular run can fall inside the test's second (a plain "* * * * *"
+        # made a second post whenever the test crossed a minute boundary). TZ is a whole number
+        # of hours from UTC, so its minutes are these.
+        quiet = {(now.minute + k) % 60 for k in range(3)}
+        cron = ",".join(str(m) for m in range(60) if m not in quiet) + " * * * *"
         before = _schedule(tmp_path, calls)
         before.scheduler.start(paused=True)  # store the job without running it
-        before.install("* * * * *")
+        before.install(cron)
         # The bot went down 5 minutes ago: 5 run times were missed.
-        missed = dtm.datetime.now(dtm.UTC) - dtm.timedelta(minutes=5, seconds=1)
-        before.job().modify(next_run_time=missed)
+        before.job().modify(next_run_time=now - dtm.timedelta(minutes=5, seconds=1))
         before.scheduler.shutdown(wait=False)
 
         after = _schedule(tmp_path, calls)
         after.scheduler.start()
-        after.install("* * * * *")
+        after.install(cron)
         await asyncio.sleep(1.0)
         assert len(calls) == 1  # coalesced: one post, not five
         assert after.job().next_run_time > dtm.datetime.now(dtm.UTC)
