@@ -1,9 +1,10 @@
 """The pool of ready posts: sampled ahead of requests by a background thread, kept in storage.db.
 
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
-- 'reply': `pool.size` gated posts per sampling temperature, each the best of `bot.candidates`
-  samples. `/bugurt` and inline queries take them; a post is taken by the one UPDATE … RETURNING
-  that marks it used, so no post is handed out twice, across threads and processes.
+- 'reply': `pool.size` gated posts per sampling temperature, each the best of
+  `pool.reply_candidates` samples drawn `bot.candidates` at a time. `/bugurt` and inline
+  queries take them; a post is taken by the one UPDATE … RETURNING that marks it used, so no
+  post is handed out twice, across threads and processes.
 - 'channel': every gated sample of batches drawn at one temperature (the ratings bandit's draw)
   until `pool.channel_candidates` are gathered; the next channel post is the best of them
   (`best_channel`, the ranking seam): by `ranker.combine` of their likelihoods (`score`) and
@@ -32,7 +33,7 @@ from bot.ratings import Ratings
 from common import db
 from common.config import Config
 from generator import ranker
-from generator.sample import Candidate
+from generator.sample import Candidate, Generator
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
@@ -129,6 +130,7 @@ class Pool:
         self.channel_candidates = config.pool.channel_candidates
         self.temperatures = config.bot.temperatures
         self.candidates = config.bot.candidates
+        self.reply_candidates = config.pool.reply_candidates
         self.ranker_weight = config.generator.ranker_weight
         self.busy_seconds = 0.0  # the worker's CPU seconds in batches
         self.batches = 0
@@ -220,8 +222,7 @@ class Pool:
                 kind, temperature = job
                 began = time.thread_time()
                 try:
-                    ranked = generator.ranked(n=1, temperature=temperature,
-                                              candidates=self.candidates)
+                    ranked = self._draw(generator, kind, temperature, rng)
                 except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
                     log.exception("pool worker: sampling failed; trying again in a minute")
                     self._wait(lambda: False, 60)
@@ -236,6 +237,20 @@ class Pool:
                 self._wait(lambda: False, busy * (1 - self.share) / self.share)
         finally:
             conn.close()
+
+    def _draw(self, generator: Generator, kind: str, temperature: float,
+              rng: random.Random) -> list[Candidate]:
+        """A batch of ranked candidates; for a reply, rounds of bot.candidates until
+        pool.reply_candidates are drawn (the sampler's lock is free between rounds), best first."""
+        ranked: list[Candidate] = []
+        drawn = 0
+        while not ranked or (kind == "reply" and drawn < self.reply_candidates
+                             and not self._stopping):
+            ranked += generator.ranked(n=1, temperature=temperature, candidates=self.candidates,
+                                       seed=rng.getrandbits(63))
+            drawn += self.candidates
+        scores = generator.combined(ranked)
+        return [ranked[i] for i in sorted(range(len(ranked)), key=lambda i: -scores[i])]
 
     def _wait(self, ready, timeout: float | None = None) -> bool:
         """Wait until `ready()` (or the timeout) unless stopping; False once stopping."""

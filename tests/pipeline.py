@@ -117,7 +117,7 @@ def bot_config(
         "bot": {"cooldown_seconds": 30, "candidates": 8, **bot},
         # A small pool: its worker thread must not load the machine in tests about other things
         # (test_bot_pool sets its own).
-        "pool": {"size": 2, "channel_candidates": 4},
+        "pool": {"size": 2, "channel_candidates": 4, "reply_candidates": 8},
     }
     if vk is not None:
         raw["vk"].update(api_url=vk.api_url, post_community=POST_COMMUNITY)

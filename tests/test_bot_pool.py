@@ -4,14 +4,18 @@ the pool and then from a bounded first-come-first-served queue, the channel's be
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import threading
 import time
 
 from bot import texts
-from bot.pool import PoolStore
+from bot.model_slot import ModelSlot
+from bot.pool import Pool, PoolStore
+from bot.settings import RuntimeSettings
 from common import db
+from common.config import config_from_dict
 from generator.sample import Candidate
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline import (
@@ -29,7 +33,7 @@ from tests.pipeline import (
 
 def _config(tmp_path, bot_model, telegram, channel=False, **pool):
     raw = bot_config(tmp_path, bot_model, telegram, channel=channel, temperatures=[0.85])
-    raw["pool"] = {"cpu_share": 1.0, "channel_candidates": 0, **pool}
+    raw["pool"] = {"cpu_share": 1.0, "channel_candidates": 0, "reply_candidates": 8, **pool}
     return raw
 
 
@@ -211,3 +215,24 @@ def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
         limited = _inline(telegram, "ПАПА", READER)
         assert limited["results"] == [] and limited["button"]["text"] == texts.INLINE_SLOW_DOWN
         assert _inline(telegram, "ПАПА", OTHER)["results"]  # per user
+
+
+def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path, bot_model):
+    """pool.reply_candidates 24 at bot.candidates 8: three rounds, the best of all first."""
+    raw = bot_config(tmp_path, bot_model, candidates=8)
+    raw["pool"] = {"reply_candidates": 24}
+    config = config_from_dict(raw)
+    conn = db.connect(config.storage.db)
+    slot = ModelSlot(RuntimeSettings(conn), config.generator.model_dir, config.bot.candidates)
+    try:
+        pool = Pool(conn, tmp_path / "pool.sqlite3", slot, config)
+        one_round = slot.generator.ranked(n=1, temperature=1.0, candidates=8, seed=3)
+        reply = pool._draw(slot.generator, "reply", 1.0, random.Random(1))
+        channel = pool._draw(slot.generator, "channel", 1.0, random.Random(1))
+    finally:
+        slot.close()
+        conn.close()
+    assert 0 < len(one_round) <= 8 < len(reply) <= 24  # more than one round's candidates
+    assert len(channel) <= 8  # a channel batch is one round
+    scores = slot.generator.combined(reply)
+    assert scores == sorted(scores, reverse=True)  # best first: the pool keeps reply[0]
