@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import sqlite3
 import threading
@@ -242,13 +243,13 @@ class Pool:
               rng: random.Random) -> list[Candidate]:
         """A batch of ranked candidates; for a reply, rounds of bot.candidates until
         pool.reply_candidates are drawn (the sampler's lock is free between rounds), best first."""
+        rounds = math.ceil(self.reply_candidates / self.candidates) if kind == "reply" else 1
         ranked: list[Candidate] = []
-        drawn = 0
-        while not ranked or (kind == "reply" and drawn < self.reply_candidates
-                             and not self._stopping):
+        for _ in range(rounds):  # a round may pass nothing through the gate: no retry here
             ranked += generator.ranked(n=1, temperature=temperature, candidates=self.candidates,
                                        seed=rng.getrandbits(63))
-            drawn += self.candidates
+            if self._stopping:
+                break
         scores = generator.combined(ranked)
         return [ranked[i] for i in sorted(range(len(ranked)), key=lambda i: -scores[i])]
 

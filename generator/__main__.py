@@ -193,8 +193,9 @@ def train(args, config: Config) -> int:
         modeldir.save_novelty(out, NoveltyIndex.build(train_posts + val_posts))
     val_text_chars = sum(len(p) + 2 for p in val_posts)  # each post + its blank-line separator
     train_ids = vocab.encode_posts(train_posts)
+    train_chars = sum(map(len, train_posts))
     # characters per non-END token of the training stream: exactly 1 for characters
-    chars_per_token = sum(map(len, train_posts)) / max(1, len(train_ids) - 1 - len(train_posts))
+    chars_per_token = train_chars / max(1, len(train_ids) - 1 - len(train_posts))
     streams = Streams(train_ids, vocab.encode_posts(val_posts), val_text_chars, vocab.stored(),
                       chars_per_token)
     try:
@@ -212,7 +213,7 @@ def train(args, config: Config) -> int:
             modeldir.trim_metrics(out, trainer.step)
     log.info("training %s params on %s tokens (%s characters), batch %d×%d, %s -> %s",
              f"{trainer.model.num_params():,}", f"{len(streams.train):,}",
-             f"{sum(map(len, train_posts)):,}", train_cfg.batch_size, train_cfg.seq_len,
+             f"{train_chars:,}", train_cfg.batch_size, train_cfg.seq_len,
              corpus, out)
     summary = trainer.run()
     del trainer  # its DDP wrapper holds the process group
