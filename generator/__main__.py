@@ -19,7 +19,7 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, read_split, split_paths
 from common.log import setup_logging
-from generator import modeldir, ranker, tokenizer
+from generator import judge, modeldir, ranker, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.train import (
@@ -41,8 +41,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args.config)
-    commands = {"train": train, "ranker": ranker_command, "sample": sample, "eval": evaluate,
-                "export": export}
+    commands = {"train": train, "judge": judge_command, "ranker": ranker_command,
+                "sample": sample, "eval": evaluate, "export": export}
     return commands[args.command](args, config)
 
 
@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ranker", action="store_true",
                    help="also train the ranker after the model (see `ranker`; off by default: "
                         "a blind reading found its picks no better, BENCHMARKS.md)")
+    t.add_argument("--no-judge", action="store_true",
+                   help="skip training the coherence judge after the model (see `judge`)")
+    j = sub.add_parser("judge", help="(re)train the coherence judge of a model directory: real "
+                                     "posts against real posts made incoherent")
+    j.add_argument("--model", help="model directory (default: generator.model_dir)")
+    j.add_argument("--corpus", help="corpus file (default: corpus.path; its split is used)")
+    for sp in (t, j):
+        sp.add_argument("--judge-posts", type=int, default=JUDGE_POSTS,
+                        help="training posts the judge learns from (and as many corrupted)")
     r = sub.add_parser("ranker", help="(re)train the ranker of a model directory: a classifier "
                                       "of training posts against the model's samples")
     r.add_argument("--model", help="model directory (default: generator.model_dir)")
@@ -112,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="copy a model directory with bf16 weights (for bundling)")
     x.add_argument("--model", required=True, help="trained model directory")
     x.add_argument("--out", required=True, help="directory to write (e.g. generator/bundled)")
-    for sp in (t, r, s, e, x):
+    for sp in (t, j, r, s, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
@@ -221,11 +230,44 @@ def train(args, config: Config) -> int:
     if rank == 0:
         if args.ranker:  # on CPU, after the group: the other ranks need not wait
             _train_ranker(out, train_posts, args.ranker_samples)
+        if not args.no_judge:
+            _train_judge(out, train_posts, val_posts, args.judge_posts)
         # the last stdout line, which the bot's retrain and the benches read
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
               f"best_val_bpc={summary['best_val_bpc']:.4f}")
     return 0
+
+
+def judge_command(args, config: Config) -> int:
+    model_dir = _model_dir(args, config)
+    modeldir.read_model(model_dir)  # a clear error before reading a corpus for nothing
+    train_posts, val_posts = _read_corpus(Path(args.corpus or config.corpus.path))
+    if not _train_judge(model_dir, train_posts, val_posts, args.judge_posts):
+        raise UserError("too few posts of two or more lines in the corpus to train a judge")
+    return 0
+
+
+def _train_judge(model_dir: Path, train_posts: list[str], val_posts: list[str],
+                 max_posts: int) -> bool:
+    """Train the coherence judge of the model saved in `model_dir` and save it; False (with a
+    warning, nothing written) when the corpus has too few posts to learn from."""
+    from generator.sample import Generator  # noqa: PLC0415 - as in `sample`
+
+    threads = torch.get_num_threads()
+    gen = Generator.load(model_dir)  # one thread: the reads are many small sequences
+    made = judge.train_judge(judge.LineReader(gen.model, gen.vocab, judge.lstm_state(
+        gen.start_state)), train_posts, val_posts, max_posts)
+    torch.set_num_threads(threads)
+    if made is None:
+        log.warning("no judge for %s: too few posts of two or more lines; the search goes by "
+                    "fluency alone", model_dir)
+        return False
+    net, info = made
+    modeldir.save_judge(model_dir, net, info)
+    print(f"judge_summary: held_out_accuracy={info['held_out_accuracy']['all']:.4f} "
+          f"posts={info['train_posts']} seconds={info['read_seconds'] + info['seconds']:.1f}")
+    return True
 
 
 def ranker_command(args, config: Config) -> int:
@@ -259,6 +301,9 @@ def _train_ranker(model_dir: Path, train_posts: list[str], samples: int) -> bool
     return True
 
 
+# Training posts the judge reads (and as many corrupted copies): reading is most of its cost,
+# about a minute a thousand posts on one thread at the bundled model's size.
+JUDGE_POSTS = 1500
 # Units of a new model when --tokenizer is not given: unigram read 1.5x the characters a second
 # and was 0.148 bpc ahead of characters after 45 minutes side by side (BENCHMARKS.md).
 DEFAULT_TOKENIZER = "unigram"

@@ -8,6 +8,8 @@ A model directory holds:
 - `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
                   states, the same "vocab") that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
+- `judge.pt`      the coherence judge (judge.py) of this model's line features; optional:
+                  without it the line-by-line search goes by fluency alone;
 - `ranker.pt`     the ranker (ranker.py) trained against this model's samples; optional: without
                   it candidates are ranked by likelihood alone;
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
@@ -30,6 +32,7 @@ import math
 import os
 import pickle
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +41,7 @@ import torch
 from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
 from generator.gate import NoveltyIndex
+from generator.judge import JudgeConfig, JudgeNet
 from generator.model import CharLSTM, ModelConfig
 from generator.ranker import Ranker
 from generator.tokenizer import from_stored
@@ -49,6 +53,7 @@ MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
 RANKER_FILE = "ranker.pt"
+JUDGE_FILE = "judge.pt"
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -199,11 +204,33 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
+# ----- judge.pt -----
+def save_judge(model_dir: str | os.PathLike, net: JudgeNet, info: dict) -> None:
+    _save_pt(Path(model_dir) / JUDGE_FILE, {"kind": "judge", "config": asdict(net.config),
+                                            "weights": net.state_dict(), "info": info})
+
+
+def load_judge(model_dir: str | os.PathLike) -> JudgeNet | None:
+    """The directory's coherence judge, or None when it has none (trained before judges, or on
+    too few posts): the search then goes by fluency alone."""
+    path = Path(model_dir) / JUDGE_FILE
+    if not path.exists():
+        return None
+    payload = _load_pt(path)
+    try:
+        net = JudgeNet(JudgeConfig(**payload["config"]))
+        net.load_state_dict(payload["weights"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFormatError(f"{path} holds no readable judge ({_reason(exc)}): retrain it "
+                               "(python -m generator judge) or delete it") from None
+    return net.eval()
+
+
 # ----- the directory as a whole -----
 def copy_extras(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy the novelty index, ranker and metrics of `src` into `dst` (export writes model.pt
     itself)."""
-    for name in (NOVELTY_FILE, RANKER_FILE, METRICS_FILE):
+    for name in (NOVELTY_FILE, RANKER_FILE, JUDGE_FILE, METRICS_FILE):
         if (Path(src) / name).exists():
             write_bytes_atomic(Path(dst) / name, (Path(src) / name).read_bytes())
 

@@ -1,0 +1,106 @@
+"""Posts of each selection system, for a blind reading, with the CPU seconds each post took.
+
+    .venv/bin/python bench/selection.py --model generator/bundled --corpus data/bugurt/corpus.txt \
+        -n 15 --out runs/selection [--system likelihood64 --system search ...]
+    .venv/bin/python bench/reading.py prepare --real data/bugurt/corpus.val.txt -n 15 \
+        --out runs/selection/sheet --file likelihood64=runs/selection/likelihood64.txt ...
+
+Systems (each writes OUT/NAME.txt, posts blank-line separated, no tag):
+- likelihood64: best of 64 whole posts by mean log-likelihood per character (the pool today);
+- search: line-by-line search (generator/search.py) under fluency and the model's judge;
+- search-fluency: the same search without the judge;
+- markov: a word Markov chain (markovify, state 2) over the corpus lines, as many lines as a
+  real training post has (drawn at random): the peer to beat.
+CPU seconds are the process's own (time.process_time), so other load on the machine does not
+count; run it on one thread (it sets one) and name the CPU when reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from common.corpus import format_posts, read_split  # noqa: E402
+from generator import modeldir  # noqa: E402
+from generator.gate import TAG, form_reason  # noqa: E402
+from generator.judge import LINE_BREAK  # noqa: E402
+from generator.sample import Generator  # noqa: E402
+from generator.search import LineSearch, SearchConfig, timed_posts  # noqa: E402
+
+SYSTEMS = ("likelihood64", "search", "search-fluency", "markov")
+
+
+def likelihood_posts(gen: Generator, n: int, seed: int) -> tuple[list[str], float]:
+    started = time.process_time()
+    posts = []
+    for i in range(n):
+        ranked = gen.ranked(1, candidates=64, seed=seed + i)
+        if ranked:
+            posts.append(ranked[0].text.removesuffix("\n" + TAG))
+    return posts, time.process_time() - started
+
+
+def markov_posts(train: list[str], n: int, seed: int) -> tuple[list[str], float]:
+    import markovify  # noqa: PLC0415 - a development dependency of this script only
+
+    started = time.process_time()
+    lines = [line for post in train for line in post.split(LINE_BREAK)]
+    chain = markovify.NewlineText("\n".join(lines), state_size=2, well_formed=False)
+    rng = random.Random(seed)
+    random.seed(seed)  # markovify draws from the global generator
+    shapes = [len(p.split(LINE_BREAK)) for p in train if form_reason(p) is None]
+    posts = []
+    while len(posts) < n:
+        made = [chain.make_sentence(tries=100) for _ in range(rng.choice(shapes))]
+        post = LINE_BREAK.join(m for m in made if m)
+        if form_reason(post) is None:
+            posts.append(post)
+    return posts, time.process_time() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="generator/bundled")
+    parser.add_argument("--corpus", default="data/bugurt/corpus.txt")
+    parser.add_argument("--system", action="append", choices=SYSTEMS)
+    parser.add_argument("-n", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--lines-drawn", type=int, default=SearchConfig.lines_drawn)
+    parser.add_argument("--beam", type=int, default=SearchConfig.beam)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    gen = Generator.load(args.model)
+    train, _, _ = read_split(args.corpus)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam)
+    print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
+    for system in args.system or SYSTEMS:
+        if system == "likelihood64":
+            posts, cpu = likelihood_posts(gen, args.n, args.seed)
+        elif system == "markov":
+            posts, cpu = markov_posts(train, args.n, args.seed)
+        else:
+            judge = modeldir.load_judge(args.model) if system == "search" else None
+            if system == "search" and judge is None:
+                print(f"search: {args.model} has no judge (python -m generator judge)")
+                continue
+            posts, cpu = timed_posts(LineSearch(gen, judge, config), args.n, args.seed)
+        (args.out / f"{system}.txt").write_text(format_posts(posts), encoding="utf-8")
+        lines = sum(len(p.split(LINE_BREAK)) for p in posts) / max(1, len(posts))
+        print(f"{system}: {len(posts)} posts, {cpu / max(1, len(posts)):.2f} CPU s a post, "
+              f"{lines:.1f} lines a post")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

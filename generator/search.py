@@ -1,0 +1,232 @@
+"""Line-by-line search: a post built one line at a time under the judge and a fluency term.
+
+Best-of-N over whole posts keeps one lucky draw of ~6 lines; here every line is chosen: from each
+of the `beam` posts kept so far, `lines_drawn` continuations of the next line are sampled from the
+model's state (one batch), each is scored, and the best `beam` partial posts go on, until the
+model ends the posts. A continuation's score is the z-score, among the continuations of that
+step, of
+- fluency: the post's mean log-likelihood per character so far (the model's own view), plus
+- `judge_weight` × the coherence judge's log-odds that the post so far is real (judge.py),
+so neither term's scale decides alone. Lines that repeat an earlier line of the post, hold the
+unknown symbol or run over MAX_LINE characters are dropped; a post may end only after
+`min_lines` lines, and finished posts pass the same quality gate as sampled ones.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from generator import gate
+from generator.judge import LINE_BREAK, JudgeNet, LineReader, line_scalars, lstm_state
+from generator.model import CellState
+from generator.vocab import END
+
+
+@dataclass
+class SearchConfig:
+    lines_drawn: int = 16  # continuations sampled from each kept post at every line
+    beam: int = 4  # partial posts kept after every line
+    min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
+    max_lines: int = 14
+    judge_weight: float = 1.0
+    temperature: float = 0.6
+
+
+@dataclass
+class Partial:
+    """A post being built: its lines, the model's state after them, the judge's state."""
+
+    lines: list[str]
+    state: CellState  # one row
+    logits: torch.Tensor  # (1, V): the next token's
+    judge_state: torch.Tensor | None  # (1, 1, W)
+    log_likelihood: float = 0.0  # natural log, over the characters so far
+    chars: int = 0
+    judge: float = 0.0  # log-odds after the last line
+    score: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return LINE_BREAK.join(self.lines)
+
+
+class LineSearch:
+    """Builds posts line by line from a `Generator`'s model (its cell, vocab, gate, novelty)."""
+
+    def __init__(self, generator, judge: JudgeNet | None, config: SearchConfig | None = None):
+        self.gen, self.judge = generator, judge
+        self.config = config or SearchConfig()
+        self.reader = LineReader(generator.model, generator.vocab,
+                                 lstm_state(generator.start_state))
+        self.line_break = generator.vocab.encode(LINE_BREAK)
+        # the separator's first token ends a line; a lone newline (a unit of its own in a
+        # subword vocabulary) would make a line without @, which the gate refuses
+        newline = generator.vocab.encode("\n")
+        self.banned = newline if len(newline) == 1 and newline != self.line_break[:1] else []
+
+    def post(self, rng: torch.Generator) -> tuple[str, float, float] | None:
+        """(text, mean log-likelihood per character, judge log-odds) of the best post found, or
+        None when no finished post passed the gate."""
+        cfg, gen = self.config, self.gen
+        start = Partial([], gen.start_state, gen.start_logits, None)
+        beams, finished = [start], []
+        for depth in range(cfg.max_lines):
+            candidates = self._expand(beams, rng, may_end=depth + 1 >= cfg.min_lines)
+            if not candidates:
+                break
+            _score(candidates, cfg.judge_weight)
+            ended = [c for c, last in candidates if last]
+            finished += [c for c in ended if self._passes(c.text)]
+            going = [c for c, last in candidates if not last]
+            beams = sorted(going, key=lambda c: -c.score)[: cfg.beam]
+            if len(finished) >= cfg.beam or not beams:
+                break
+        if not finished:
+            return None
+        _score([(c, True) for c in finished], cfg.judge_weight)
+        best = max(finished, key=lambda c: c.score)
+        return best.text, best.log_likelihood / max(1, best.chars), best.judge
+
+    def _passes(self, text: str) -> bool:
+        return gate.form_reason(text) is None and self.gen.novelty.copy_reason(text) is None
+
+    def _expand(self, beams: list[Partial], rng: torch.Generator, may_end: bool
+                ) -> list[tuple[Partial, bool]]:
+        """Every usable next line of every beam: (the longer partial post, whether it ended)."""
+        k = self.config.lines_drawn
+        rows = len(beams) * k
+        parent = [b for b in beams for _ in range(k)]
+        state = _stack([b.state for b in parent])
+        logits = torch.cat([b.logits for b in parent])
+        drawn, logp, last, final, final_logits = self._draw_lines(state, logits, rows, rng,
+                                                                  may_end)
+        keep = []
+        for r in range(rows):
+            line = self.gen.vocab.decode(drawn[r])
+            if (last[r] is None or not line.strip() or "\ufffd" in line or "\n" in line
+                    or len(line) > gate.MAX_LINE or line in parent[r].lines
+                    or line == gate.SEPARATOR):
+                continue
+            keep.append((r, line))
+        if not keep:
+            return []
+        ends = [bool(last[r]) for r, _ in keep]
+        alone = self.reader.read([[self.reader.line_ids(line, end)]
+                                  for (_, line), end in zip(keep, ends, strict=True)])
+        out = []
+        for (r, line), end, (alone_top, alone_bits) in zip(keep, ends, alone, strict=True):
+            p = parent[r]
+            chars = len(line) + (1 if end else len(LINE_BREAK))
+            ctx_bits = -logp[r] / math.log(2)
+            features = line_scalars(torch.tensor([ctx_bits / chars]), alone_bits / chars,
+                                    torch.tensor([chars]), alone_top, p.state.top)
+            judge, judge_state = p.judge, None
+            if self.judge is not None:
+                with torch.no_grad():
+                    odds, judge_state = self.judge(features[None], p.judge_state)
+                judge = float(odds[0, -1])
+            out.append((Partial(p.lines + [line], _row(final, r), final_logits[r : r + 1],
+                                judge_state, p.log_likelihood + logp[r], p.chars + chars,
+                                judge), end))
+        return out
+
+    def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
+                    rng: torch.Generator, may_end: bool):
+        """Sample one line per row. Returns the tokens of each line (line break excluded), its
+        log-probability (line break or END included), whether it ended the post (None: cut at
+        the length cap), and the state and logits after each row's line break."""
+        cfg, cell = self.config, self.gen.cell
+        stop = self.line_break[0]
+        banned = self.banned + ([] if may_end else [END])
+        final = CellState(rows, len(state.c), state.c[0].shape[1])
+        final_logits = torch.zeros_like(logits)
+        drawn: list[list[int]] = [[] for _ in range(rows)]
+        logp = torch.zeros(rows)
+        last: list[bool | None] = [None] * rows
+        open_rows = torch.ones(rows, dtype=torch.bool)
+        cap = gate.MAX_LINE // 2 + 8  # tokens: a unit writes ≥ 1 character, most write 2–4
+        for _ in range(cap):
+            if banned:
+                logits = logits.clone()
+                logits[:, banned] = -math.inf
+            step_logp = torch.log_softmax(logits / cfg.temperature, -1)
+            token = torch.multinomial(step_logp.exp(), 1, generator=rng)[:, 0]
+            # the model's own log-probability (at temperature 1) of what was drawn
+            logp += torch.where(open_rows, torch.log_softmax(logits, -1).gather(
+                1, token[:, None])[:, 0], torch.zeros(rows))
+            logits = cell.step(token, state)
+            closing = open_rows & ((token == stop) | (token == END))
+            for r in closing.nonzero()[:, 0].tolist():
+                last[r] = int(token[r]) == END
+            for t, r in zip(token.tolist(), range(rows), strict=True):
+                if open_rows[r] and not closing[r]:
+                    drawn[r].append(t)
+            if closing.any():
+                _copy_rows(state, final, closing)
+                final_logits[closing] = logits[closing]
+            open_rows &= ~closing
+            if not open_rows.any():
+                break
+        # a line break of several tokens (characters): its remaining tokens are read as given
+        for token_id in self.line_break[1:]:
+            follow = torch.tensor([last[r] is False for r in range(rows)])
+            logp += torch.where(follow, torch.log_softmax(final_logits, -1)[:, token_id], 0.0)
+            logits = cell.step(torch.full((rows,), token_id), final)
+            final_logits[follow] = logits[follow]
+        return drawn, logp.tolist(), last, final, final_logits
+
+
+def _score(candidates: list[tuple[Partial, bool]], judge_weight: float) -> None:
+    """Set each partial post's score: z(fluency) + judge_weight · z(judge) among them."""
+    fluency = torch.tensor([c.log_likelihood / max(1, c.chars) for c, _ in candidates])
+    judge = torch.tensor([c.judge for c, _ in candidates])
+    scores = _z(fluency) + judge_weight * _z(judge)
+    for (c, _), s in zip(candidates, scores.tolist(), strict=True):
+        c.score = s
+
+
+def _z(x: torch.Tensor) -> torch.Tensor:
+    if len(x) < 2:
+        return torch.zeros_like(x)
+    return (x - x.mean()) / x.std().clamp_min(1e-6)
+
+
+def _stack(states: list[CellState]) -> CellState:
+    """One state of len(states) rows from one-row states."""
+    first = states[0]
+    out = CellState(len(states), len(first.c), first.c[0].shape[1])
+    for layer in range(len(first.c)):
+        torch.cat([s.c[layer] for s in states], out=out.c[layer])
+    for k in range(len(first.buffers)):
+        torch.cat([s.buffers[k] for s in states], out=out.buffers[k])
+    return out
+
+
+def _row(state: CellState, r: int) -> CellState:
+    """Row r of a state as a one-row state."""
+    out = CellState(1, len(state.c), state.c[0].shape[1])
+    for mine, theirs in zip(state.c + state.buffers, out.c + out.buffers, strict=True):
+        theirs.copy_(mine[r : r + 1])
+    return out
+
+
+def _copy_rows(src: CellState, dst: CellState, rows: torch.Tensor) -> None:
+    for a, b in zip(src.c + src.buffers, dst.c + dst.buffers, strict=True):
+        b[rows] = a[rows]
+
+
+def timed_posts(search: LineSearch, n: int, seed: int) -> tuple[list[str], float]:
+    """n posts (fewer if some searches found none) and the CPU seconds they took."""
+    rng = torch.Generator().manual_seed(seed)
+    started = time.process_time()
+    posts = []
+    with torch.inference_mode():
+        for _ in range(n):
+            found = search.post(rng)
+            if found is not None:
+                posts.append(found[0])
+    return posts, time.process_time() - started

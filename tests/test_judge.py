@@ -1,0 +1,116 @@
+"""The coherence judge and the line-by-line search, at tiny sizes, offline."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from common.cli import UserError
+from common.corpus import read_split
+from generator import gate, judge, modeldir
+from generator.judge import (
+    FEATURES,
+    LINE_BREAK,
+    Example,
+    LineReader,
+    corrupt,
+    fit,
+    lstm_state,
+    train_judge,
+)
+from generator.sample import Generator
+from generator.search import LineSearch, SearchConfig
+from tests import pipeline
+
+torch.set_num_threads(1)
+POSTS = [[f"СТРОКА {p} {i}" for i in range(2 + p % 4)] for p in range(40)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_each_corruption_changes_the_post_from_the_line_it_names(seed):
+    rng = random.Random(seed)
+    lines = POSTS[seed % 7 + 10]
+    made = corrupt(lines, POSTS, rng)
+    if made is None:  # a kind that cannot apply to these lines (a cut of a two-word line)
+        return
+    kind, new, first_bad = made
+    assert kind in judge.CORRUPTIONS and new != lines
+    assert new[:first_bad] == lines[:first_bad]
+    assert new[first_bad] != lines[first_bad]
+
+
+def test_fit_learns_a_separable_signal_and_keeps_its_best_epoch():
+    rng = random.Random(0)
+
+    def example(real: bool) -> Example:
+        n = rng.randint(2, 5)
+        features = torch.randn(n, FEATURES)
+        features[:, 2] += 3.0 if real else -3.0  # the gap between bits alone and in context
+        return Example(features, n if real else 0, "real" if real else "swap")
+
+    train = [example(i % 2 == 0) for i in range(400)]
+    val = [example(i % 2 == 0) for i in range(100)]
+    net, info = fit(train, val, epochs=5)
+    assert info["held_out_accuracy"]["all"] > 0.9
+    assert judge.accuracy(net, val)["all"] == info["held_out_accuracy"]["all"]
+
+
+@pytest.fixture(scope="module")
+def tiny(bot_model):
+    return Generator.load(bot_model)
+
+
+def test_line_reader_reads_the_first_line_the_same_in_context_and_alone(tiny):
+    reader = LineReader(tiny.model, tiny.vocab, lstm_state(tiny.start_state))
+    posts = [p.split(LINE_BREAK) for p in pipeline.made_up_bugurts(6, seed=5)]
+    features = reader.features(posts)
+    assert [f.shape for f in features] == [(len(p), FEATURES) for p in posts]
+    for f in features:
+        assert torch.isfinite(f).all()
+        # the first line is read from a post's start either way: same bits, no gap
+        assert f[0, 0].item() == pytest.approx(f[0, 1].item(), abs=1e-4)
+        assert f[0, 2].item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_search_builds_gated_posts_line_by_line_with_the_trained_judge(tiny, bot_model):
+    found = modeldir.load_judge(bot_model)  # `generator train` trains one after the model
+    assert found is not None
+    search = LineSearch(tiny, found, SearchConfig(lines_drawn=6, beam=2, min_lines=3))
+    rng = torch.Generator().manual_seed(3)
+    posts = []
+    with torch.inference_mode():
+        for _ in range(3):
+            made = search.post(rng)
+            if made is not None:
+                posts.append(made)
+    assert posts, "no search passed the gate on the tiny model"
+    for text, likelihood, odds in posts:
+        lines = text.split(LINE_BREAK)
+        assert gate.form_reason(text) is None
+        assert len(lines) >= 3 and len(set(lines)) == len(lines)
+        assert likelihood < 0 and math.isfinite(odds)
+
+
+def test_judge_command_retrains_and_bad_judge_files_get_one_line(bot_model, tmp_path):
+    corpus = bot_model.parent / "corpus.txt"
+    done = pipeline.run("generator", "judge", "--model", str(bot_model), "--corpus", str(corpus),
+                        "--judge-posts", "60", env=pipeline.secrets(vk=False), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("judge_summary: held_out_accuracy=")
+    assert 0.0 <= float(summary.split("=")[1].split()[0]) <= 1.0
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / modeldir.JUDGE_FILE).write_bytes(b"not a judge")
+    with pytest.raises(UserError, match="judge.pt"):
+        modeldir.load_judge(bad)
+    assert modeldir.load_judge(tmp_path) is None  # none there: the search goes by fluency
+
+
+def test_too_few_posts_train_no_judge(tiny, bot_model):
+    train, val, _ = read_split(bot_model.parent / "corpus.txt")
+    reader = LineReader(tiny.model, tiny.vocab, lstm_state(tiny.start_state))
+    assert train_judge(reader, train[:5], val) is None
