@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from common.atomic import write_text_atomic  # noqa: E402
 from common.corpus import format_posts, parse_posts  # noqa: E402
-from generator.model import CharLSTM, FastLSTM, ModelConfig  # noqa: E402
+from generator.model import FastLSTM, LSTMModel, ModelConfig  # noqa: E402
 from generator.modeldir import load_model  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.vocab import END, UNK  # noqa: E402
@@ -59,7 +59,7 @@ def machine() -> str:
 
 
 # ----- training speed -----
-def _train_rate(model: CharLSTM, batch: int, seq: int, seconds: float, bf16: bool,
+def _train_rate(model: LSTMModel, batch: int, seq: int, seconds: float, bf16: bool,
                 fused: bool) -> float:
     """Characters per second of full training steps (forward, backward, clip, Adam)."""
     V = model.config.vocab_size
@@ -120,7 +120,7 @@ def train_speed(args) -> None:
     for name, batch, seq, bf16, fused, one_thread, dropout in runs:
         torch.set_num_threads(1 if one_thread else threads)
         torch.manual_seed(0)
-        model = CharLSTM(dataclasses.replace(cfg, dropout=dropout))
+        model = LSTMModel(dataclasses.replace(cfg, dropout=dropout))
         rate = _train_rate(model, batch, seq, args.seconds, bf16, fused)
         rows.append((name, rate))
         print(f"{name}: {rate:,.0f} chars/s", file=sys.stderr)
@@ -154,7 +154,7 @@ time the small-batch recipe learns more (the bugurt recipe below uses 32×64).
 
 
 # ----- generation speed -----
-def _nn_lstm_post(model: CharLSTM, rows: int, steps: int) -> float:
+def _nn_lstm_post(model: LSTMModel, rows: int, steps: int) -> float:
     """Seconds to sample `steps` tokens for `rows` streams calling nn.LSTM once per token."""
     token = torch.full((rows, 1), END)
     state = None

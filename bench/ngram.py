@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.corpus import format_posts, read_posts, split_paths  # noqa: E402
-from generator.vocab import Vocab  # noqa: E402
+from generator.vocab import CharVocab  # noqa: E402
 
 
 def _discounts(counts: np.ndarray) -> np.ndarray:
@@ -98,7 +98,7 @@ def corpus_bpc(corpus: Path, orders: list[int]) -> dict[int, float]:
     """Validation bits per character of each order on a corpus's train/val split files."""
     train_path, val_path = split_paths(corpus)
     train_posts, val_posts = read_posts(train_path), read_posts(val_path)
-    vocab = Vocab.build(train_posts)
+    vocab = CharVocab.build(train_posts)
     train = vocab.encode_posts(train_posts).numpy()
     val = vocab.encode_posts(val_posts).numpy()
     chars = len(format_posts(val_posts))

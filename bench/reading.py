@@ -63,7 +63,7 @@ def prepare(args) -> int:
     entries = [(f"real:{args.real}", p) for p in real_posts(args.real, args.n, args.seed)]
     for model in args.model or []:
         entries += [(f"model:{model}", p) for p in sample_posts(model, args.n, args.seed)]
-    for spec in args.file or []:  # posts picked elsewhere (bench/ranker_pick.py), one a block
+    for spec in args.file or []:  # posts picked elsewhere, one a block
         label, path = spec.split("=", 1)
         entries += [(f"file:{label}", p) for p in parse_posts(Path(path).read_text("utf-8"))]
     random.Random(args.seed).shuffle(entries)

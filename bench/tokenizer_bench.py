@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.corpus import read_split  # noqa: E402
 from generator.tokenizer import Unigram  # noqa: E402
-from generator.vocab import END, Tokenizer, Vocab  # noqa: E402
+from generator.vocab import END, CharVocab, Tokenizer  # noqa: E402
 
 
 def measure(tokenizer: Tokenizer, posts: list[str]) -> dict:
@@ -53,7 +53,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for size in [None, *args.sizes]:
         started = time.perf_counter()
-        tokenizer = Vocab.build(train_posts) if size is None else Unigram.train(train_posts, size)
+        tokenizer = (CharVocab.build(train_posts) if size is None
+                     else Unigram.train(train_posts, size))
         seconds = time.perf_counter() - started
         train, val = measure(tokenizer, train_posts), measure(tokenizer, val_posts)
         name = f"char ({len(tokenizer)})" if size is None else f"unigram {size}"

@@ -121,7 +121,13 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.warning("polling Telegram failed, retrying: %s", context.error)
         return
     log.error("error while handling an update", exc_info=context.error)
-    # Only a person's own message gets the apology (a vote's message is the channel post).
-    if isinstance(update, Update) and update.message is not None:
-        with contextlib.suppress(TelegramError):
+    if not isinstance(update, Update):
+        return
+    # Only a person's own message gets the apology (a vote's message is the channel post); an
+    # inline query gets an empty answer saying so, instead of a spinner until Telegram gives up.
+    with contextlib.suppress(TelegramError):
+        if update.message is not None:
             await update.message.reply_text(texts.INTERNAL_ERROR)
+        elif update.inline_query is not None:
+            button = InlineQueryResultsButton(texts.INLINE_ERROR, start_parameter="inline")
+            await update.inline_query.answer([], cache_time=0, is_personal=True, button=button)

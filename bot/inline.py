@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot import texts
-from bot.model_slot import ModelSlot
-from bot.pool import Pool
-from bot.prime import MAX_PRIME_CHARS, writable
+from bot import posts, texts
+from bot.posts import Posts
+from bot.prime import MAX_PRIME_CHARS
 from common.config import Config
 
 CACHED_QUERIES = 512  # query texts whose posts are kept (the oldest go first)
@@ -34,44 +32,35 @@ class InlineAnswer:
 
 
 class InlineAnswers:
-    def __init__(self, config: Config, models: ModelSlot, pool: Pool,
-                 temperature: Callable[[], float]) -> None:
+    def __init__(self, config: Config, source: Posts) -> None:
         self.posts = config.inline.posts
         self.per_minute = config.inline.per_minute
         self.cache_seconds = config.inline.cache_seconds
-        self.queue_limit = config.pool.queue_limit
-        self.models = models
-        self.pool = pool
-        self.temperature = temperature  # the ratings bandit's draw
+        self.source = source
         self._cache: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
         self._asked: dict[int, deque[float]] = {}  # user id → times of answered queries
 
     async def answer(self, query: str, user_id: int) -> InlineAnswer:
         """Posts for one inline query (starting with its text, if any), or a note why none."""
-        if len(query) > 4 * MAX_PRIME_CHARS:  # no need to clean 10,000 characters to say so
-            return InlineAnswer(note=texts.INLINE_TOO_LONG.format(limit=MAX_PRIME_CHARS))
-        prime, _ = writable(self.models.generator, query)
-        if len(prime) > MAX_PRIME_CHARS:
-            return InlineAnswer(note=texts.INLINE_TOO_LONG.format(limit=MAX_PRIME_CHARS))
-        if query.strip() and not prime:
-            return InlineAnswer(note=texts.INLINE_NO_CHARS)
-        cached = self._cached(prime) if prime else None
+        prime = self.source.read(query)
+        if prime.refused:
+            return InlineAnswer(note=texts.INLINE_TOO_LONG.format(limit=MAX_PRIME_CHARS)
+                                if prime.refused == posts.TOO_LONG else texts.INLINE_NO_CHARS)
+        cached = self._cached(prime.text) if prime.text else None
         if cached:
             return InlineAnswer(cached, cache_seconds=int(self.cache_seconds))
         if not self._allow(user_id):
             return InlineAnswer(note=texts.INLINE_SLOW_DOWN)
-        temperature = self.temperature()
-        posts = [] if prime else self.pool.take(temperature, self.posts)
-        if not posts:
-            if self.models.waiting >= self.queue_limit:
-                return InlineAnswer(note=texts.INLINE_BUSY)
-            posts = await self.models.generate(prime or None, temperature, n=self.posts)
-        if not posts:
+        order = self.source.order(prime, self.posts)
+        if order.refused:
+            return InlineAnswer(note=texts.INLINE_BUSY)
+        written = await order.posts()
+        if not written:
             return InlineAnswer(note=texts.INLINE_NO_GOOD_POST)
-        if prime:
-            self._remember(prime, posts)
-            return InlineAnswer(posts, cache_seconds=int(self.cache_seconds))
-        return InlineAnswer(posts)  # pool posts are handed out once: Telegram must not cache
+        if prime.text:
+            self._remember(prime.text, written)
+            return InlineAnswer(written, cache_seconds=int(self.cache_seconds))
+        return InlineAnswer(written)  # pool posts are handed out once: Telegram must not cache
 
     def _cached(self, prime: str) -> list[str] | None:
         entry = self._cache.get(prime)

@@ -14,57 +14,52 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.settings import RuntimeSettings
-from generator.sample import RANKER_WEIGHT, Generator
+from generator.sample import Generator
 
 log = logging.getLogger(__name__)
 
 
 class ModelSlot:
-    def __init__(self, settings: RuntimeSettings, configured: str, candidates: int,
-                 ranker_weight: float = RANKER_WEIGHT) -> None:
+    def __init__(self, settings: RuntimeSettings, configured: str, candidates: int) -> None:
         self.settings = settings
         self.configured = configured  # generator.model_dir: runtime swaps hold while it stays
         self.candidates = candidates  # bot.candidates: samples drawn per post
-        self.ranker_weight = ranker_weight  # generator.ranker_weight: see ranker.combine
         self.model_dir = settings.served_model(configured)
         self.generator = self.load(self.model_dir)
         self.waiting = 0  # sampling calls queued (first come, first served) or running
         self.on_swap: list[Callable[[str], None]] = []  # told the new model dir after a swap
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
+        self._sampler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
 
     def load(self, model_dir: str) -> Generator:
-        """A model directory's Generator, ranking as the config says (blocking: seconds)."""
-        return Generator.load(model_dir, self.ranker_weight)
+        """A model directory's Generator (blocking: seconds)."""
+        return Generator.load(model_dir)
 
     def warm_up(self) -> None:
         """Sampling's first call is slow (lazy torch set-up): start paying it now."""
-        self._pool.submit(self.generator.generate, n=1, candidates=1, seed=0)
+        self._sampler.submit(self.generator.generate, n=1, candidates=1, seed=0)
 
-    def submit(
-        self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
-    ) -> asyncio.Future[list[str]]:
-        """Queue a sampling call now (first come, first served) with the served model unless
-        another one is given; the future of its posts."""
+    def submit(self, prime: str | None, temperature: float, n: int = 1
+               ) -> asyncio.Future[list[str]]:
+        """Queue a sampling call of the served model now (first come, first served); the future
+        of its posts."""
         call = functools.partial(
-            (generator or self.generator).generate,
+            self.generator.generate,
             n=n,
             prime=prime,
             temperature=temperature,
             candidates=self.candidates,
         )
         self.waiting += 1
-        future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+        future = asyncio.get_running_loop().run_in_executor(self._sampler, call)
         future.add_done_callback(self._done)
         return future
 
     def _done(self, future: asyncio.Future) -> None:
         self.waiting -= 1
 
-    async def generate(
-        self, prime: str | None, temperature: float, n: int = 1, generator: Generator | None = None
-    ) -> list[str]:
+    async def generate(self, prime: str | None, temperature: float, n: int = 1) -> list[str]:
         """Sample off the event loop, queued behind the calls submitted before."""
-        return await self.submit(prime, temperature, n, generator)
+        return await self.submit(prime, temperature, n)
 
     def previous(self) -> str | None:
         """The model served before the last swap, if it still exists (what /rollback serves)."""
@@ -80,4 +75,4 @@ class ModelSlot:
             listener(model_dir)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._sampler.shutdown(wait=True, cancel_futures=True)

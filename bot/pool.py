@@ -6,9 +6,8 @@ Two kinds of rows (table `pool`, schema in common/db.py), each naming the model 
   queries take them; a post is taken by the one UPDATE … RETURNING that marks it used, so no
   post is handed out twice, across threads and processes.
 - 'channel': every gated sample of batches drawn at one temperature (the ratings bandit's draw)
-  until `pool.channel_candidates` are gathered; the next channel post is the best of them
-  (`best_channel`, the ranking seam): by `ranker.combine` of their likelihoods (`score`) and
-  ranker log-odds (`realness`), z-scored across all gathered; the rest are dropped.
+  until `pool.channel_candidates` are gathered; the next channel post is the one of them with the
+  highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are dropped.
 
 The worker is one thread with its own SQLite connection. It never holds up the event loop (the
 loop only runs the short take queries), yields to people (it waits while on-demand requests
@@ -33,7 +32,6 @@ from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common import db
 from common.config import Config
-from generator import ranker
 from generator.sample import Candidate, Generator
 
 log = logging.getLogger(__name__)
@@ -47,15 +45,16 @@ class PoolStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def add(self, model_dir: str, kind: str, temperature: float,
-            candidates: list[Candidate]) -> None:
+    def add(self, model_dir: str, kind: str, temperature: float, candidates: list[Candidate],
+            scores: list[float]) -> None:
+        """Rows of candidates with their ranking scores (`Generator.score`)."""
         now = time.time()
         with self.conn:
             self.conn.executemany(
-                "INSERT INTO pool (model_dir, kind, temperature, text, score, realness,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(model_dir, kind, temperature, c.text, c.likelihood, c.realness, now)
-                 for c in candidates],
+                "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(model_dir, kind, temperature, c.text, score, now)
+                 for c, score in zip(candidates, scores, strict=True)],
             )
 
     def take(self, model_dir: str, temperature: float, n: int = 1) -> list[str]:
@@ -69,23 +68,16 @@ class PoolStore:
             ).fetchall()
         return [row[1] for row in sorted(rows, key=lambda row: row[0])]
 
-    def best_channel(self, model_dir: str, ranker_weight: float) -> tuple[str, float] | None:
-        """The best gathered channel candidate (text, temperature) by `ranker.combine` with
-        this weight (ties: the first gathered), marked used; the others are deleted, so the
-        worker gathers afresh for the next post."""
+    def best_channel(self, model_dir: str) -> tuple[str, float] | None:
+        """The gathered channel candidate (text, temperature) of the highest score (ties: the
+        first gathered), marked used; the others are deleted, so the worker gathers afresh for
+        the next post."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")  # the read and the take: one transaction
-            rows = self.conn.execute(
-                "SELECT id, score, realness FROM pool WHERE model_dir = ? AND kind = 'channel'"
-                " AND used_at IS NULL ORDER BY id", (model_dir,)
-            ).fetchall()
-            realness = [r[2] for r in rows]
-            scores = ranker.combine([r[1] for r in rows],
-                                    None if None in realness else realness, ranker_weight)
-            best = max(range(len(rows)), key=lambda i: (scores[i], -i), default=None)
-            row = None if best is None else self.conn.execute(
-                "UPDATE pool SET used_at = ? WHERE id = ? RETURNING text, temperature",
-                (time.time(), rows[best][0]),
+            row = self.conn.execute(
+                "UPDATE pool SET used_at = ? WHERE id = (SELECT id FROM pool WHERE model_dir = ?"
+                " AND kind = 'channel' AND used_at IS NULL ORDER BY score DESC, id LIMIT 1)"
+                " RETURNING text, temperature", (time.time(), model_dir),
             ).fetchone()
             self.conn.execute(
                 "DELETE FROM pool WHERE kind = 'channel' AND used_at IS NULL AND model_dir = ?",
@@ -132,7 +124,6 @@ class Pool:
         self.temperatures = config.bot.temperatures
         self.candidates = config.bot.candidates
         self.reply_candidates = config.pool.reply_candidates
-        self.ranker_weight = config.generator.ranker_weight
         self.busy_seconds = 0.0  # the worker's CPU seconds in batches
         self.batches = 0
         self._cond = threading.Condition()
@@ -163,7 +154,7 @@ class Pool:
 
     def best_channel(self) -> tuple[str, float] | None:
         """The best gathered candidate for the channel and its temperature, or None."""
-        best = self.store.best_channel(self.slot.model_dir, self.ranker_weight)
+        best = self.store.best_channel(self.slot.model_dir)
         self._wake()
         return best
 
@@ -233,8 +224,8 @@ class Pool:
                 self.batches += 1
                 with self._swap_lock:
                     if self.slot.generator is generator:  # else swapped meanwhile: dropped
-                        store.add(model_dir, kind, temperature,
-                                  ranked[:1] if kind == "reply" else ranked)
+                        kept = ranked[:1] if kind == "reply" else ranked
+                        store.add(model_dir, kind, temperature, kept, generator.score(kept))
                 self._wait(lambda: False, busy * (1 - self.share) / self.share)
         finally:
             conn.close()
@@ -250,8 +241,7 @@ class Pool:
                                        seed=rng.getrandbits(63))
             if self._stopping:
                 break
-        scores = generator.combined(ranked)
-        return [ranked[i] for i in sorted(range(len(ranked)), key=lambda i: -scores[i])]
+        return generator.best_first(ranked)
 
     def _wait(self, ready, timeout: float | None = None) -> bool:
         """Wait until `ready()` (or the timeout) unless stopping; False once stopping."""

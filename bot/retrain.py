@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import shutil
 import sys
@@ -31,16 +30,13 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from bot import texts
 from bot.chat import Chat
 from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common.config import Config
-from common.corpus import split_paths
-from generator.modeldir import METRICS_FILE, MODEL_FILE, read_metrics
+from common.corpus import parse_posts, split_paths
+from generator.modeldir import MODEL_FILE, plot_losses, read_metrics
 
 log = logging.getLogger(__name__)
 SAMPLES = 3  # posts shown from the trained model at the end
@@ -71,7 +67,7 @@ class RetrainJob:
         models_dir: Path,
         train_args: tuple[str, ...] = (),
         poll_seconds: float = 3.0,
-        quiet: Callable[[], AbstractContextManager] = nullcontext,
+        pause_pool: Callable[[], AbstractContextManager] = nullcontext,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -80,7 +76,7 @@ class RetrainJob:
         self.models_dir = models_dir
         self.train_args = train_args  # extra `generator train` options (tests: a tiny model)
         self.poll_seconds = poll_seconds  # between progress edits; Telegram limits edit rates
-        self.quiet = quiet  # held while training and evaluating: the pool worker pauses
+        self.pause_pool = pause_pool  # held while training and evaluating
         self.stage = ""
         self.last_result = "none since start"
         self._task: asyncio.Task | None = None
@@ -135,14 +131,10 @@ class RetrainJob:
             await chat.edit(message, texts.retrain_done(outcome.model_dir, self.last_result))
             final = True
             self.stage, self._progress = "samples", ""
-            png = outcome.model_dir / "loss.png"
-            if png.exists():
+            png = await asyncio.to_thread(plot_losses, outcome.model_dir)
+            if png is not None:
                 await chat.photo(png, texts.RETRAIN_PLOT)
-            trained = self.slot.generator if swapped else await asyncio.to_thread(
-                self.slot.load, str(outcome.model_dir)
-            )
-            temperature = self.ratings.choose_temperature(self.config.bot.temperatures, self._rng)
-            posts = await self.slot.generate(None, temperature, n=SAMPLES, generator=trained)
+            posts = await self._samples(outcome.model_dir, swapped is not None)
             await chat.say(texts.retrain_samples(posts, swapped))
             self.stage, self._progress = "prune", ""
             keep = {self.slot.model_dir, self.slot.previous() or "", str(outcome.model_dir),
@@ -197,7 +189,7 @@ class RetrainJob:
             *self._warm_start(served_model_dir), *self.train_args,
         ]
         minutes = self.config.bot.retrain_minutes
-        with self.quiet():  # training gets the cores the pool worker would use
+        with self.pause_pool():  # training gets the cores the pool worker would use
             await self._run_child(train, timeout=minutes * 120 + 300,
                                   progress=(chat, message, out))
             await self._set(chat, message, "evaluate", texts.RETRAIN_EVALUATING)
@@ -205,8 +197,23 @@ class RetrainJob:
             new_bpc, old_bpc = await asyncio.gather(
                 self._eval(out, val_path), self._eval(Path(served_model_dir), val_path)
             )
-        await asyncio.to_thread(plot_losses, out / "metrics.jsonl", out / "loss.png")
         return Outcome(out, new_bpc, old_bpc)
+
+    async def _samples(self, model_dir: Path, served: bool) -> list[str]:
+        """SAMPLES posts of the new model. A served one samples in the bot's sampling thread,
+        queued with the users; a rejected one in a child process, so that sampling a model
+        nobody asked for never holds up the users' queue."""
+        temperature = self.ratings.choose_temperature(self.config.bot.temperatures, self._rng)
+        if served:
+            return await self.slot.generate(None, temperature, n=SAMPLES)
+        try:
+            out = await self._run_child(
+                ["generator", "sample", "--config", self.config_path, "--model", str(model_dir),
+                 "-n", str(SAMPLES), "--temperature", f"{temperature:g}", "--threads", "1"])
+        except RetrainFailed as exc:  # `sample` fails when no post passes the gate
+            log.info("retrain: the rejected model wrote no post (%s)", exc)
+            return []
+        return parse_posts(out)
 
     def _warm_start(self, served_model_dir: str) -> list[str]:
         """`--init-from` the served model when configured and it has weights to start from."""
@@ -264,7 +271,7 @@ class RetrainJob:
         return stdout.decode("utf-8", "replace")
 
     async def _report(self, chat: Chat, message: object, out: Path) -> None:
-        records = read_metrics(out / METRICS_FILE)
+        records = read_metrics(out)
         if not records:
             return
         last = records[-1]
@@ -292,31 +299,3 @@ def prune(models_dir: Path, keep: set[str]) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         log.info("removed old model %s", path)
     return removed
-
-
-def plot_losses(metrics_path: Path, png_path: Path) -> Path | None:
-    """Train and validation bits per character against characters trained, as a PNG."""
-    records = read_metrics(metrics_path)
-    if not records:
-        return None
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    # train_loss is cross-entropy in nats per character: / ln 2 puts it in bits, like val_bpc.
-    train = [
-        (r["chars"], r["train_loss"] / math.log(2))
-        for r in records
-        if r.get("train_loss") is not None
-    ]
-    val = [(r["chars"], r["val_bpc"]) for r in records if r.get("val_bpc") is not None]
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train", linewidth=1, marker=".")
-    if val:
-        ax.plot(*zip(*val, strict=True), label="validation", marker="o")
-    ax.set_xlabel("characters trained")
-    ax.set_ylabel("bits per character")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path)
-    return png_path

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot import texts
+from bot import posts, texts
 from bot.chat import Chat, Sender, typing
 from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
 from bot.pool import Pool
-from bot.prime import MAX_PRIME_CHARS, writable
+from bot.posts import Posts
+from bot.prime import MAX_PRIME_CHARS
 from bot.ratings import Ratings
 from bot.retrain import RetrainJob
 from bot.schedule import Schedule
@@ -42,8 +44,9 @@ class Runner:
     def __init__(
         self,
         config: Config,
+        conn: sqlite3.Connection,
         settings: RuntimeSettings,
-        models: ModelSlot,
+        slot: ModelSlot,
         outbox: Outbox,
         ratings: Ratings,
         schedule: Schedule,
@@ -51,15 +54,17 @@ class Runner:
         pool: Pool,
     ) -> None:
         self.config = config
+        self.conn = conn  # the event loop's database connection, its parts share it; closed here
         self.settings = settings
-        self.models = models
+        self.slot = slot
         self.outbox = outbox
         self.ratings = ratings
         self.schedule = schedule
         schedule.bind(self.scheduled_post)
         self.retrain = retrain
         self.pool = pool
-        self.inline_answers = InlineAnswers(config, models, pool, self._temperature)
+        self.posts = Posts(slot, pool, config.pool.queue_limit, self._temperature)
+        self.inline_answers = InlineAnswers(config, self.posts)
         self.rng = random.Random()  # the bandit's draws
         self.started = time.monotonic()
         self._last_bugurt: dict[int, float] = {}  # user id → monotonic time of the last accepted
@@ -70,7 +75,7 @@ class Runner:
     async def start(self) -> None:
         """Install the posting job (scheduler running) and send what a previous run left pending."""
         self.schedule.install(self.settings.schedule_cron(self.config.schedule.cron))
-        self.models.warm_up()  # not on a user's first /bugurt
+        self.slot.warm_up()  # not on a user's first /bugurt
         self.pool.start()
         await self.sweep(force=True)
 
@@ -90,8 +95,8 @@ class Runner:
         await self.retrain.stop()
         self.schedule.close()
         self.pool.close()
-        self.models.close()
-        self.outbox.conn.close()
+        self.slot.close()
+        self.conn.close()
 
     # ---- commands -----------------------------------------------------------------------------
 
@@ -120,30 +125,25 @@ class Runner:
                 self._warned.add(sender.user_id)
                 await chat.say(texts.COOLDOWN.format(seconds=max(1, round(wait))))
             return
-        prime, unknown = writable(self.models.generator, args)
-        if len(prime) > MAX_PRIME_CHARS:
-            await chat.say(texts.PRIME_TOO_LONG.format(length=len(prime), limit=MAX_PRIME_CHARS))
+        prime = self.posts.read(args)
+        if prime.refused:
+            await chat.say(texts.PRIME_TOO_LONG.format(length=prime.length, limit=MAX_PRIME_CHARS)
+                           if prime.refused == posts.TOO_LONG else texts.PRIME_EMPTY)
             return
-        if args.strip() and not prime:
-            await chat.say(texts.PRIME_EMPTY)
-            return
-        temperature = self._temperature()
-        # No await from here to the sampling thread's queue: requests keep their order.
-        ready = [] if prime else self.pool.take(temperature)
-        if not ready and self.models.waiting >= self.config.pool.queue_limit:
+        order = self.posts.order(prime)  # no await before it: requests keep their order
+        if order.refused:
             await chat.say(texts.BUSY)
             return
         self._last_bugurt[sender.user_id] = time.monotonic()
         self._warned.discard(sender.user_id)
-        if ready:
-            await chat.say(ready[0])
+        if order.ready:
+            await chat.say(order.ready[0])
             return
-        job = self.models.submit(prime or None, temperature)  # in the queue before any await
         async with typing(chat):
-            posts = await job
-        if unknown:
-            await chat.say(texts.LEFT_OUT.format(chars=" ".join(unknown[:12])))
-        await chat.say(posts[0] if posts else texts.NO_GOOD_POST)
+            written = await order.posts()
+        if prime.left_out:
+            await chat.say(texts.LEFT_OUT.format(chars=" ".join(prime.left_out[:12])))
+        await chat.say(written[0] if written else texts.NO_GOOD_POST)
 
     def _temperature(self) -> float:
         return self.ratings.choose_temperature(self.config.bot.temperatures, self.rng)
@@ -169,7 +169,7 @@ class Runner:
         best = self.pool.best_channel()  # the best of the candidates gathered since the last post
         if best is None:
             temperature = self._temperature()
-            posts = await self.models.generate(None, temperature)
+            posts = await self.slot.generate(None, temperature)
             if not posts:
                 return texts.NO_GOOD_POST
             best = posts[0], temperature
@@ -206,8 +206,8 @@ class Runner:
     async def _cmd_status(self, args: str, sender: Sender, chat: Chat) -> None:
         await chat.say(
             texts.status(
-                model_dir=self.models.model_dir,
-                info=self.models.generator.info,
+                model_dir=self.slot.model_dir,
+                info=self.slot.generator.info,
                 schedule=self.schedule.describe(),
                 targets=list(self.outbox.publishers),
                 counts=self.outbox.counts(),
@@ -227,11 +227,11 @@ class Runner:
         if self.retrain.running:  # the job evaluates against, and may swap, the served model
             await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrain.describe()))
             return
-        previous = self.models.previous()
+        previous = self.slot.previous()
         if previous is None:
             await chat.say(texts.NO_ROLLBACK)
             return
-        await self.models.serve(previous)
+        await self.slot.serve(previous)
         await chat.say(texts.ROLLED_BACK.format(model_dir=previous))
 
     async def inline(self, query: str, user_id: int) -> InlineAnswer:

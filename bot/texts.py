@@ -38,6 +38,7 @@ INLINE_NO_CHARS = "No letters I can write with: try words"
 INLINE_SLOW_DOWN = "Too many queries: please wait a minute"
 INLINE_BUSY = "I'm writing many bugurts now: try again in a minute"
 INLINE_NO_GOOD_POST = "No good bugurt this time: please try again"
+INLINE_ERROR = "Something went wrong on my side: please try again"
 NO_TARGETS = (
     "Nothing to publish to: set telegram.channel, or vk.post_token and vk.post_community, "
     "in the config."

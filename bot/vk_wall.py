@@ -12,9 +12,7 @@ import requests
 import vk_api
 
 from bot.outbox import PermanentFailure, RetryLater
-from common.vk import vk_api_client
-
-VK_RETRYABLE = {1, 6, 9, 10, 29}  # unknown, too many rps, flood control, internal, rate limit
+from common.vk import RETRYABLE, vk_api_client
 
 
 class VkWall:
@@ -32,7 +30,7 @@ class VkWall:
             # vk-api is synchronous (requests); a thread keeps the event loop answering.
             response = await asyncio.to_thread(self.vk.method, "wall.post", values)
         except vk_api.ApiError as exc:
-            if exc.code in VK_RETRYABLE:
+            if exc.code in RETRYABLE:
                 raise RetryLater(f"VK error {exc}") from None
             raise PermanentFailure(f"VK refused the post: {exc}") from None
         except (vk_api.ApiHttpError, requests.RequestException) as exc:

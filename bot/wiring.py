@@ -34,12 +34,12 @@ def build_runner(
     retrain_poll_seconds: float = 3.0,
 ) -> Runner:
     """Open the database, load the served model, and assemble the bot's parts (the pool worker
-    starts with `Runner.start`)."""
+    starts with `Runner.start`). The Runner owns the database connection: `Runner.close`
+    closes it."""
     conn = db.connect(config.storage.db)
     try:
         settings = RuntimeSettings(conn)
-        models = ModelSlot(settings, config.generator.model_dir, config.bot.candidates,
-                           config.generator.ranker_weight)
+        slot = ModelSlot(settings, config.generator.model_dir, config.bot.candidates)
     except BaseException:
         conn.close()
         raise
@@ -53,19 +53,19 @@ def build_runner(
     )
     schedule.add_store()
     ratings = Ratings(conn)
-    pool = Pool(conn, Path(db_path), models, config)
+    pool = Pool(conn, Path(db_path), slot, config)
     retrain = RetrainJob(
         config,
         config_path,
-        models,
+        slot,
         ratings,
         models_dir=Path(config.storage.db).parent / "models",
         train_args=train_args,
         poll_seconds=retrain_poll_seconds,
-        quiet=pool.paused,
+        pause_pool=pool.paused,
     )
     outbox = Outbox(conn, publishers, backoff_seconds=backoff_seconds)
-    return Runner(config, settings, models, outbox, ratings, schedule, retrain, pool)
+    return Runner(config, conn, settings, slot, outbox, ratings, schedule, retrain, pool)
 
 
 def vk_publisher(config: Config) -> list[Publisher]:

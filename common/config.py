@@ -8,6 +8,7 @@ key and the variable to set. Unknown keys and wrong types are rejected the same 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -28,6 +29,14 @@ from common.log import register_secret
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parents[1] / "generator" / "bundled"
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Keys of older versions, each with why it went: an old config.yaml still loads, and each such
+# key it holds is logged once as ignored (rejecting it would stop a bot over a key that no
+# longer means anything).
+RETIRED_KEYS = {
+    "generator.ranker_weight": "the n-gram ranker was removed (its picks read no better than "
+                               "the likelihood's, BENCHMARKS.md); candidates rank by likelihood",
+}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,6 @@ class CorpusConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     model_dir: str = str(BUNDLED_MODEL_DIR)
-    # Weight of the ranker's z-scored log-odds "real" beside the z-scored likelihood when
-    # candidates are ranked (generator/ranker.py combine); 0: likelihood alone. A model
-    # directory without ranker.pt ranks by likelihood whatever this says.
-    ranker_weight: float = 0.0  # see generator.sample.RANKER_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,10 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in raw:
-        if key not in known:
+        if prefix + str(key) in RETIRED_KEYS:
+            log.warning("%s: %r is ignored: %s", source, prefix + str(key),
+                        RETIRED_KEYS[prefix + str(key)])
+        elif key not in known:
             raise UserError(
                 f"{source}: unknown key {prefix + str(key)!r} (known: {', '.join(sorted(known))})"
             )
@@ -194,8 +202,6 @@ def _check_values(config: Config, source: str) -> None:
             f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.5, 0.6, 0.7]"
         )
     _check_counts(config, source)
-    if config.generator.ranker_weight < 0:
-        raise UserError(f"{source}: 'generator.ranker_weight' must not be negative (0: off)")
     schedule = config.schedule
     if schedule.misfire_grace_seconds <= 0:
         raise UserError(

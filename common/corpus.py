@@ -1,5 +1,6 @@
 """The corpus file format: UTF-8 text, one post after another, separated by blank lines (a post
-holds no blank line; lines of only whitespace count as blank).
+holds no blank line; lines of only whitespace count as blank). Inside a bugurt, a line holding a
+lone SEPARATOR separates its lines: the cleaner writes it, the quality gate checks for it.
 
 Posts are kept in date order, oldest first, so the train/validation split "by post date" is a
 split by position: the newest `VAL_FRACTION` of posts validate. The scraper writes the corpus and
@@ -15,6 +16,7 @@ from pathlib import Path
 from common.atomic import write_text_atomic
 
 VAL_FRACTION = 0.1
+SEPARATOR = "@"
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")  # one or more blank lines
 
 

@@ -97,10 +97,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX pool_ready ON pool (model_dir, kind, used_at, temperature);
     """,
-    # 3: the ranker's log-odds "real" of each pooled post (generator/ranker.py), NULL when the
-    # model has no ranker; the channel's best combines it with `score`.
+    # 3: the n-gram ranker's log-odds "real" of each pooled post, NULL when the model had no
+    # ranker (removed again by 4).
     """
     ALTER TABLE pool ADD COLUMN realness REAL;
+    """,
+    # 4: the ranker is gone (candidates rank by `score` alone), and its column with it.
+    """
+    ALTER TABLE pool DROP COLUMN realness;
     """,
 ]
 

@@ -13,6 +13,12 @@ import vk_api
 from jconfig import MemoryConfig
 
 VK_LIB_API_URL = "https://api.vk.ru/method/"  # what vk_api hard-codes
+# VK API errors that pass if the same call is made again later, with what each means. VK's error
+# list says "try again later" for 1 (unknown error) as for 10 (internal server error); a retried
+# wall.get reads the same page and a retried wall.post carries the same guid, so retrying these
+# can neither lose nor double anything. Every other code is VK refusing the call for good.
+RETRYABLE = {1: "unknown VK error", 6: "too many requests", 9: "flood control",
+             10: "VK internal error", 29: "rate limit reached"}
 
 
 class BaseUrlSession(requests.Session):

@@ -1,1 +1,2 @@
-"""Stage 2: character-level LSTM over the corpus; samples finished posts (`python -m generator`)."""
+"""Stage 2: an LSTM language model over subword units (or characters) of the corpus; samples
+finished posts (`python -m generator`)."""

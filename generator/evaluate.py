@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from common.corpus import parse_posts
-from generator.model import CharLSTM
+from generator.model import LSTMModel
 from generator.vocab import Tokenizer
 
 
@@ -21,7 +21,7 @@ def autocast_context(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def stream_bits(model: CharLSTM, ids: torch.Tensor, rows: int = 16, chunk: int = 256,
+def stream_bits(model: LSTMModel, ids: torch.Tensor, rows: int = 16, chunk: int = 256,
                 bf16: bool = False) -> float:
     """Total −log2 p of ids[1:] given the preceding tokens (the model reads ids[:-1]).
 
@@ -54,7 +54,7 @@ def stream_bits(model: CharLSTM, ids: torch.Tensor, rows: int = 16, chunk: int =
     return nats / math.log(2)
 
 
-def text_bpc(model: CharLSTM, vocab: Tokenizer, text: str, bf16: bool = False) -> float:
+def text_bpc(model: LSTMModel, vocab: Tokenizer, text: str, bf16: bool = False) -> float:
     """Bits per character of a corpus text: bits of its post/END stream (in any units) over
     len(text), the blank-line separators included."""
     if not text:

@@ -19,8 +19,9 @@ from collections import Counter
 
 import numpy as np
 
+from common.corpus import SEPARATOR
+
 TAG = "#neurobugurt"
-SEPARATOR = "@"
 SHINGLE_WORDS = 3
 SHINGLE_LIMIT = 0.6
 WINDOW, STRIDE = 32, 16

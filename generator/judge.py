@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from generator.gate import SEPARATOR, form_reason
-from generator.model import CellState
-from generator.model import CharLSTM as LSTMModel
+from common.corpus import SEPARATOR
+from generator.gate import form_reason
+from generator.model import CellState, LSTMModel
 from generator.vocab import END, Tokenizer
 
 log = logging.getLogger("generator")

@@ -1,7 +1,8 @@
-"""The character model: embedding → multi-layer LSTM → linear, plus a fast inference cell.
+"""The language model: token embedding → multi-layer LSTM → linear over the vocabulary (subword
+units or characters, generator/vocab.py), plus a fast inference cell.
 
 Training uses `nn.LSTM` (oneDNN on CPU, cuDNN on CUDA), which is fast on whole sequences; the
-AWD-LSTM regularisers (generator/regularize.py) keep those kernels. Sampling feeds one character
+AWD-LSTM regularisers (generator/regularize.py) keep those kernels. Sampling feeds one token
 at a time, where `nn.LSTM` is slow on CPU (oneDNN re-lays its weights at every call), so
 `FastLSTM` runs the same weights through a hand-written cell: the first layer's input projection
 is folded into a per-token table and each step is a few matrix products.
@@ -43,7 +44,7 @@ class ModelConfig:
         return asdict(self)
 
 
-class CharLSTM(nn.Module):
+class LSTMModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -91,7 +92,7 @@ class CharLSTM(nn.Module):
 
 
 class FastLSTM:
-    """Inference-only step function over a CharLSTM's weights (CPU, no autograd).
+    """Inference-only step function over a LSTMModel's weights (CPU, no autograd).
 
     At batch 1 a character step is a few small matrix products plus element-wise ops, each near
     its dispatch cost, so the step is built to issue few ops: layer 0's input projection is a
@@ -103,7 +104,7 @@ class FastLSTM:
     `banned` tokens get a −inf logit (never sampled).
     """
 
-    def __init__(self, model: CharLSTM, int8: bool = True, banned: tuple[int, ...] = ()):
+    def __init__(self, model: LSTMModel, int8: bool = True, banned: tuple[int, ...] = ()):
         cfg = model.config
         self.layers, self.hidden = cfg.layers, cfg.hidden
         H = cfg.hidden

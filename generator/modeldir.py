@@ -10,10 +10,10 @@ A model directory holds:
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
 - `judge.pt`      the coherence judge (judge.py) of this model's line features; optional:
                   without it the line-by-line search goes by fluency alone;
-- `ranker.pt`     the ranker (ranker.py) trained against this model's samples; optional: without
-                  it candidates are ranked by likelihood alone;
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
-- `loss.png`      the plot of those metrics that the bot's retrain draws (bot/retrain.py).
+- `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows.
+
+A `ranker.pt` left by older versions (an n-gram ranker, since removed) is ignored.
 
 Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
 never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).
@@ -42,19 +42,20 @@ from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
 from generator.gate import NoveltyIndex
 from generator.judge import JudgeConfig, JudgeNet
-from generator.model import CharLSTM, ModelConfig
-from generator.ranker import Ranker
+from generator.model import LSTMModel, ModelConfig
 from generator.tokenizer import from_stored
 from generator.vocab import Tokenizer
 
+# The tag of every .pt file. It says "char" from when every model read characters; it stays, so
+# that every model directory written since (the bundled one included) still loads.
 FORMAT = "neurobugurt-char-lstm"
 VERSION = 1
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
-RANKER_FILE = "ranker.pt"
 JUDGE_FILE = "judge.pt"
 METRICS_FILE = "metrics.jsonl"
+LOSS_PLOT_FILE = "loss.png"
 
 
 class ModelDirError(UserError):
@@ -67,7 +68,7 @@ class ModelFormatError(ModelDirError):
 
 
 # ----- model.pt -----
-def save_model(model_dir: str | os.PathLike, model: CharLSTM, vocab: str | dict, info: dict,
+def save_model(model_dir: str | os.PathLike, model: LSTMModel, vocab: str | dict, info: dict,
                primer: list[int] | None = None, dtype: torch.dtype = torch.float32) -> None:
     """model.pt: weights in `dtype` (bf16 halves the file), vocab (`Tokenizer.stored()`),
     config, info, primer.
@@ -89,11 +90,11 @@ def read_model(model_dir: str | os.PathLike) -> dict:
     return _load_pt(model_dir / MODEL_FILE)
 
 
-def load_model(model_dir: str | os.PathLike) -> tuple[CharLSTM, Tokenizer, dict]:
+def load_model(model_dir: str | os.PathLike) -> tuple[LSTMModel, Tokenizer, dict]:
     """(model in fp32 eval mode on CPU, tokenizer, info + "primer" tokens) of a model directory."""
     payload = read_model(model_dir)
     tokenizer = tokenizer_of(payload, Path(model_dir) / MODEL_FILE)
-    model = CharLSTM(ModelConfig(**payload["model_config"]))
+    model = LSTMModel(ModelConfig(**payload["model_config"]))
     model.load_state_dict({k: v.float() for k, v in payload["model"].items()})
     model.eval()
     info = dict(payload.get("info", {}))
@@ -140,24 +141,6 @@ def load_novelty(model_dir: str | os.PathLike) -> NoveltyIndex:
                             ) from None
 
 
-# ----- ranker.pt -----
-def save_ranker(model_dir: str | os.PathLike, ranker: Ranker) -> None:
-    _save_pt(Path(model_dir) / RANKER_FILE, {"kind": "ranker", **ranker.to_state()})
-
-
-def load_ranker(model_dir: str | os.PathLike) -> Ranker | None:
-    """The directory's ranker, or None when it has none (a model trained without --ranker or
-    before rankers existed)."""
-    path = Path(model_dir) / RANKER_FILE
-    if not path.exists():
-        return None
-    try:
-        return Ranker.from_state(_load_pt(path))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{path} holds no readable ranker ({_reason(exc)}): retrain it "
-                               "(python -m generator ranker) or delete it") from None
-
-
 # ----- metrics.jsonl -----
 def append_metrics(model_dir: str | os.PathLike, record: dict) -> None:
     """One progress line. An append, not a replace: a reader polling the file while training
@@ -167,11 +150,11 @@ def append_metrics(model_dir: str | os.PathLike, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The progress records of a metrics.jsonl (`model_dir / METRICS_FILE`) so far; a missing
-    file is no records, a half-written last line is skipped."""
+def read_metrics(model_dir: str | os.PathLike) -> list[dict]:
+    """The progress records of a model directory's metrics.jsonl so far; a missing file is no
+    records, a half-written last line is skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = (Path(model_dir) / METRICS_FILE).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return []
     records = []
@@ -226,11 +209,46 @@ def load_judge(model_dir: str | os.PathLike) -> JudgeNet | None:
     return net.eval()
 
 
+def loss_curves(model_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """{"train": …, "validation": …}: (characters trained, bits per character) points of the
+    metrics. Lines written before the trainer logged `train_bpc` (their `train_loss` was nats
+    per token, another unit) give no training point."""
+    records = read_metrics(model_dir)
+    return {name: [(r["chars"], r[key]) for r in records if r.get(key) is not None]
+            for name, key in (("train", "train_bpc"), ("validation", "val_bpc"))}
+
+
+def plot_losses(model_dir: str | os.PathLike) -> Path | None:
+    """loss.png: `loss_curves` drawn on one axis; None (nothing written) with no points."""
+    # Imported here: only a retrain draws, and matplotlib would slow every `sample` start.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    curves = loss_curves(model_dir)
+    if not any(curves.values()):
+        return None
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for (name, points), style in zip(curves.items(), ({"linewidth": 1, "marker": "."},
+                                                      {"marker": "o"}), strict=True):
+        if points:
+            ax.plot(*zip(*points, strict=True), label=name, **style)
+    ax.set_xlabel("characters trained")
+    ax.set_ylabel("bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(model_dir) / LOSS_PLOT_FILE
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png"))
+    return path
+
+
 # ----- the directory as a whole -----
 def copy_extras(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy the novelty index, ranker and metrics of `src` into `dst` (export writes model.pt
+    """Copy the novelty index, judge and metrics of `src` into `dst` (export writes model.pt
     itself)."""
-    for name in (NOVELTY_FILE, RANKER_FILE, JUDGE_FILE, METRICS_FILE):
+    for name in (NOVELTY_FILE, JUDGE_FILE, METRICS_FILE):
         if (Path(src) / name).exists():
             write_bytes_atomic(Path(dst) / name, (Path(src) / name).read_bytes())
 

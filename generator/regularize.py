@@ -1,4 +1,4 @@
-"""Training-time regularisers of the AWD-LSTM family (Merity et al. 2017), for `CharLSTM`.
+"""Training-time regularisers of the AWD-LSTM family (Merity et al. 2017), for `LSTMModel`.
 
 Each one is a no-op outside training. The LSTM still runs on the fused kernels (oneDNN on CPU,
 cuDNN on CUDA): `nn.LSTM.forward` is itself one `torch._VF.lstm` call over its weight list, so

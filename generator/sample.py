@@ -5,9 +5,8 @@ the trained weights), token by token (characters or subword units, vocab.Tokeniz
 the end-of-post symbol or the MAX_CHARS cap (then cut at a line boundary). A prime is read up to
 its last token boundary the model may continue (Tokenizer.heal); its tail is then spelt by the
 first sampled tokens, constrained to those that fit it. Candidates that pass the quality gate
-(gate.py) are ranked by the model's own mean log-likelihood per character, combined with the
-ranker's log-odds "real" when the model directory holds a ranker (ranker.combine), and the best
-are returned, tagged `#neurobugurt`.
+(gate.py) are ranked by `Generator.score` (the model's own mean log-likelihood per character),
+and the best are returned, tagged `#neurobugurt`.
 """
 
 from __future__ import annotations
@@ -20,16 +19,13 @@ from typing import NamedTuple
 
 import torch
 
-from generator import gate, modeldir, ranker
-from generator.model import CharLSTM, FastLSTM
+from generator import gate, modeldir
+from generator.model import FastLSTM, LSTMModel
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
 NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) floats, 16 MB at 4k
-# Weight of the ranker's z-scored log-odds (config generator.ranker_weight). 0: a blind reading
-# of the bundled model's picks found the ranker's no better than the likelihood's (BENCHMARKS.md).
-RANKER_WEIGHT = 0.0
 # Sampling temperature when none is given, by the units the model writes. The sampler normalises
 # at every step, so a character model's ~3 steps per subword unit sharpen a word more than the
 # unit model's one: at 0.85 a 4k-unigram model invented 10.0% of its words, at 0.6 3.8%, at 0.5
@@ -40,15 +36,12 @@ DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
 class Candidate(NamedTuple):
     text: str
     likelihood: float  # the model's mean log-probability per character
-    realness: float | None = None  # the ranker's log-odds "real"; None: no ranker
 
 
 class Generator:
-    def __init__(self, model: CharLSTM, vocab: Tokenizer, novelty: gate.NoveltyIndex,
-                 info: dict, scorer: ranker.Ranker | None = None,
-                 ranker_weight: float = RANKER_WEIGHT):
+    def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: gate.NoveltyIndex,
+                 info: dict):
         self.model, self.vocab, self.novelty = model, vocab, novelty
-        self.ranker, self.ranker_weight = scorer, ranker_weight
         # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
         # counts as one, as the character model always scored it
         self.token_chars = torch.tensor([
@@ -65,8 +58,9 @@ class Generator:
         self.info = info
 
     @classmethod
-    def load(cls, model_dir: str | Path, ranker_weight: float = RANKER_WEIGHT) -> Generator:
-        """The model of a directory, with its ranker if it has one (else likelihood ranks)."""
+    def load(cls, model_dir: str | Path) -> Generator:
+        """The model of a directory (any other file in it, such as an old ranker.pt, is not
+        read)."""
         # One character step is a handful of small products: a second thread only adds
         # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
         torch.set_num_threads(1)
@@ -77,7 +71,7 @@ class Generator:
                     hidden=model.config.hidden)
         info.setdefault("val_bpc", None)
         info.setdefault("trained_chars", 0)
-        return cls(model, vocab, novelty, info, modeldir.load_ranker(model_dir), ranker_weight)
+        return cls(model, vocab, novelty, info)
 
     def generate(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -89,8 +83,8 @@ class Generator:
     def ranked(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                candidates: int = 16) -> list[Candidate]:
-        """Every gated, finished post of the rounds it took to find n, best first by
-        `ranker.combine` (the likelihood alone without a ranker), texts tagged."""
+        """Every gated, finished post of the rounds it took to find n, best first by `score`,
+        texts tagged."""
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         temperature = self.temperature if temperature is None else temperature
         found: list[Candidate] = []
@@ -101,14 +95,12 @@ class Generator:
                                                 top_k, top_p) if c.text not in texts]
                 if len(found) >= n:
                     break
-        scores = self.combined(found)
-        order = sorted(range(len(found)), key=lambda i: -scores[i])
-        return [found[i]._replace(text=gate.finish(found[i].text)) for i in order]
+        return [c._replace(text=gate.finish(c.text)) for c in self.best_first(found)]
 
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
               top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:
         """The distinct candidates of one batch of `rows` samples that pass the quality gate,
-        untagged, scored by the ranker when there is one. Not locked: a Generator shared by
+        untagged. Not locked: a Generator shared by
         threads is sampled through `ranked`/`generate`."""
         if temperature <= 0:
             raise ValueError("temperature must be positive")
@@ -119,14 +111,18 @@ class Generator:
         for text, score in zip(texts, scores, strict=True):
             if gate.form_reason(text) is None and self.novelty.copy_reason(text) is None:
                 passed.setdefault(text, score)
-        realness = self.ranker.score(list(passed)) if self.ranker else [None] * len(passed)
-        return [Candidate(t, s, r) for (t, s), r in zip(passed.items(), realness, strict=True)]
+        return [Candidate(t, s) for t, s in passed.items()]
 
-    def combined(self, candidates: list[Candidate]) -> list[float]:
-        """Ranking scores of candidates of this model (ranker.combine with this weight)."""
-        realness = [c.realness for c in candidates]
-        return ranker.combine([c.likelihood for c in candidates],
-                              None if None in realness else realness, self.ranker_weight)
+    def score(self, candidates: list[Candidate]) -> list[float]:
+        """Ranking scores of candidates of this model, higher better: the one place that says
+        which candidate is best (each /bugurt's, a pooled reply's, the channel's). Today the
+        model's mean log-likelihood per character; a judge of coherence would join it here."""
+        return [c.likelihood for c in candidates]
+
+    def best_first(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Candidates sorted by `score`, best first (ties keep their order)."""
+        scores = self.score(candidates)
+        return [candidates[i] for i in sorted(range(len(candidates)), key=lambda i: -scores[i])]
 
     def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
                top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:

@@ -1,4 +1,4 @@
-"""Learned subword units (a sentencepiece unigram model) beside characters (vocab.Vocab).
+"""Learned subword units (a sentencepiece unigram model) beside characters (vocab.CharVocab).
 
 `--tokenizer unigram` trains one on the training posts only. It is set up so that a post's text
 comes back exactly and the post stream keeps the character stream's shape:
@@ -19,7 +19,7 @@ import re
 
 import sentencepiece as spm
 
-from generator.vocab import END, UNK, Tokenizer, Vocab
+from generator.vocab import END, UNK, CharVocab, Tokenizer
 
 KINDS = ("char", "unigram")  # the choices of `train --tokenizer`
 DEFAULT_VOCAB_SIZE = 4000  # the issue's first probe; bench/tokenizer_bench.py measures 2k/4k/8k
@@ -152,14 +152,14 @@ def _size_problem(message: str, vocab_size: int) -> str:
 def build(kind: str, posts: list[str], vocab_size: int) -> Tokenizer:
     """A new tokenizer of `kind` for the training posts (`vocab_size` is the unigram's)."""
     if kind == "char":
-        return Vocab.build(posts)
+        return CharVocab.build(posts)
     return Unigram.train(posts, vocab_size)
 
 
 def from_stored(stored: str | dict) -> Tokenizer:
     """The tokenizer of model.pt / checkpoint.pt's "vocab" (Tokenizer.stored)."""
     if isinstance(stored, str):  # every char model directory since the first
-        return Vocab(stored)
+        return CharVocab(stored)
     if isinstance(stored, dict) and stored.get("kind") == "unigram":
         return Unigram(stored["model"])
     raise ValueError(f"unknown tokenizer {str(stored)[:60]}")

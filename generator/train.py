@@ -28,7 +28,7 @@ from tqdm import tqdm
 from generator import modeldir
 from generator.data import StreamBatches
 from generator.evaluate import autocast_context, stream_bits
-from generator.model import CharLSTM, ModelConfig
+from generator.model import LSTMModel, ModelConfig
 
 PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (modeldir.save_model)
 # Peak lr of a run that starts from trained weights (--init-from) when no --lr is given, a third
@@ -69,9 +69,16 @@ class TrainConfig:
 class Streams:
     train: torch.Tensor  # int64 token stream
     val: torch.Tensor
-    val_chars: int  # characters of the validation text (the bpc denominator)
+    # characters of each text, each post's blank-line separator counted as two: the denominators
+    # of training and validation bits per character, so both curves share one unit
+    train_chars: int
+    val_chars: int
     vocab: str | dict  # the tokenizer as stored with the weights (Tokenizer.stored())
     chars_per_token: float = 1.0  # text characters per non-END token (progress counts chars)
+
+    def bits_per_char(self, nats_per_token: float) -> float:
+        """A training loss (mean nats per token of the training stream) in bits per character."""
+        return nats_per_token / math.log(2) * len(self.train) / self.train_chars
 
 
 def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
@@ -81,14 +88,14 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
 
 
 def batch_loss(model, x: torch.Tensor, y: torch.Tensor, state, bf16: bool):
-    """Mean cross-entropy (nats/char) of one TBPTT window and the detached state it leaves."""
+    """Mean cross-entropy (nats per token) of one TBPTT window and the detached state it leaves."""
     with autocast_context(x.device, bf16):
         logits, state = model(x, state)
     loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
     return loss, tuple(s.detach() for s in state)
 
 
-def wrap_ddp(model: CharLSTM) -> torch.nn.Module:
+def wrap_ddp(model: LSTMModel) -> torch.nn.Module:
     """DDP over the initialised process group (gloo on CPU, nccl on CUDA); identity if none."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return model
@@ -139,7 +146,7 @@ class Trainer:
             raise ValueError(f"batch size {cfg.batch_size} does not split over {self.world} ranks")
         self.bf16 = cfg.bf16 and _bf16_supported(device)
         torch.manual_seed(cfg.seed)
-        self.model = CharLSTM(model_cfg).to(device)
+        self.model = LSTMModel(model_cfg).to(device)
         # The averaged weights, on the training device beside the trained ones (each rank keeps
         # its own copy: the ranks' weights are equal after every step).
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema_decay else None
@@ -172,7 +179,7 @@ class Trainer:
             self.ema.load_state_dict(own)
 
     @property
-    def eval_model(self) -> CharLSTM:
+    def eval_model(self) -> LSTMModel:
         """The weights that are validated and saved: the average when there is one."""
         return self.model if self.ema is None else self.ema
 
@@ -236,11 +243,14 @@ class Trainer:
                             primer=primer)
 
     def _log(self, train_loss: float | None, val_bpc: float | None) -> None:
+        """One metrics.jsonl line; `train_loss` (nats per token) is written as bits per character,
+        the unit of `val_bpc`."""
         if self.rank != 0:
             return
+        train_bpc = None if train_loss is None else self.streams.bits_per_char(train_loss)
         line = {"step": self.step, "chars": self.chars, "seconds": round(self.seconds, 3),
                 "chars_per_sec": round(self.chars / max(self.seconds, 1e-9), 1),
-                "train_loss": None if train_loss is None else round(train_loss, 5),
+                "train_bpc": None if train_bpc is None else round(train_bpc, 5),
                 "val_bpc": None if val_bpc is None else round(val_bpc, 5),
                 "progress": round(self.progress(), 5)}
         modeldir.append_metrics(self.out, line)
@@ -306,7 +316,8 @@ class Trainer:
                 self._log(mean_loss, self.val_bpc if evaluated else None)
                 val = "—" if self.val_bpc is None else f"{self.val_bpc:.3f}"  # none before 1st eval
                 bar.set_postfix_str(f"step {self.step} {self.chars / self.seconds:,.0f} chars/s "
-                                    f"loss {mean_loss:.3f} val_bpc {val}")
+                                    f"train_bpc {self.streams.bits_per_char(mean_loss):.3f} "
+                                    f"val_bpc {val}")
                 bar.update(int(100 * self.progress()) - bar.n)
                 loss_sum.zero_()
                 loss_n = 0

@@ -1,13 +1,14 @@
-"""Character vocabulary: corpus characters plus an end-of-post and an unknown symbol.
+"""Vocabularies: the `Tokenizer` interface, its two special ids, and the character tokenizer.
 
-`Tokenizer` is what the trainer, sampler and evaluator use of a vocabulary; `Vocab` (characters)
-is one, generator/tokenizer.py's `Unigram` (learned subword units) the other. Both keep ids END
-and UNK, so the post stream and the sampler's banned symbol are the same for either.
+`Tokenizer` is what the trainer, sampler and evaluator use of a vocabulary; `CharVocab` (corpus
+characters) is one, generator/tokenizer.py's `Unigram` (learned subword units, the default) the
+other. Both keep ids END and UNK, so the post stream and the sampler's banned symbol are the same
+for either.
 
 Posts become one token stream `END post END post END ...`: the blank-line separator of the corpus
 format is the single END token ("the post ended"), so sampling knows where to stop, and every post
 is predicted from the same END context. Characters rarer than `RARE` of the corpus (zalgo marks,
-one-off emoji) map to UNK.
+one-off emoji) map to UNK in `CharVocab`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections import Counter
 
 import torch
 
-END, UNK = 0, 1  # token ids of the two symbols that are not characters
+END, UNK = 0, 1  # token ids of the two symbols that are not text
 SPECIALS = 2
 RARE = 5e-6  # a character seen fewer than RARE × corpus length times becomes UNK (18 in 3.6M)
 
@@ -75,7 +76,7 @@ class Tokenizer(ABC):
         return self.encode(prime), ""
 
 
-class Vocab(Tokenizer):
+class CharVocab(Tokenizer):
     kind = "char"
 
     def __init__(self, chars: str):
@@ -84,7 +85,7 @@ class Vocab(Tokenizer):
         self.token_bytes = [b""] * SPECIALS + [ch.encode() for ch in chars]
 
     @classmethod
-    def build(cls, posts: list[str]) -> Vocab:
+    def build(cls, posts: list[str]) -> CharVocab:
         counts = Counter()
         for post in posts:
             counts.update(post)
@@ -92,12 +93,12 @@ class Vocab(Tokenizer):
         return cls("".join(sorted(ch for ch, n in counts.items() if n >= min_count)))
 
     def stored(self) -> str:
-        return self.chars  # the format of every char model directory, generator/bundled's too
+        return self.chars  # the format of every character model directory ever written
 
     def writes(self, ch: str) -> bool:
         return ch in self.index
 
-    def shared_ids(self, other: Vocab) -> tuple[list[int], list[int]]:
+    def shared_ids(self, other: CharVocab) -> tuple[list[int], list[int]]:
         both = [ch for ch in other.chars if ch in self.index]
         specials = list(range(SPECIALS))
         mine, theirs = [self.index[ch] for ch in both], [other.index[ch] for ch in both]

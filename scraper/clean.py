@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-SEPARATOR = "@"
+from common.corpus import SEPARATOR
 
 # Characters that change nothing visible: zero-width spaces/joiners, BOM, word joiner.
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")

@@ -1,6 +1,7 @@
 """Reading a VK wall through the real `vk_api.VkApi` (common.vk): retries, errors, paging.
 
-Errors 6/9/29/10 and HTTP 5xx are retried here, a bounded number of times.
+Errors of common.vk.RETRYABLE (1/6/9/10/29) and HTTP 5xx are retried here, a bounded number of
+times.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import vk_api
 from vk_api.exceptions import ApiError, ApiHttpError, VkApiError
 
 from common.cli import UserError
-from common.vk import vk_api_client
+from common.vk import RETRYABLE, vk_api_client
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # wall.get's maximum `count`
 PAGES_PER_EXECUTE = 25  # execute runs at most 25 API calls
-RETRYABLE = {6: "too many requests", 9: "flood control", 10: "VK internal error",
-             29: "rate limit reached"}
 EXECUTE_REFUSED = {3, 13, 15, 27, 28}  # unknown method, runtime error, denied, token type
 _FATAL_HINTS = {
     5: "vk.token was refused: set VK_TOKEN to a valid service or user token",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+import sqlite3
 import threading
 import time
 
@@ -54,10 +55,32 @@ def _typing_to(telegram: FakeTelegram, chat_id: int, after: int = 0) -> int:
                and c.params["action"] == "typing" for c in telegram.calls[after:])
 
 
+def test_a_database_of_the_ranker_version_opens_with_its_pool_and_without_realness(tmp_path):
+    """Schema 3 gave pool rows the removed ranker's `realness`; 4 drops it, keeping the rows."""
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    for number, script in enumerate(db.MIGRATIONS[:3], start=1):
+        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    old.executemany("INSERT INTO pool (model_dir, kind, temperature, text, score, realness,"
+                    " created_at) VALUES ('m', 'channel', 0.6, ?, ?, 1.5, 0)",
+                    [("WORSE", -2.0), ("BETTER", -1.0)])
+    old.commit()
+    old.close()
+    conn = db.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS) == 4
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(pool)")]
+        assert "realness" not in columns and "score" in columns
+        assert PoolStore(conn).best_channel("m") == ("BETTER", 0.6)  # by score, rows kept
+    finally:
+        conn.close()
+
+
 def test_two_takers_never_get_the_same_post(tmp_path):
     path = tmp_path / "pool.sqlite3"
     conn = db.connect(path)
-    PoolStore(conn).add("m", "reply", 0.85, [Candidate(f"POST {i}", -1.0) for i in range(300)])
+    PoolStore(conn).add("m", "reply", 0.85, [Candidate(f"POST {i}", -1.0) for i in range(300)],
+                        [-1.0] * 300)
     conn.close()
     taken: list[list[str]] = [[], []]
     rounds = threading.Barrier(2)
@@ -88,7 +111,7 @@ def test_pool_hands_out_ready_posts_and_drops_them_on_a_swap(tmp_path, bot_model
         pool_line = re.search(r"^Pool: (\d+) ready", ask(telegram, "/status", ADMIN), re.M)
         assert pool_line and int(pool_line[1]) >= 3, "/status shows the pool"
         # The sampler is held (as by a long on-demand request): pool posts still come at once.
-        with bot.runner.models.generator._lock:  # noqa: SLF001
+        with bot.runner.slot.generator._lock:  # noqa: SLF001
             start = len(telegram.calls)
             first = ask(telegram, "/bugurt", READER)
             second = ask(telegram, "/bugurt", OTHER)
@@ -106,7 +129,7 @@ def test_pool_hands_out_ready_posts_and_drops_them_on_a_swap(tmp_path, bot_model
         sent = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == ADMIN, after=start)
         assert typed.at <= sent.at
 
-        bot.call(bot.runner.models.serve, str(other_model))  # what /retrain's swap calls
+        bot.call(bot.runner.slot.serve, str(other_model))  # what /retrain's swap calls
         assert all(model == str(other_model) for _, model, _ in _ready(tmp_path))
         wait_until(lambda: len(_ready(tmp_path)) >= 3, 60, "the new model's pool")
         assert ask(telegram, "/rollback", ADMIN).startswith("Serving the previous model again")
@@ -133,7 +156,7 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
         users = list(range(101, 111))
         # The worker refills nothing and the sampler finishes nothing until every request is in.
         with bot.runner.pool.paused():  # as while a retrain trains
-            with bot.runner.models.generator._lock:  # noqa: SLF001
+            with bot.runner.slot.generator._lock:  # noqa: SLF001
                 batches = bot.runner.pool.batches
                 start = len(telegram.calls)
                 telegram.send_burst([("/bugurt", user) for user in users])
@@ -211,6 +234,14 @@ def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
             assert answer["results"] == [] and answer["button"]["text"] == note
             assert len(note) <= 64  # Telegram's limit for the button
 
+        telegram.fail("answerInlineQuery")  # the handler fails: an empty answer, not silence
+        failed = _inline(telegram, "КОТ ПРИШЕЛ", OTHER)  # cached posts: no sampling, no limit
+        assert failed["results"] and "button" not in failed  # the answer the fake refused
+        after = telegram.wait_for("answerInlineQuery", lambda p: str(p["inline_query_id"])
+                                  == str(failed["inline_query_id"]) and p["results"] == [], 60)
+        assert after.params["button"]["text"] == texts.INLINE_ERROR
+        assert len(texts.INLINE_ERROR) <= 64
+
         assert _inline(telegram, "МАМА", READER)["results"]  # the third query this minute
         limited = _inline(telegram, "ПАПА", READER)
         assert limited["results"] == [] and limited["button"]["text"] == texts.INLINE_SLOW_DOWN
@@ -234,5 +265,5 @@ def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path,
         conn.close()
     assert 0 < len(one_round) <= 8 < len(reply) <= 24  # more than one round's candidates
     assert len(channel) <= 8  # a channel batch is one round
-    scores = slot.generator.combined(reply)
+    scores = slot.generator.score(reply)
     assert scores == sorted(scores, reverse=True)  # best first: the pool keeps reply[0]

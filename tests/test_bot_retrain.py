@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from bot.retrain import prune
-from generator.modeldir import load_model
+from common.corpus import split_paths
+from generator.evaluate import text_bpc
+from generator.modeldir import LOSS_PLOT_FILE, load_model, loss_curves, read_metrics
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item
@@ -43,15 +46,16 @@ def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[
     return edits, final.params["text"]
 
 
-def _app(tmp_path, bot_model, telegram, vk=None, **bot):
-    """A bot serving `bot_model` whose /retrain trains 3 steps from scratch: surely worse."""
+def _app(tmp_path, bot_model, telegram, vk=None, train_args=("--max-steps", "3"), **bot):
+    """A bot serving `bot_model` whose /retrain trains from scratch (by default 3 steps: surely
+    worse)."""
     write_tiny_corpus(tmp_path / "data" / "corpus.txt")
     raw = bot_config(tmp_path, bot_model, telegram, channel=False, retrain_minutes=1,
                      retrain_warm_start=False, **bot)
     if vk is not None:
         raw["vk"].update(token="refused-token", api_url=vk.api_url)
     config_path = str(write_config(tmp_path, raw))
-    options = {"train_args": (*TINY_TRAIN, "--max-steps", "3"), "retrain_poll_seconds": 0.2}
+    options = {"train_args": (*TINY_TRAIN, *train_args), "retrain_poll_seconds": 0.2}
     return AppThread(raw, config_path, **options)
 
 
@@ -99,6 +103,34 @@ def test_retrain_twice_in_a_row_then_rollback_after_a_rejected_one(tmp_path, bot
         assert f"Model: {bot_model} " in ask(telegram, "/status", ADMIN)
         models = tmp_path / "data" / "models"
         assert len(list(models.iterdir())) == 1  # the latest rejected one only: pruned
+
+
+@pytest.mark.slow  # a real trainer process
+def test_the_retrain_picture_of_a_unigram_model_draws_training_in_bits_per_character(
+        tmp_path, bot_model, telegram):
+    """Units of ~2.9 characters: training logged in nats (or bits) per token would sit ~3x
+    above what the trained model scores on its own training text; in bits per character, with
+    no regulariser or averaging to tell the two apart, it sits beside it."""
+    unigram = ("--tokenizer", "unigram", "--vocab-size", "400", "--ema-decay", "0",
+               "--weight-drop", "0", "--locked-dropout", "0", "--dropout", "0")
+    with _app(tmp_path, bot_model, telegram, train_args=("--max-steps", "30", *unigram)):
+        start = len(telegram.calls)
+        final = _retrain(telegram)[1]
+        assert final.startswith("Retrain done"), final
+        photo = telegram.wait_for("sendPhoto", after=start)
+        _idle(telegram)
+    model = Path(final.split("New model ", 1)[1].split(": ", 1)[0])
+    assert photo.params["photo"] == (model / LOSS_PLOT_FILE).read_bytes()
+    curves = loss_curves(model)
+    records = read_metrics(model)
+    assert curves["train"] == [(r["chars"], r["train_bpc"]) for r in records
+                               if r["train_bpc"] is not None] and len(curves["train"]) == 3
+    assert curves["validation"] == [(records[-1]["chars"], records[-1]["val_bpc"])]
+    net, vocab, _ = load_model(model)
+    corpus = split_paths(tmp_path / "data" / "corpus.txt")[0].read_text(encoding="utf-8")
+    assert vocab.kind == "unigram" and len(corpus) / len(vocab.encode(corpus)) > 2.5
+    trained = text_bpc(net, vocab, corpus)  # the model after the last step
+    assert trained < curves["train"][-1][1] < 1.3 * trained  # steps 21-30: a little higher
 
 
 @pytest.mark.slow  # real trainer processes

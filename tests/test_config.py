@@ -176,3 +176,15 @@ def test_dump_of_defaults_round_trips(tmp_path):
     config = load_config(path)
     assert config.telegram.admins == (5, 7)
     assert config.bot.temperatures == (0.5,)
+
+
+def test_a_retired_key_of_an_old_config_is_ignored_with_one_warning(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("generator:\n  ranker_weight: 0.5\nbot:\n  candidates: 4\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="common.config"):
+        config = load_config(old)
+    assert config.bot.candidates == 4  # the rest of the file still counts
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "'generator.ranker_weight' is ignored" in warnings[0]
+    with pytest.raises(UserError, match="unknown key 'generator.ranker_wieght'"):
+        config_from_dict({"generator": {"ranker_wieght": 0.5}})  # a typo is still refused

@@ -127,9 +127,9 @@ def train(corpus, out, *extra: str) -> list[str]:
 
 
 def progress(out) -> list[tuple]:
-    """metrics.jsonl without its clock readings: (step, chars, train_loss, val_bpc) a line."""
+    """metrics.jsonl without its clock readings: (step, chars, train_bpc, val_bpc) a line."""
     rows = [json.loads(line) for line in (out / modeldir.METRICS_FILE).read_text().splitlines()]
-    return [(r["step"], r["chars"], r["train_loss"], r["val_bpc"]) for r in rows]
+    return [(r["step"], r["chars"], r["train_bpc"], r["val_bpc"]) for r in rows]
 
 
 def metrics_lines(out) -> int:

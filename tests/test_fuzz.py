@@ -159,7 +159,7 @@ def test_any_prime_text_gets_a_post_or_one_short_answer(runner, prime):
         loop.run_until_complete(built.command(name, args, sender, TerminalChat(out)))
     replies = [r for r in out.getvalue().split("\n\n") if r.strip()]
     event("post" if replies[-1].endswith("#neurobugurt") else replies[-1][:20])
-    start = built.models.generator.vocab.normalize_prime(clean_prime(args))
+    start = built.slot.generator.vocab.normalize_prime(clean_prime(args))
     if replies[-1].endswith("#neurobugurt") and len(replies) == 2:  # no characters left out
         assert replies[0].startswith(start), (start, replies[0])
     assert 2 <= len(replies) <= 4

@@ -19,7 +19,7 @@ from common.corpus import format_posts, read_split, split_posts, write_corpus
 from generator import gate, modeldir
 from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
-from generator.model import CharLSTM, FastLSTM, ModelConfig
+from generator.model import FastLSTM, LSTMModel, ModelConfig
 from generator.modeldir import load_model, save_model
 from generator.sample import Generator
 from generator.train import (
@@ -30,7 +30,7 @@ from generator.train import (
     Trainer,
     batch_loss,
 )
-from generator.vocab import END, UNK, Vocab
+from generator.vocab import END, UNK, CharVocab
 from tests.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
@@ -52,7 +52,7 @@ def run_generator(*args: str, **kw) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_shapes_at_tiny_sizes_and_fast_cell_matches_nn_lstm(layers):
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=6, **{**TINY, "layers": layers})).eval()
+    model = LSTMModel(ModelConfig(vocab_size=6, **{**TINY, "layers": layers})).eval()
     x = torch.randint(0, 6, (2, 3))
     logits, (h, c) = model(x)
     assert logits.shape == (2, 3, 6) and h.shape == c.shape == (layers, 2, 5)
@@ -84,7 +84,7 @@ def test_batches_are_contiguous_streams_split_across_ranks():
 
 
 def test_vocab_round_trip_end_symbol_and_unknowns():
-    vocab = Vocab.build(["АБ\n@\nВ"])
+    vocab = CharVocab.build(["АБ\n@\nВ"])
     ids = vocab.encode_posts(["АБ", "ЯZ"]).tolist()
     assert ids[0] == END and ids[3] == END and ids[-1] == END
     assert ids[4:6] == [UNK, UNK]
@@ -93,10 +93,10 @@ def test_vocab_round_trip_end_symbol_and_unknowns():
 
 
 def _tiny_trainer(tmp_path: Path, posts: list[str], **overrides) -> Trainer:
-    vocab = Vocab.build(posts)
+    vocab = CharVocab.build(posts)
     val_text = format_posts(posts[-2:])
-    streams = Streams(vocab.encode_posts(posts), vocab.encode_posts(posts[-2:]), len(val_text),
-                      vocab.chars)
+    streams = Streams(vocab.encode_posts(posts), vocab.encode_posts(posts[-2:]),
+                      len(format_posts(posts)), len(val_text), vocab.chars)
     cfg = TrainConfig(**{"batch_size": 2, "seq_len": 16, "lr": 1e-2, "warmup_steps": 1,
                          "eval_every": 100, "min_lr_ratio": 0.5, **overrides})
     model_cfg = ModelConfig(vocab_size=len(vocab), embed=8, hidden=48, layers=1, dropout=0.0)
@@ -143,7 +143,7 @@ def test_prime_with_unknown_characters_any_case_and_script(overfit_dir):
 
 def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
     torch.manual_seed(1)
-    model = CharLSTM(ModelConfig(vocab_size=6, **TINY)).eval()
+    model = LSTMModel(ModelConfig(vocab_size=6, **TINY)).eval()
     save_model(tmp_path, model, "АБВГ", info={"val_bpc": 1.5})
     loaded, vocab, info = load_model(tmp_path)
     x = torch.randint(0, 6, (2, 3))
@@ -162,7 +162,7 @@ def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
 
 @pytest.mark.slow  # runs python -m generator
 def test_eval_cli_on_a_known_text(tmp_path):
-    model = CharLSTM(ModelConfig(vocab_size=6, **TINY))
+    model = LSTMModel(ModelConfig(vocab_size=6, **TINY))
     for p in model.parameters():
         torch.nn.init.zeros_(p)  # uniform prediction: every symbol costs log2(6) bits
     save_model(tmp_path, model, "АБВГ", info={})
@@ -205,7 +205,7 @@ def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=60))  # a hang fails, not stalls
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
+    model = LSTMModel(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
     batches = StreamBatches(torch.arange(60) % 6, rows=4, seq_len=3)
     x, y = batches.batch(0, rank, 2)
     ddp = wrap_ddp(model)  # keep a reference: DDP's gradient hooks live as long as it does
@@ -224,7 +224,7 @@ def test_ddp_two_gloo_processes_average_to_the_global_batch_gradient(tmp_path):
     mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path / "g.pt")), nprocs=2)
     ddp_grads = torch.load(tmp_path / "g.pt")
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
+    model = LSTMModel(ModelConfig(vocab_size=6, **TINY, dropout=0.0))
     x, y = StreamBatches(torch.arange(60) % 6, rows=4, seq_len=3).batch(0)
     batch_loss(model, x, y, None, bf16=False)[0].backward()
     for name, p in model.named_parameters():
@@ -232,7 +232,7 @@ def test_ddp_two_gloo_processes_average_to_the_global_batch_gradient(tmp_path):
 
 
 def test_stream_bits_counts_every_symbol_once():
-    model = CharLSTM(ModelConfig(vocab_size=6, **TINY))
+    model = LSTMModel(ModelConfig(vocab_size=6, **TINY))
     ids = torch.randint(0, 6, (5000,))
     whole = stream_bits(model, ids, rows=1)
     split = stream_bits(model, ids, rows=3)

@@ -11,8 +11,10 @@ import torch
 
 from common.atomic import write_atomic, write_text_atomic
 from common.cli import UserError
+from common.config import BUNDLED_MODEL_DIR
 from generator import gate, modeldir
-from generator.model import CharLSTM, ModelConfig
+from generator.model import LSTMModel, ModelConfig
+from generator.sample import Generator
 from tests.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
@@ -56,7 +58,7 @@ def test_a_checkpoint_that_fails_to_serialise_leaves_the_previous_one(tmp_path):
 
 def test_model_round_trip_in_bf16_and_copy_of_the_extras(tmp_path):
     torch.manual_seed(0)
-    model = CharLSTM(TINY).eval()
+    model = LSTMModel(TINY).eval()
     src, dst = tmp_path / "src", tmp_path / "dst"
     modeldir.save_model(src, model, "АБВГ", info={"val_bpc": 1.5}, primer=[1, 2, 0])
     modeldir.save_novelty(src, gate.NoveltyIndex.build(POSTS))
@@ -75,13 +77,13 @@ def test_model_round_trip_in_bf16_and_copy_of_the_extras(tmp_path):
 
 
 def test_metrics_append_read_and_trim_to_the_resumed_step(tmp_path):
-    assert modeldir.read_metrics(tmp_path / modeldir.METRICS_FILE) == []
+    assert modeldir.read_metrics(tmp_path) == []
     for step in (10, 20, 30, 40):
         modeldir.append_metrics(tmp_path, {"step": step, "val_bpc": None})
     path = tmp_path / modeldir.METRICS_FILE
     with open(path, "a", encoding="utf-8") as fh:
         fh.write('{"step": 5')  # a line cut short by a kill: no step, counts as past any
-    assert [r["step"] for r in modeldir.read_metrics(path)] == [10, 20, 30, 40]
+    assert [r["step"] for r in modeldir.read_metrics(tmp_path)] == [10, 20, 30, 40]
     modeldir.trim_metrics(tmp_path, 20)
     assert path.read_text(encoding="utf-8").splitlines() == [
         '{"step": 10, "val_bpc": null}', '{"step": 20, "val_bpc": null}']
@@ -92,7 +94,7 @@ def test_metrics_append_read_and_trim_to_the_resumed_step(tmp_path):
 
 
 def test_bad_files_raise_the_modules_own_errors(tmp_path):
-    modeldir.save_model(tmp_path, CharLSTM(TINY), "АБВГ", info={})
+    modeldir.save_model(tmp_path, LSTMModel(TINY), "АБВГ", info={})
     path = tmp_path / modeldir.MODEL_FILE
     payload = torch.load(path, weights_only=True)
     torch.save({**payload, "version": modeldir.VERSION + 1}, path)
@@ -126,7 +128,7 @@ def older_novelty_index(model_dir) -> None:
 def test_an_older_model_directory_is_one_clear_line_on_the_command_line(tmp_path):
     old_weights, old_index = tmp_path / "old-weights", tmp_path / "old-index"
     for folder in (old_weights, old_index):
-        modeldir.save_model(folder, CharLSTM(TINY), "АБВГ", info={})
+        modeldir.save_model(folder, LSTMModel(TINY), "АБВГ", info={})
         modeldir.save_novelty(folder, gate.NoveltyIndex.build(POSTS))
     payload = torch.load(old_weights / modeldir.MODEL_FILE, weights_only=True)
     torch.save({**payload, "version": 0}, old_weights / modeldir.MODEL_FILE)
@@ -141,3 +143,20 @@ def test_an_older_model_directory_is_one_clear_line_on_the_command_line(tmp_path
         assert "Traceback" not in result.stderr, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], lines
+
+
+def test_model_directories_written_before_the_renames_load_and_an_old_ranker_is_ignored(
+        tmp_path):
+    """The bundled model was written when the class was CharLSTM and directories could hold a
+    ranker.pt: it loads and samples, with such a file beside it too."""
+    bundled = modeldir.read_model(BUNDLED_MODEL_DIR)
+    assert bundled["format"] == modeldir.FORMAT == "neurobugurt-char-lstm"
+    for name in (modeldir.MODEL_FILE, modeldir.NOVELTY_FILE):
+        (tmp_path / name).symlink_to(BUNDLED_MODEL_DIR / name)
+    (tmp_path / "ranker.pt").write_bytes(b"an n-gram ranker of an older version")
+    generator = Generator.load(tmp_path)
+    assert isinstance(generator.model, LSTMModel) and generator.vocab.kind == "unigram"
+    posts = generator.generate(n=1, seed=1, candidates=4)
+    assert len(posts) == 1 and posts[0].endswith("\n" + gate.TAG)
+    modeldir.save_model(tmp_path / "new", generator.model, generator.vocab.stored(), info={})
+    assert modeldir.read_model(tmp_path / "new")["format"] == bundled["format"]

@@ -9,20 +9,20 @@ import torch
 from common.cli import UserError
 from common.corpus import format_posts
 from generator import modeldir, regularize
-from generator.__main__ import _sizes_of
 from generator.evaluate import stream_bits
-from generator.model import CharLSTM, FastLSTM, ModelConfig
+from generator.model import FastLSTM, LSTMModel, ModelConfig
+from generator.plan import sizes_of
 from generator.train import Streams, TrainConfig, Trainer
-from generator.vocab import Vocab
+from generator.vocab import CharVocab
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
 TINY = dict(vocab_size=6, embed=4, hidden=5, layers=2, dropout=0.0)  # N,T,D,H,V = 2,3,4,5,6
 SWITCHES = {"weight_drop": 0.5, "locked_dropout": 0.5, "embed_dropout": 0.5}
 
 
-def _model(**config) -> CharLSTM:
+def _model(**config) -> LSTMModel:
     torch.manual_seed(0)  # the switches do not change the initialisation: equal weights
-    return CharLSTM(ModelConfig(**{**TINY, **config}))
+    return LSTMModel(ModelConfig(**{**TINY, **config}))
 
 
 @pytest.mark.parametrize("switch", SWITCHES)
@@ -122,17 +122,18 @@ def test_an_old_model_config_without_the_new_keys_still_loads(tmp_path):
     assert torch.equal(loaded(x)[0], model(x)[0])
     # a warm start from it may change the regularisers, not the shape
     source = {"model_config": payload["model_config"]}
-    sizes = _sizes_of(source, {"weight_drop": 0.3}, "old")
+    sizes = sizes_of(source, {"weight_drop": 0.3}, "old")
     assert sizes["weight_drop"] == 0.3 and sizes["tie_weights"] is False
     with pytest.raises(UserError, match="--tie-weights True differs from the False"):
-        _sizes_of(source, {"tie_weights": True}, "old")
+        sizes_of(source, {"tie_weights": True}, "old")
 
 
 def test_ema_weights_are_validated_and_saved(tmp_path):
     posts = ["КОТ\n@\nПЕС", "ДОМ\n@\nЛЕС"] * 20
-    vocab = Vocab.build(posts)
+    vocab = CharVocab.build(posts)
     val = vocab.encode_posts(posts[-2:])
-    streams = Streams(vocab.encode_posts(posts), val, len(format_posts(posts[-2:])), vocab.chars)
+    streams = Streams(vocab.encode_posts(posts), val, len(format_posts(posts)),
+                      len(format_posts(posts[-2:])), vocab.chars)
     cfg = TrainConfig(batch_size=2, seq_len=16, lr=1e-2, warmup_steps=1, max_steps=1,
                       eval_every=1, ema_decay=0.999, bf16=False)
     model_cfg = ModelConfig(vocab_size=len(vocab), embed=8, hidden=16, layers=1)

@@ -145,8 +145,8 @@ def test_full_rereads_the_wall_and_updates_edited_posts(tmp_path):
     assert "ИСПРАВЛЕННЫЙ\n@\nБУГУРТ" in read_posts(tmp_path / "corpus.txt")
 
 
-@pytest.mark.parametrize("code", [6, 9, 29])
-def test_rate_limit_bursts_are_retried(tmp_path, code):
+@pytest.mark.parametrize("code", [1, 6, 9, 10, 29])  # common.vk.RETRYABLE
+def test_retryable_vk_errors_are_retried(tmp_path, code):
     with FakeVk(wall(20)) as vk:
         vk.fail("execute", code=code, times=3)  # attempts=4: the fourth goes through
         result = scrape(config(tmp_path, vk), options=FAST)

@@ -14,10 +14,10 @@ from bot.prime import unknown_chars
 from common.corpus import format_posts, parse_posts, write_corpus
 from generator import modeldir
 from generator.evaluate import text_bpc
-from generator.model import CharLSTM, ModelConfig
+from generator.model import LSTMModel, ModelConfig
 from generator.sample import DEFAULT_TEMPERATURE, Generator
 from generator.tokenizer import Unigram, VocabSizeError, build, from_stored
-from generator.vocab import END, UNK, Vocab
+from generator.vocab import END, UNK, CharVocab
 from tests.test_generator import run_generator
 
 torch.set_num_threads(1)
@@ -70,12 +70,12 @@ def test_a_vocabulary_the_corpus_cannot_fill_is_one_clear_sentence(posts):
         Unigram.train(posts, 5000)
     with pytest.raises(VocabSizeError, match=r"below the \d+ units.*larger --vocab-size"):
         Unigram.train(posts, 60)
-    assert isinstance(build("char", posts, 0), Vocab)
+    assert isinstance(build("char", posts, 0), CharVocab)
 
 
 def test_bits_per_character_are_the_stream_bits_over_the_text_characters(unigram, posts):
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=len(unigram), embed=8, hidden=16, layers=2)).eval()
+    model = LSTMModel(ModelConfig(vocab_size=len(unigram), embed=8, hidden=16, layers=2)).eval()
     text = format_posts(posts[:6])
     ids = [END]
     for post in parse_posts(text):
@@ -90,7 +90,7 @@ def test_bits_per_character_are_the_stream_bits_over_the_text_characters(unigram
 def _generator(unigram: Unigram, **boost: float) -> Generator:
     """An untrained model made sure of some pieces (`boost`: piece → its logit) everywhere."""
     torch.manual_seed(0)
-    model = CharLSTM(ModelConfig(vocab_size=len(unigram), embed=8, hidden=16, layers=1)).eval()
+    model = LSTMModel(ModelConfig(vocab_size=len(unigram), embed=8, hidden=16, layers=1)).eval()
     with torch.no_grad():
         for piece, logit in boost.items():
             model.head.bias[END if piece == "END" else unigram.index[piece]] = logit
@@ -102,7 +102,7 @@ def test_a_prime_ending_inside_a_piece_continues_it(unigram):
     ids, tail = unigram.heal("ЖДУ АВТОБУС")
     assert unigram.decode(ids) == "ЖДУ" and tail == " АВТОБУС"
     assert unigram.heal("ЖДУ\n@\nНЕТ") == (unigram.encode("ЖДУ\n@\n"), "НЕТ")
-    assert Vocab("ЖДУ ").heal("ЖДУ") == ([2, 3, 4], "")  # characters never split
+    assert CharVocab("ЖДУ ").heal("ЖДУ") == ([2, 3, 4], "")  # characters never split
     # The tokens that may spell the tail: those it starts with, or that start with it.
     fits = _generator(unigram)._fits([b" \xd0\x90", b""])  # " А", and a row done with its tail
     allowed = {unigram.sp.id_to_piece(i) for i in fits[0].nonzero()[:, 0].tolist()}
@@ -194,7 +194,7 @@ def test_train_sample_eval_through_the_command_line(tmp_path, posts):
 
 def test_char_model_directories_read_as_before(tmp_path, bot_model):
     model, tokenizer, _ = modeldir.load_model(bot_model)  # a character model
-    assert isinstance(tokenizer, Vocab) and tokenizer.stored() == modeldir.read_model(
+    assert isinstance(tokenizer, CharVocab) and tokenizer.stored() == modeldir.read_model(
         bot_model)["vocab"]
     gen = Generator(model, tokenizer, novelty=None, info={})
     assert unknown_chars(gen, "ЖДУ 😀\nQ") == sorted(

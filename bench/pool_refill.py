@@ -1,0 +1,57 @@
+"""How fast the pool worker refills: CPU seconds of one ready reply (the best of
+`pool.reply_candidates` drawn `bot.candidates` at a time, the worker's own draw), and what that
+makes the time to refill a burst at a `pool.cpu_share`.
+
+    .venv/bin/python bench/pool_refill.py [--replies 8] [--burst 50] [--model DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.model_slot import ModelSlot  # noqa: E402
+from bot.pool import Pool  # noqa: E402
+from bot.settings import RuntimeSettings  # noqa: E402
+from common import db  # noqa: E402
+from common.config import BUNDLED_MODEL_DIR, Config  # noqa: E402
+
+SHARES = (0.5, 0.75, 1.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--replies", type=int, default=8)
+    p.add_argument("--burst", type=int, default=50)
+    p.add_argument("--model", default=str(BUNDLED_MODEL_DIR))
+    args = p.parse_args()
+    config = Config()
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = db.connect(Path(tmp) / "pool.sqlite3")
+        slot = ModelSlot(RuntimeSettings(conn), args.model, config.bot.candidates)
+        pool = Pool(conn, Path(tmp) / "pool.sqlite3", slot, config)
+        rng, seconds = random.Random(1), []
+        for k in range(args.replies):
+            temperature = config.bot.temperatures[k % len(config.bot.temperatures)]
+            began = time.thread_time()
+            pool._draw(slot.generator, "reply", temperature, rng)  # noqa: SLF001 (the worker's draw)
+            seconds.append(time.thread_time() - began)
+        slot.close()
+        conn.close()
+    each = statistics.median(seconds)
+    print(f"one reply (best of {config.pool.reply_candidates}): median {each:.2f} CPU s "
+          f"(min {min(seconds):.2f}, max {max(seconds):.2f}) over {args.replies}")
+    for share in SHARES:
+        print(f"cpu_share {share:g}: {share / each * 60:.0f} replies a minute; "
+              f"a burst of {args.burst} refilled in {args.burst * each / share:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
