@@ -1,13 +1,17 @@
 """The pool of ready posts: sampled ahead of requests by a background thread, kept in storage.db.
 
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
-- 'reply': `pool.size` gated posts per sampling temperature, each the best of
-  `pool.reply_candidates` samples drawn `bot.candidates` at a time. `/bugurt` and inline
-  queries take them; a post is taken by the one UPDATE … RETURNING that marks it used, so no
-  post is handed out twice, across threads and processes.
-- 'channel': every gated sample of batches drawn at one temperature (the ratings bandit's draw)
-  until `pool.channel_candidates` are gathered; the next channel post is the one of them with the
-  highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are dropped.
+- 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
+  default) each is one post built line by line under the model's judge
+  (`Generator.searched`); with `whole`, the best of `pool.reply_candidates` whole samples drawn
+  `bot.candidates` at a time. `/bugurt` and inline queries take them; a post is taken by the one
+  UPDATE … RETURNING that marks it used, so no post is handed out twice, across threads and
+  processes.
+- 'channel': searched posts of a wider search (`CHANNEL_SEARCH`) until `pool.channel_searches`
+  are gathered, or with `whole` every gated sample of batches until `pool.channel_candidates`,
+  all at one temperature (the ratings bandit's draw); the next channel post is the one of them
+  with the highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are
+  dropped.
 
 The worker is one thread with its own SQLite connection. It never holds up the event loop (the
 loop only runs the short take queries), yields to people (it waits while on-demand requests
@@ -33,10 +37,14 @@ from bot.ratings import Ratings
 from common import db
 from common.config import Config
 from generator.sample import Candidate, Generator
+from generator.search import SearchConfig
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
 USED_KEPT_SECONDS = 86400.0  # handed-out rows stay a day (what was served), then go
+# A channel post may take minutes: twice the lines drawn and the beam of a reply's search.
+CHANNEL_SEARCH = SearchConfig(lines_drawn=2 * SearchConfig.lines_drawn,
+                              beam=2 * SearchConfig.beam)
 
 
 class PoolStore:
@@ -124,12 +132,16 @@ class Pool:
         self.temperatures = config.bot.temperatures
         self.candidates = config.bot.candidates
         self.reply_candidates = config.pool.reply_candidates
+        self.by_lines = config.pool.search == "lines"
+        if self.by_lines:  # each channel post is the best of a few searched posts
+            self.channel_candidates = config.pool.channel_searches
         self.busy_seconds = 0.0  # the worker's CPU seconds in batches
         self.batches = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._woken = False
         self._holds = 0  # paused() blocks in force
+        self.drawing = False  # a batch is in flight (paused() lets it finish)
         # A batch's rows go in only while its model is served: a swap's drop waits for them.
         self._swap_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
@@ -201,39 +213,60 @@ class Pool:
         conn = db.connect(self.db_path)
         store, ratings, rng = PoolStore(conn), Ratings(conn), random.Random()
         try:
-            while self._wait(lambda: not self._holds):
-                if self.slot.waiting:  # people queue for the sampler: they go first
-                    self._wait(lambda: False, 0.05)
-                    continue
-                generator = self.slot.generator
-                model_dir = generator.info["model_dir"]
-                job = self._next_job(store, ratings, rng, model_dir)
-                if job is None:
-                    self._wait(lambda: self._woken, IDLE_SECONDS)
-                    continue
-                kind, temperature = job
-                began = time.thread_time()
+            while self._begin():
                 try:
-                    ranked = self._draw(generator, kind, temperature, rng)
-                except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
-                    log.exception("pool worker: sampling failed; trying again in a minute")
-                    self._wait(lambda: False, 60)
-                    continue
-                busy = time.thread_time() - began
-                self.busy_seconds += busy
-                self.batches += 1
-                with self._swap_lock:
-                    if self.slot.generator is generator:  # else swapped meanwhile: dropped
-                        kept = ranked[:1] if kind == "reply" else ranked
-                        store.add(model_dir, kind, temperature, kept, generator.score(kept))
-                self._wait(lambda: False, busy * (1 - self.share) / self.share)
+                    seconds, wakeable = self._batch(store, ratings, rng)
+                finally:
+                    self.drawing = False
+                self._wait((lambda: self._woken) if wakeable else (lambda: False), seconds)
         finally:
             conn.close()
 
+    def _begin(self) -> bool:
+        """Wait until no pause holds, then mark a batch in flight, in one step under the lock
+        (so a `paused()` that then sees no batch in flight can rely on none starting)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopping or not self._holds)
+            self._woken = False
+            self.drawing = not self._stopping
+            return not self._stopping
+
+    def _batch(self, store: PoolStore, ratings: Ratings, rng: random.Random
+               ) -> tuple[float, bool]:
+        """One job of the worker; (seconds to wait before the next, whether a wake-up cuts
+        the wait short)."""
+        if self.slot.waiting:  # people queue for the sampler: they go first
+            return 0.05, False
+        generator = self.slot.generator
+        model_dir = generator.info["model_dir"]
+        job = self._next_job(store, ratings, rng, model_dir)
+        if job is None:
+            return IDLE_SECONDS, True
+        kind, temperature = job
+        began = time.thread_time()
+        try:
+            ranked = self._draw(generator, kind, temperature, rng)
+        except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
+            log.exception("pool worker: sampling failed; trying again in a minute")
+            return 60, False
+        busy = time.thread_time() - began
+        self.busy_seconds += busy
+        self.batches += 1
+        with self._swap_lock:
+            if self.slot.generator is generator:  # else swapped meanwhile: dropped
+                kept = ranked[:1] if kind == "reply" else ranked
+                store.add(model_dir, kind, temperature, kept, generator.score(kept))
+        return busy * (1 - self.share) / self.share, False
+
     def _draw(self, generator: Generator, kind: str, temperature: float,
               rng: random.Random) -> list[Candidate]:
-        """A batch of ranked candidates; for a reply, rounds of bot.candidates until
-        pool.reply_candidates are drawn (the sampler's lock is free between rounds), best first."""
+        """A batch of ranked candidates: one searched post; or, searching whole posts, for a
+        reply rounds of bot.candidates until pool.reply_candidates are drawn (the sampler's
+        lock is free between rounds), best first."""
+        if self.by_lines:
+            config = CHANNEL_SEARCH if kind == "channel" else None
+            found = generator.searched(temperature, rng.getrandbits(63), config)
+            return [found] if found is not None else []
         rounds = math.ceil(self.reply_candidates / self.candidates) if kind == "reply" else 1
         ranked: list[Candidate] = []
         for _ in range(rounds):  # a round may pass nothing through the gate: no retry here

@@ -93,6 +93,9 @@ class BotConfig:
     retrain_warm_start: bool = True
 
 
+SEARCHES = ("lines", "whole")  # how the pool builds a ready post (PoolConfig.search)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     size: int = 20  # ready posts kept per sampling temperature; 0: every /bugurt samples on demand
@@ -102,6 +105,11 @@ class PoolConfig:
     # 64 read at coherence 2.25-2.33 against 1.42 for best of 16 (BENCHMARKS.md)
     reply_candidates: int = 64
     channel_candidates: int = 256  # gathered for the next channel post; the best is published
+    # "lines": a ready post is built line by line under the model's judge (generator/search.py),
+    # which read better than best of 64 whole posts (BENCHMARKS.md); "whole": the best of
+    # reply_candidates whole posts by likelihood
+    search: str = "lines"
+    channel_searches: int = 8  # with search "lines": searched posts gathered per channel post
 
 
 @dataclass(frozen=True)
@@ -238,10 +246,14 @@ def _check_counts(config: Config, source: str) -> None:
         ("pool.size", pool.size, 0), ("pool.queue_limit", pool.queue_limit, 0),
         ("pool.channel_candidates", pool.channel_candidates, 0),
         ("pool.reply_candidates", pool.reply_candidates, 1),
+        ("pool.channel_searches", pool.channel_searches, 0),
         ("inline.posts", inline.posts, 1), ("inline.per_minute", inline.per_minute, 1),
     ):
         if value < least:
             raise UserError(f"{source}: {key!r} must be at least {least}, not {value}")
+    if pool.search not in SEARCHES:
+        raise UserError(f"{source}: 'pool.search' must be one of {', '.join(SEARCHES)}, "
+                        f"not {pool.search!r}")
     if inline.posts > 50:  # answerInlineQuery takes at most 50 results
         raise UserError(f"{source}: 'inline.posts' must be at most 50, not {inline.posts}")
     if inline.cache_seconds < 0:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 import secrets
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from generator import gate, modeldir
+from generator.judge import JudgeNet
 from generator.model import FastLSTM, LSTMModel
+from generator.search import LineSearch, SearchConfig
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
@@ -31,17 +34,22 @@ NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) float
 # unit model's one: at 0.85 a 4k-unigram model invented 10.0% of its words, at 0.6 3.8%, at 0.5
 # 2.4% (real posts 2.6%; the character model 6.1% at 0.85); BENCHMARKS.md.
 DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
+# Nats per character that one unit of the judge's log-odds weighs in `score`, across posts of
+# separate searches (within one search both terms are z-scored): the spread of the judge's
+# log-odds over search posts is about 8× that of their mean log-likelihood per character.
+JUDGE_NATS = 0.125
 
 
 class Candidate(NamedTuple):
     text: str
     likelihood: float  # the model's mean log-probability per character
+    judge: float | None = None  # the judge's log-odds that the post is coherent (searched posts)
 
 
 class Generator:
     def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: gate.NoveltyIndex,
-                 info: dict):
-        self.model, self.vocab, self.novelty = model, vocab, novelty
+                 info: dict, judge: JudgeNet | None = None):
+        self.model, self.vocab, self.novelty, self.judge = model, vocab, novelty, judge
         # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
         # counts as one, as the character model always scored it
         self.token_chars = torch.tensor([
@@ -71,7 +79,7 @@ class Generator:
                     hidden=model.config.hidden)
         info.setdefault("val_bpc", None)
         info.setdefault("trained_chars", 0)
-        return cls(model, vocab, novelty, info)
+        return cls(model, vocab, novelty, info, modeldir.load_judge(model_dir))
 
     def generate(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -97,6 +105,19 @@ class Generator:
                     break
         return [c._replace(text=gate.finish(c.text)) for c in self.best_first(found)]
 
+    def searched(self, temperature: float | None = None, seed: int | None = None,
+                 config: SearchConfig | None = None) -> Candidate | None:
+        """One post built line by line (search.py) under this model's judge, tagged; None when no
+        finished post passed the gate. The sampler's lock is held one line at a time, so an
+        on-demand request waits for one line step, not a whole search."""
+        config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
+        rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
+        found = LineSearch(self, self.judge, config, lock=self._lock).post(rng)
+        if found is None:
+            return None
+        text, likelihood, judge = found
+        return Candidate(gate.finish(text), likelihood, judge if self.judge else None)
+
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
               top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:
         """The distinct candidates of one batch of `rows` samples that pass the quality gate,
@@ -115,9 +136,10 @@ class Generator:
 
     def score(self, candidates: list[Candidate]) -> list[float]:
         """Ranking scores of candidates of this model, higher better: the one place that says
-        which candidate is best (each /bugurt's, a pooled reply's, the channel's). Today the
-        model's mean log-likelihood per character; a judge of coherence would join it here."""
-        return [c.likelihood for c in candidates]
+        which candidate is best (each /bugurt's, a pooled reply's, the channel's): the model's
+        mean log-likelihood per character, plus JUDGE_NATS × the judge's log-odds of a searched
+        post."""
+        return [c.likelihood + JUDGE_NATS * (c.judge or 0.0) for c in candidates]
 
     def best_first(self, candidates: list[Candidate]) -> list[Candidate]:
         """Candidates sorted by `score`, best first (ties keep their order)."""

@@ -14,7 +14,9 @@ unknown symbol or run over MAX_LINE characters are dropped; a post may end only 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -57,9 +59,11 @@ class Partial:
 class LineSearch:
     """Builds posts line by line from a `Generator`'s model (its cell, vocab, gate, novelty)."""
 
-    def __init__(self, generator, judge: JudgeNet | None, config: SearchConfig | None = None):
+    def __init__(self, generator, judge: JudgeNet | None, config: SearchConfig | None = None,
+                 lock: threading.Lock | None = None):
         self.gen, self.judge = generator, judge
         self.config = config or SearchConfig()
+        self.lock = lock or contextlib.nullcontext()  # held for one line step at a time
         self.reader = LineReader(generator.model, generator.vocab,
                                  lstm_state(generator.start_state))
         self.line_break = generator.vocab.encode(LINE_BREAK)
@@ -75,7 +79,8 @@ class LineSearch:
         start = Partial([], gen.start_state, gen.start_logits, None)
         beams, finished = [start], []
         for depth in range(cfg.max_lines):
-            candidates = self._expand(beams, rng, may_end=depth + 1 >= cfg.min_lines)
+            with self.lock, torch.inference_mode():
+                candidates = self._expand(beams, rng, may_end=depth + 1 >= cfg.min_lines)
             if not candidates:
                 break
             _score(candidates, cfg.judge_weight)
@@ -224,9 +229,8 @@ def timed_posts(search: LineSearch, n: int, seed: int) -> tuple[list[str], float
     rng = torch.Generator().manual_seed(seed)
     started = time.process_time()
     posts = []
-    with torch.inference_mode():
-        for _ in range(n):
-            found = search.post(rng)
-            if found is not None:
-                posts.append(found[0])
+    for _ in range(n):
+        found = search.post(rng)
+        if found is not None:
+            posts.append(found[0])
     return posts, time.process_time() - started

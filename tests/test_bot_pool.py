@@ -11,13 +11,16 @@ import sqlite3
 import threading
 import time
 
+import pytest
+
 from bot import texts
 from bot.model_slot import ModelSlot
 from bot.pool import Pool, PoolStore
 from bot.settings import RuntimeSettings
 from common import db
 from common.config import config_from_dict
-from generator.sample import Candidate
+from generator import gate
+from generator.sample import JUDGE_NATS, Candidate
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline import (
     ADMIN,
@@ -34,7 +37,8 @@ from tests.pipeline import (
 
 def _config(tmp_path, bot_model, telegram, channel=False, **pool):
     raw = bot_config(tmp_path, bot_model, telegram, channel=channel, temperatures=[0.85])
-    raw["pool"] = {"cpu_share": 1.0, "channel_candidates": 0, "reply_candidates": 8, **pool}
+    raw["pool"] = {"cpu_share": 1.0, "channel_candidates": 0, "channel_searches": 0,
+                   "reply_candidates": 8, **pool}
     return raw
 
 
@@ -156,6 +160,8 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
         users = list(range(101, 111))
         # The worker refills nothing and the sampler finishes nothing until every request is in.
         with bot.runner.pool.paused():  # as while a retrain trains
+            # a search in flight (it takes the sampler line by line) finishes; none starts
+            wait_until(lambda: not bot.runner.pool.drawing, 60, "the batch in flight")
             with bot.runner.slot.generator._lock:  # noqa: SLF001
                 batches = bot.runner.pool.batches
                 start = len(telegram.calls)
@@ -184,10 +190,14 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
         assert len(_full(tmp_path, 4)) == 4  # unpaused, the worker fills the pool again
 
 
-def test_channel_post_is_the_best_of_the_gathered_candidates(tmp_path, bot_model, telegram):
-    raw = _config(tmp_path, bot_model, telegram, channel=True, size=0, channel_candidates=20)
+@pytest.mark.parametrize("search, gathered", [("lines", 3), ("whole", 20)])
+def test_channel_post_is_the_best_of_the_gathered_candidates(tmp_path, bot_model, telegram,
+                                                             search, gathered):
+    raw = _config(tmp_path, bot_model, telegram, channel=True, size=0, channel_candidates=20,
+                  channel_searches=3, search=search)
     with AppThread(raw) as bot:
-        wait_until(lambda: len(_ready(tmp_path, "channel")) >= 20, 60, "20 candidates")
+        wait_until(lambda: len(_ready(tmp_path, "channel")) >= gathered, 60,
+                   f"{gathered} candidates")
         database = tmp_path / "data" / "neurobugurt.sqlite3"
         (best, newest), = query(database, "SELECT text, (SELECT MAX(id) FROM pool) FROM pool"
                                 " WHERE kind = 'channel' ORDER BY score DESC, id LIMIT 1")
@@ -251,7 +261,7 @@ def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
 def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path, bot_model):
     """pool.reply_candidates 24 at bot.candidates 8: three rounds, the best of all first."""
     raw = bot_config(tmp_path, bot_model, candidates=8)
-    raw["pool"] = {"reply_candidates": 24}
+    raw["pool"] = {"reply_candidates": 24, "search": "whole"}
     config = config_from_dict(raw)
     conn = db.connect(config.storage.db)
     slot = ModelSlot(RuntimeSettings(conn), config.generator.model_dir, config.bot.candidates)
@@ -267,3 +277,24 @@ def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path,
     assert len(channel) <= 8  # a channel batch is one round
     scores = slot.generator.score(reply)
     assert scores == sorted(scores, reverse=True)  # best first: the pool keeps reply[0]
+
+
+def test_a_ready_reply_by_lines_is_one_searched_post_scored_with_its_judge(tmp_path, bot_model):
+    """pool.search lines (the default): a reply is one post built line by line, and its score
+    counts the judge's log-odds."""
+    config = config_from_dict(bot_config(tmp_path, bot_model))
+    conn = db.connect(config.storage.db)
+    slot = ModelSlot(RuntimeSettings(conn), config.generator.model_dir, config.bot.candidates)
+    try:
+        pool = Pool(conn, tmp_path / "pool.sqlite3", slot, config)
+        replies = [pool._draw(slot.generator, "reply", 0.85, random.Random(seed))
+                   for seed in range(3)]
+    finally:
+        slot.close()
+        conn.close()
+    found = [r[0] for r in replies if r]
+    assert found and all(len(r) <= 1 for r in replies)
+    for post in found:
+        assert post.text.endswith("\n#neurobugurt") and post.judge is not None
+        assert gate.form_reason(post.text.removesuffix("\n#neurobugurt")) is None
+        assert slot.generator.score([post]) == [post.likelihood + JUDGE_NATS * post.judge]
