@@ -34,7 +34,7 @@ from generator import modeldir  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
 from generator.judge import LINE_BREAK  # noqa: E402
 from generator.sample import Generator  # noqa: E402
-from generator.search import LineSearch, SearchConfig, timed_posts  # noqa: E402
+from generator.search import LineSearch, SearchConfig  # noqa: E402
 
 SYSTEMS = ("likelihood64", "search", "search-fluency", "markov")
 
@@ -46,6 +46,16 @@ def likelihood_posts(gen: Generator, n: int, seed: int) -> tuple[list[str], floa
         ranked = gen.ranked(1, candidates=64, seed=seed + i)
         if ranked:
             posts.append(ranked[0].text.removesuffix("\n" + TAG))
+    return posts, time.process_time() - started
+
+
+def timed_posts(search: LineSearch, n: int, seed: int
+                ) -> tuple[list[tuple[str, float, float]], float]:
+    """n searched posts (fewer if some searches found none) as `LineSearch.post` gives them,
+    and the CPU seconds they took."""
+    rng = torch.Generator().manual_seed(seed)
+    started = time.process_time()
+    posts = [found for _ in range(n) if (found := search.post(rng)) is not None]
     return posts, time.process_time() - started
 
 
@@ -94,7 +104,13 @@ def main() -> int:
             if system == "search" and judge is None:
                 print(f"search: {args.model} has no judge (python -m generator judge)")
                 continue
-            posts, cpu = timed_posts(LineSearch(gen, judge, config), args.n, args.seed)
+            found, cpu = timed_posts(LineSearch(gen, judge, config), args.n, args.seed)
+            posts = [text for text, _, _ in found]
+            if len(found) > 1:  # what JUDGE_NATS weighs: the two terms' spread across posts
+                likelihood = torch.tensor([f[1] for f in found])
+                odds = torch.tensor([f[2] for f in found])
+                print(f"{system}: spread across posts: likelihood {likelihood.std():.4f} "
+                      f"nats/char, judge {odds.std():.3f} log-odds")
         (args.out / f"{system}.txt").write_text(format_posts(posts), encoding="utf-8")
         lines = sum(len(p.split(LINE_BREAK)) for p in posts) / max(1, len(posts))
         print(f"{system}: {len(posts)} posts, {cpu / max(1, len(posts)):.2f} CPU s a post, "

@@ -26,7 +26,7 @@ SHINGLE_WORDS = 3
 SHINGLE_LIMIT = 0.6
 WINDOW, STRIDE = 32, 16
 MAX_LINE = 200  # characters in one line of a post
-_WORD = re.compile(r"\w+")
+WORD = re.compile(r"\w+")
 _LOOP = re.compile(r"(.{2,}?)\1{3,}")  # a unit of ≥ 2 characters repeated ≥ 4 times in a row
 
 
@@ -67,7 +67,7 @@ class Bloom:
 
 
 def shingles(text: str) -> list[str]:
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     return [" ".join(words[i : i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)]
 
 

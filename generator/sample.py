@@ -36,8 +36,9 @@ NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) float
 DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
 # Nats per character that one unit of the judge's log-odds weighs in `score`, across posts of
 # separate searches (within one search both terms are z-scored): the spread of the judge's
-# log-odds over search posts is about 8× that of their mean log-likelihood per character.
-JUDGE_NATS = 0.125
+# log-odds over search posts is 5× that of their mean log-likelihood per character (0.289
+# against 0.058, bench/selection.py).
+JUDGE_NATS = 0.2
 
 
 class Candidate(NamedTuple):

@@ -7,9 +7,11 @@ model ends the posts. A continuation's score is the z-score, among the continuat
 step, of
 - fluency: the post's mean log-likelihood per character so far (the model's own view), plus
 - `judge_weight` × the coherence judge's log-odds that the post so far is real (judge.py),
-so neither term's scale decides alone. Lines that repeat an earlier line of the post, hold the
-unknown symbol or run over MAX_LINE characters are dropped; a post may end only after
-`min_lines` lines, and finished posts pass the same quality gate as sampled ones.
+so neither term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
+ones): chosen by likelihood, nearly every post opened with the corpus's commonest line. Lines
+that repeat the post (`_repeats`), hold the unknown symbol or run over MAX_LINE characters are
+dropped; a post may end only after `min_lines` lines, and finished posts pass the same quality
+gate as sampled ones.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import time
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,9 @@ from generator.vocab import END
 
 @dataclass
 class SearchConfig:
-    lines_drawn: int = 16  # continuations sampled from each kept post at every line
+    # continuations sampled from each kept post at every line: 8 × 4 cost 9.9 CPU s a post on
+    # the bundle, 0.7× a best-of-64 reply (bench/selection.py, BENCHMARKS.md)
+    lines_drawn: int = 8
     beam: int = 4  # partial posts kept after every line
     min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
     max_lines: int = 14
@@ -87,7 +90,10 @@ class LineSearch:
             ended = [c for c, last in candidates if last]
             finished += [c for c in ended if self._passes(c.text)]
             going = [c for c, last in candidates if not last]
-            beams = sorted(going, key=lambda c: -c.score)[: cfg.beam]
+            if depth == 0:  # openings as drawn: chosen by likelihood, most posts open alike
+                beams = list({c.text: c for c in going}.values())[: cfg.beam]
+            else:
+                beams = sorted(going, key=lambda c: -c.score)[: cfg.beam]
             if len(finished) >= cfg.beam or not beams:
                 break
         if not finished:
@@ -113,24 +119,26 @@ class LineSearch:
         for r in range(rows):
             line = self.gen.vocab.decode(drawn[r])
             if (last[r] is None or not line.strip() or "\ufffd" in line or "\n" in line
-                    or len(line) > gate.MAX_LINE or line in parent[r].lines
-                    or line == gate.SEPARATOR):
+                    or len(line) > gate.MAX_LINE or line == gate.SEPARATOR
+                    or _repeats(line, parent[r].lines)):
                 continue
             keep.append((r, line))
         if not keep:
             return []
         ends = [bool(last[r]) for r, _ in keep]
-        alone = self.reader.read([[self.reader.line_ids(line, end)]
-                                  for (_, line), end in zip(keep, ends, strict=True)])
+        alone = [None] * len(keep)
+        if self.judge is not None:  # the judge's features: each line read alone too
+            alone = self.reader.read([[self.reader.line_ids(line, end)]
+                                      for (_, line), end in zip(keep, ends, strict=True)])
         out = []
-        for (r, line), end, (alone_top, alone_bits) in zip(keep, ends, alone, strict=True):
+        for (r, line), end, read in zip(keep, ends, alone, strict=True):
             p = parent[r]
             chars = len(line) + (1 if end else len(LINE_BREAK))
-            ctx_bits = -logp[r] / math.log(2)
-            features = line_scalars(torch.tensor([ctx_bits / chars]), alone_bits / chars,
-                                    torch.tensor([chars]), alone_top, p.state.top)
             judge, judge_state = p.judge, None
-            if self.judge is not None:
+            if read is not None:
+                features = line_scalars(torch.tensor([-logp[r] / math.log(2) / chars]),
+                                        read[1] / chars, torch.tensor([chars]), read[0],
+                                        p.state.top)
                 with torch.no_grad():
                     odds, judge_state = self.judge(features[None], p.judge_state)
                 judge = float(odds[0, -1])
@@ -185,6 +193,19 @@ class LineSearch:
         return drawn, logp.tolist(), last, final, final_logits
 
 
+def _repeats(line: str, earlier: list[str]) -> bool:
+    """Whether a line repeats the post: an earlier line again, a word twice in a row, or a
+    three-word phrase of an earlier line (the likelihood's picks repeated themselves in 27% of
+    posts, real posts in 11%: BENCHMARKS.md)."""
+    if line in earlier:
+        return True
+    words = gate.WORD.findall(line)
+    if any(a == b for a, b in zip(words, words[1:], strict=False)):
+        return True
+    seen = {s for e in earlier for s in gate.shingles(e)}
+    return any(s in seen for s in gate.shingles(line))
+
+
 def _score(candidates: list[tuple[Partial, bool]], judge_weight: float) -> None:
     """Set each partial post's score: z(fluency) + judge_weight · z(judge) among them."""
     fluency = torch.tensor([c.log_likelihood / max(1, c.chars) for c, _ in candidates])
@@ -222,15 +243,3 @@ def _row(state: CellState, r: int) -> CellState:
 def _copy_rows(src: CellState, dst: CellState, rows: torch.Tensor) -> None:
     for a, b in zip(src.c + src.buffers, dst.c + dst.buffers, strict=True):
         b[rows] = a[rows]
-
-
-def timed_posts(search: LineSearch, n: int, seed: int) -> tuple[list[str], float]:
-    """n posts (fewer if some searches found none) and the CPU seconds they took."""
-    rng = torch.Generator().manual_seed(seed)
-    started = time.process_time()
-    posts = []
-    for _ in range(n):
-        found = search.post(rng)
-        if found is not None:
-            posts.append(found[0])
-    return posts, time.process_time() - started
