@@ -86,13 +86,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--lines-drawn", type=int, default=SearchConfig.lines_drawn)
     parser.add_argument("--beam", type=int, default=SearchConfig.beam)
+    parser.add_argument("--temperature", type=float, default=SearchConfig.temperature)
+    parser.add_argument("--top-p", type=float, default=SearchConfig.top_p)
+    parser.add_argument("--name", help="file name of the search systems' posts (default: the "
+                                       "system's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     gen = Generator.load(args.model)
     train, _, _ = read_split(args.corpus)
     args.out.mkdir(parents=True, exist_ok=True)
-    config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam)
+    config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam,
+                          temperature=args.temperature, top_p=args.top_p)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
         if system == "likelihood64":
@@ -111,7 +116,8 @@ def main() -> int:
                 odds = torch.tensor([f[2] for f in found])
                 print(f"{system}: spread across posts: likelihood {likelihood.std():.4f} "
                       f"nats/char, judge {odds.std():.3f} log-odds")
-        (args.out / f"{system}.txt").write_text(format_posts(posts), encoding="utf-8")
+        name = args.name if args.name and system.startswith("search") else system
+        (args.out / f"{name}.txt").write_text(format_posts(posts), encoding="utf-8")
         lines = sum(len(p.split(LINE_BREAK)) for p in posts) / max(1, len(posts))
         print(f"{system}: {len(posts)} posts, {cpu / max(1, len(posts)):.2f} CPU s a post, "
               f"{lines:.1f} lines a post")

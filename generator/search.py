@@ -39,6 +39,7 @@ class SearchConfig:
     max_lines: int = 14
     judge_weight: float = 1.0
     temperature: float = 0.6
+    top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
 
 
 @dataclass
@@ -166,8 +167,8 @@ class LineSearch:
             if banned:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
-            step_logp = torch.log_softmax(logits / cfg.temperature, -1)
-            token = torch.multinomial(step_logp.exp(), 1, generator=rng)[:, 0]
+            token = torch.multinomial(_nucleus(logits / cfg.temperature, cfg.top_p), 1,
+                                      generator=rng)[:, 0]
             # the model's own log-probability (at temperature 1) of what was drawn
             logp += torch.where(open_rows, torch.log_softmax(logits, -1).gather(
                 1, token[:, None])[:, 0], torch.zeros(rows))
@@ -191,6 +192,16 @@ class LineSearch:
             logits = cell.step(torch.full((rows,), token_id), final)
             final_logits[follow] = logits[follow]
         return drawn, logp.tolist(), last, final, final_logits
+
+
+def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(rows, V) probabilities of softmax(logits) kept to each row's top-p nucleus."""
+    probs = logits.softmax(-1)
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = probs.sort(-1, descending=True)
+    drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keep the smallest set reaching it
+    return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
 
 
 def _repeats(line: str, earlier: list[str]) -> bool:

@@ -11,6 +11,7 @@ import torch
 from common.cli import UserError
 from common.corpus import read_split
 from generator import gate, judge, modeldir
+from generator import search as search_module
 from generator.judge import (
     FEATURES,
     LINE_BREAK,
@@ -114,3 +115,18 @@ def test_too_few_posts_train_no_judge(tiny, bot_model):
     train, val, _ = read_split(bot_model.parent / "corpus.txt")
     reader = LineReader(tiny.model, tiny.vocab, lstm_state(tiny.start_state))
     assert train_judge(reader, train[:5], val) is None
+
+
+def test_nucleus_keeps_the_smallest_set_of_units_reaching_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = search_module._nucleus(logits, 0.75)
+    assert (kept[0] > 0).tolist() == [True, True, False, False]
+    assert torch.allclose(search_module._nucleus(logits, 1.0), logits.softmax(-1))
+
+
+def test_a_line_that_repeats_the_post_is_refused():
+    earlier = ["ТЫ ИДЕШЬ В ШКОЛУ", "КАЗАЛОСЬ БЫ"]
+    assert search_module._repeats("КАЗАЛОСЬ БЫ", earlier)
+    assert search_module._repeats("ЗАВТРА ЗАВТРА", earlier)
+    assert search_module._repeats("И СНОВА ТЫ ИДЕШЬ В ШКОЛУ", earlier)  # a 3-word phrase again
+    assert not search_module._repeats("НО ШКОЛА ЗАКРЫТА", earlier)

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from bot.prime import unknown_chars
 from common.corpus import format_posts, parse_posts, write_corpus
-from generator import modeldir
+from generator import modeldir, tokenizer
 from generator.evaluate import text_bpc
 from generator.model import LSTMModel, ModelConfig
 from generator.sample import DEFAULT_TEMPERATURE, Generator
@@ -212,3 +212,15 @@ def test_a_sample_without_temperature_takes_the_units_default(unigram):
     rows = [gen.sample(4, "", t, None, None, torch.Generator().manual_seed(1))[0]
             for t in (gen.temperature, 1.0)]
     assert rows[0] != rows[1]
+
+
+def test_units_are_learned_from_a_seeded_sample_of_a_large_corpus(posts, monkeypatch):
+    """A corpus over UNITS_SAMPLE_CHARS (a pretraining mixture) is sampled, the same way each
+    time and within the cap; a smaller one is read whole."""
+    chars = sum(map(len, posts))
+    assert tokenizer._sample(posts, chars) is posts
+    picked = tokenizer._sample(posts, chars // 3)
+    assert picked == tokenizer._sample(posts, chars // 3)
+    assert 0 < sum(map(len, picked)) <= chars // 3 and set(picked) <= set(posts)
+    monkeypatch.setattr(tokenizer, "UNITS_SAMPLE_CHARS", chars // 2)
+    assert len(Unigram.train(posts, 300)) == 300  # learns from the sample
