@@ -69,9 +69,11 @@ def _finished(telegram: FakeTelegram, start: int) -> str:
 
 
 def _idle(telegram: FakeTelegram) -> str:
-    """/status once no retrain is running (the job ends shortly after its last message)."""
+    """/status once no retrain is running (the job ends shortly after its last message). A
+    message the job sends meanwhile (a rejected model's samples) is not the status: ask again."""
     deadline = time.monotonic() + 120  # generous: a loaded machine
-    while "Retrain: running" in (status := ask(telegram, "/status", ADMIN)):
+    while ("Retrain: running" in (status := ask(telegram, "/status", ADMIN))
+           or "Model: " not in status):
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
     return status
