@@ -46,11 +46,11 @@ def main() -> int:
 
 def health(config: Config, stale_after: float = 120.0) -> int:
     """0 when the running bot's periodic sweep wrote its heartbeat within `stale_after` s."""
-    conn = db.connect(config.storage.db)
+    database = db.open_database(db.storage_url(config.storage.db, config.storage.url))
     try:
-        age = RuntimeSettings(conn).seconds_since_beat()
+        age = RuntimeSettings(database).seconds_since_beat()
     finally:
-        conn.close()
+        database.close()
     if age is None or age > stale_after:
         seen = "never" if age is None else f"{age:.0f} s ago"
         print(f"unhealthy: the bot's last heartbeat was {seen}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The outbox: every post is stored as pending in SQLite before any network call.
+"""The outbox: every post is stored as pending in the database before any network call.
 
 A post gets one `deliveries` row per configured target (Telegram channel, VK wall). Delivery
 marks a row sent with the platform's message id; a failure leaves it pending with a back-off
@@ -8,19 +8,33 @@ target. Only a permanent refusal (bad channel, revoked token) marks a row failed
 Guarantees: a post is never lost once `store` returns. VK calls carry the post's `guid`, so
 even a call whose answer was lost cannot publish twice. Telegram has no such key: a crash in
 the milliseconds between Telegram's answer and our commit would send that post once more.
+
+Several bot processes may share the database: a process claims the deliveries it is about to
+send (`claimed_by`, `claimed_until`) in one UPDATE, which PostgreSQL's row locks and SQLite's
+single writer make exclusive, and renews its claim before each send. Another process passes
+over a live claim and takes it over once it has run out (`CLAIM_SECONDS`): its owner died.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+import os
+import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import sqlalchemy as sa
+
+from common.db import Database
+
 log = logging.getLogger(__name__)
+# How long a claim holds off other processes: longer than one send with its timeouts and the
+# rate limiter's retries (seconds), so only a dead owner's claims run out.
+CLAIM_SECONDS = 120.0
 
 
 class RetryLater(Exception):
@@ -53,61 +67,91 @@ class Result:
 class Outbox:
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        db: Database,
         publishers: list[Publisher],
         backoff_seconds: float = 30.0,
         max_backoff_seconds: float = 3600.0,
+        claim_seconds: float = CLAIM_SECONDS,
     ) -> None:
-        self.conn = conn
+        self.db = db
+        self.claim_seconds = claim_seconds
         self.publishers = {p.target: p for p in publishers}
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
-        self._lock = asyncio.Lock()  # one delivery pass at a time: no target sent twice
+        # Names this process in its claims (unique even for a pid reused in another container).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = asyncio.Lock()  # one delivery pass at a time in this process
 
     def store(self, text: str, temperature: float | None, source: str) -> int:
         """Commit the post and a pending delivery per target; returns the outbox id."""
-        now = int(time.time())
-        with self.conn:
-            cur = self.conn.execute(
-                "INSERT INTO outbox (text, temperature, source, guid, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (text, temperature, source, uuid.uuid4().hex, now),
-            )
-            outbox_id = int(cur.lastrowid)
-            self.conn.executemany(
-                "INSERT INTO deliveries (outbox_id, target) VALUES (?, ?)",
-                [(outbox_id, target) for target in self.publishers],
-            )
-        return outbox_id
+        with self.db.write() as conn:
+            outbox_id = conn.execute(
+                sa.text("INSERT INTO outbox (text, temperature, source, guid, created_at)"
+                     " VALUES (:text, :temperature, :source, :guid, :now) RETURNING id"),
+                {"text": text, "temperature": temperature, "source": source,
+                 "guid": uuid.uuid4().hex, "now": int(time.time())},
+            ).scalar_one()
+            if self.publishers:
+                conn.execute(
+                    sa.text("INSERT INTO deliveries (outbox_id, target) VALUES (:id, :target)"),
+                    [{"id": outbox_id, "target": target} for target in self.publishers],
+                )
+        return int(outbox_id)
 
     async def deliver(self, outbox_id: int | None = None, force: bool = False) -> list[Result]:
-        """Try every due pending delivery (of one post, or all); force ignores back-off times."""
+        """Try every due pending delivery (of one post, or all) that no live process has
+        claimed; force ignores back-off times."""
         async with self._lock:
-            rows = self._due(outbox_id, force)
             results = []
-            for row in rows:
-                results.append(await self._deliver_one(row))
+            for row in self._claim(outbox_id, force):
+                if self._renew(row["outbox_id"], row["target"]):
+                    results.append(await self._deliver_one(row))
             return results
 
-    def _due(self, outbox_id: int | None, force: bool) -> list[sqlite3.Row]:
-        sql = (
-            "SELECT d.outbox_id, d.target, d.attempts, o.text, o.guid FROM deliveries d"
-            " JOIN outbox o ON o.id = d.outbox_id WHERE d.status = 'pending'"
-        )
-        args: list[object] = []
+    def _claim(self, outbox_id: int | None, force: bool) -> list[Mapping]:
+        """Claim the due deliveries of configured targets; with their posts' text and guid."""
+        if not self.publishers:
+            return []
+        now = time.time()
+        sql = ("UPDATE deliveries SET claimed_by = :me, claimed_until = :until"
+               " WHERE status = 'pending' AND target IN :targets"
+               " AND (claimed_until IS NULL OR claimed_until < :now)")
         if not force:
-            sql += " AND d.next_try <= ?"
-            args.append(time.time())
+            sql += " AND next_try <= :now"
         if outbox_id is not None:
-            sql += " AND d.outbox_id = ?"
-            args.append(outbox_id)
-        return self.conn.execute(sql + " ORDER BY d.outbox_id, d.target", args).fetchall()
+            sql += " AND outbox_id = :id"
+        claim = sa.text(sql + " RETURNING outbox_id, target, attempts").bindparams(
+            sa.bindparam("targets", expanding=True))
+        with self.db.write() as conn:
+            claimed = conn.execute(claim, {
+                "me": self.owner, "until": now + self.claim_seconds, "now": now,
+                "targets": list(self.publishers), "id": outbox_id,
+            }).mappings().all()
+            posts = {} if not claimed else {
+                r.id: r for r in conn.execute(
+                    sa.text("SELECT id, text, guid FROM outbox WHERE id IN :ids").bindparams(
+                        sa.bindparam("ids", expanding=True)),
+                    {"ids": sorted({r["outbox_id"] for r in claimed})},
+                )
+            }
+        rows = [{**r, "text": posts[r["outbox_id"]].text, "guid": posts[r["outbox_id"]].guid}
+                for r in claimed]
+        return sorted(rows, key=lambda r: (r["outbox_id"], r["target"]))
 
-    async def _deliver_one(self, row: sqlite3.Row) -> Result:
+    def _renew(self, outbox_id: int, target: str) -> bool:
+        """Extend our claim just before sending; False if another process has taken it over
+        (ours ran out while earlier deliveries of this pass were slow)."""
+        with self.db.write() as conn:
+            return conn.execute(
+                sa.text("UPDATE deliveries SET claimed_until = :until WHERE outbox_id = :id"
+                     " AND target = :target AND claimed_by = :me AND status = 'pending'"),
+                {"until": time.time() + self.claim_seconds, "id": outbox_id, "target": target,
+                 "me": self.owner},
+            ).rowcount == 1
+
+    async def _deliver_one(self, row: Mapping) -> Result:
         outbox_id, target = row["outbox_id"], row["target"]
-        publisher = self.publishers.get(target)
-        if publisher is None:  # the target was removed from the config since the post was stored
-            return Result(target, "pending", "target not configured now")
+        publisher = self.publishers[target]
         try:
             message_id = await publisher.publish(outbox_id, row["text"], row["guid"])
         except RetryLater as exc:
@@ -140,30 +184,34 @@ class Outbox:
         error: str | None,
         next_try: float,
     ) -> None:
-        with self.conn:
-            self.conn.execute(
-                "UPDATE deliveries SET status = ?, message_id = ?, attempts = attempts + 1,"
-                " last_error = ?, next_try = ?, sent_at = ? WHERE outbox_id = ? AND target = ?",
-                (
-                    status,
-                    message_id,
-                    error,
-                    next_try,
-                    int(time.time()) if status == "sent" else None,
-                    outbox_id,
-                    target,
-                ),
+        """The outcome of a send, and the claim released."""
+        with self.db.write() as conn:
+            conn.execute(
+                sa.text("UPDATE deliveries SET status = :status, message_id = :message_id,"
+                     " attempts = attempts + 1, last_error = :error, next_try = :next_try,"
+                     " sent_at = :sent_at, claimed_by = NULL, claimed_until = NULL"
+                     " WHERE outbox_id = :id AND target = :target"),
+                {"status": status, "message_id": message_id, "error": error,
+                 "next_try": next_try,
+                 "sent_at": int(time.time()) if status == "sent" else None,
+                 "id": outbox_id, "target": target},
             )
 
     def counts(self) -> dict[str, int]:
         """Deliveries by status, e.g. {'pending': 1, 'sent': 8}."""
-        rows = self.conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
-        return {status: count for status, count in rows}
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text("SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
+            return {status: int(count) for status, count in rows}
 
-    def last_post(self) -> sqlite3.Row | None:
-        """The newest post with at least one sent delivery (id, created_at, sent targets)."""
-        return self.conn.execute(
-            "SELECT o.id, o.created_at, group_concat(d.target) AS targets FROM outbox o"
-            " JOIN deliveries d ON d.outbox_id = o.id AND d.status = 'sent'"
-            " GROUP BY o.id ORDER BY o.id DESC LIMIT 1"
-        ).fetchone()
+    def last_post(self) -> dict | None:
+        """The newest post with at least one sent delivery: id, created_at, targets ('a,b')."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT o.id, o.created_at, d.target FROM outbox o JOIN deliveries d"
+                " ON d.outbox_id = o.id AND d.status = 'sent' WHERE o.id ="
+                " (SELECT MAX(outbox_id) FROM deliveries WHERE status = 'sent') ORDER BY d.target"
+            )).all()
+        if not rows:
+            return None
+        return {"id": rows[0].id, "created_at": rows[0].created_at,
+                "targets": ",".join(r.target for r in rows)}

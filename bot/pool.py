@@ -1,19 +1,22 @@
-"""The pool of ready posts: sampled ahead of requests by a background thread, kept in storage.db.
+"""The pool of ready posts: sampled ahead of requests by a background thread, kept in the database.
 
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
 - 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
   default) each is one post built line by line under the model's judge
   (`Generator.searched`); with `whole`, the best of `pool.reply_candidates` whole samples drawn
   `bot.candidates` at a time. `/bugurt` and inline queries take them; a post is taken by the one
-  UPDATE … RETURNING that marks it used, so no post is handed out twice, across threads and
-  processes.
+  UPDATE … RETURNING that marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL),
+  so no post is handed out twice, across threads and processes.
 - 'channel': searched posts of a wider search (`CHANNEL_SEARCH`) until `pool.channel_searches`
   are gathered, or with `whole` every gated sample of batches until `pool.channel_candidates`,
   all at one temperature (the ratings bandit's draw); the next channel post is the one of them
   with the highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are
   dropped.
 
-The worker is one thread with its own SQLite connection. It never holds up the event loop (the
+Every bot process sharing the database runs a worker; a batch is stored only up to the target
+size, counted under a lock (`add`), so together they fill the pool without overfilling it.
+The worker is one thread (its database connections from the engine's pool). It never holds up
+the event loop (the
 loop only runs the short take queries), yields to people (it waits while on-demand requests
 queue for the sampler), keeps its CPU time within `pool.cpu_share` of a core by sleeping after
 each batch, pauses while a retrain trains (`paused`), and stops after its batch in flight on
@@ -26,16 +29,17 @@ import contextlib
 import logging
 import math
 import random
-import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
+
+import sqlalchemy as sa
 
 from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
-from common import db
 from common.config import Config
+from common.db import Database
 from generator.sample import Candidate, Generator
 from generator.search import SearchConfig
 
@@ -45,86 +49,102 @@ USED_KEPT_SECONDS = 86400.0  # handed-out rows stay a day (what was served), the
 # A channel post may take minutes: twice the lines drawn and the beam of a reply's search.
 CHANNEL_SEARCH = SearchConfig(lines_drawn=2 * SearchConfig.lines_drawn,
                               beam=2 * SearchConfig.beam)
+POOL_LOCK = 0x6E627570  # PostgreSQL advisory lock: one process at a time counts and adds rows
 
 
 class PoolStore:
-    """The `pool` table through one connection (each thread has its own)."""
+    """The `pool` table (the engine hands each thread its own connection)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def add(self, model_dir: str, kind: str, temperature: float, candidates: list[Candidate],
-            scores: list[float]) -> None:
-        """Rows of candidates with their ranking scores (`Generator.score`)."""
-        now = time.time()
-        with self.conn:
-            self.conn.executemany(
-                "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(model_dir, kind, temperature, c.text, score, now)
-                 for c, score in zip(candidates, scores, strict=True)],
-            )
+            scores: list[float], cap: int | None = None) -> int:
+        """Store candidates, best first, with their ranking scores (`Generator.score`) until
+        `cap` ready rows of their kind (replies: at their temperature) are there, counted in the
+        same locked transaction as the insert, so several processes filling one pool never
+        overfill it; how many were stored."""
+        rows = list(zip(candidates, scores, strict=True))
+        with self.db.write() as conn:
+            self.db.lock(conn, POOL_LOCK)
+            if cap is not None:
+                where = " AND temperature = :t" if kind == "reply" else ""
+                ready = conn.execute(sa.text(
+                    "SELECT COUNT(*) FROM pool WHERE model_dir = :m AND kind = :kind"
+                    f" AND used_at IS NULL{where}"
+                ), {"m": model_dir, "kind": kind, "t": temperature}).scalar_one()
+                rows = rows[:max(0, cap - ready)]
+            if rows:
+                conn.execute(sa.text(
+                    "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
+                    " VALUES (:m, :kind, :t, :text, :score, :now)"
+                ), [{"m": model_dir, "kind": kind, "t": temperature, "text": c.text,
+                     "score": score, "now": time.time()} for c, score in rows])
+        return len(rows)
 
     def take(self, model_dir: str, temperature: float, n: int = 1) -> list[str]:
         """Up to n ready posts of the model, nearest `temperature` first, marked used."""
-        with self.conn:
-            rows = self.conn.execute(
-                "UPDATE pool SET used_at = ? WHERE id IN (SELECT id FROM pool"
-                " WHERE model_dir = ? AND kind = 'reply' AND used_at IS NULL"
-                " ORDER BY ABS(temperature - ?), id LIMIT ?) RETURNING id, text",
-                (time.time(), model_dir, temperature, n),
-            ).fetchall()
-        return [row[1] for row in sorted(rows, key=lambda row: row[0])]
+        with self.db.write() as conn:
+            rows = conn.execute(sa.text(
+                # `used_at IS NULL` again outside: a row is marked once whatever the isolation
+                "UPDATE pool SET used_at = :now WHERE used_at IS NULL AND id IN (SELECT id"
+                " FROM pool WHERE model_dir = :m AND kind = 'reply' AND used_at IS NULL"
+                f" ORDER BY ABS(temperature - :t), id LIMIT :n{self.db.skip_locked})"
+                " RETURNING id, text"
+            ), {"now": time.time(), "m": model_dir, "t": temperature, "n": n}).all()
+        return [row.text for row in sorted(rows, key=lambda row: row.id)]
 
     def best_channel(self, model_dir: str) -> tuple[str, float] | None:
         """The gathered channel candidate (text, temperature) of the highest score (ties: the
         first gathered), marked used; the others are deleted, so the worker gathers afresh for
         the next post."""
-        with self.conn:
-            self.conn.execute("BEGIN IMMEDIATE")  # the read and the take: one transaction
-            row = self.conn.execute(
-                "UPDATE pool SET used_at = ? WHERE id = (SELECT id FROM pool WHERE model_dir = ?"
-                " AND kind = 'channel' AND used_at IS NULL ORDER BY score DESC, id LIMIT 1)"
-                " RETURNING text, temperature", (time.time(), model_dir),
-            ).fetchone()
-            self.conn.execute(
-                "DELETE FROM pool WHERE kind = 'channel' AND used_at IS NULL AND model_dir = ?",
-                (model_dir,),
-            )
-        return (row[0], row[1]) if row else None
+        lock = " FOR UPDATE" if self.db.postgres else ""  # a second taker waits, then finds none
+        with self.db.write() as conn:
+            row = conn.execute(sa.text(
+                "UPDATE pool SET used_at = :now WHERE used_at IS NULL AND id = (SELECT id FROM"
+                " pool WHERE model_dir = :m AND kind = 'channel' AND used_at IS NULL"
+                f" ORDER BY score DESC, id LIMIT 1{lock}) RETURNING text, temperature"
+            ), {"now": time.time(), "m": model_dir}).first()
+            conn.execute(sa.text(
+                "DELETE FROM pool WHERE kind = 'channel' AND used_at IS NULL AND model_dir = :m"
+            ), {"m": model_dir})
+        return (row.text, row.temperature) if row else None
 
     def ready(self, model_dir: str) -> dict[float, int]:
-        """Ready reply posts of the model per temperature."""
-        rows = self.conn.execute(
-            "SELECT ROUND(temperature, 3), COUNT(*) FROM pool WHERE model_dir = ?"
-            " AND kind = 'reply' AND used_at IS NULL GROUP BY 1", (model_dir,)
-        ).fetchall()
-        return {t: n for t, n in rows}
+        """Ready reply posts of the model per temperature (to 3 decimals)."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT temperature, COUNT(*) FROM pool WHERE model_dir = :m"
+                " AND kind = 'reply' AND used_at IS NULL GROUP BY temperature"
+            ), {"m": model_dir}).all()
+        ready: Counter[float] = Counter()
+        for temperature, count in rows:  # rounded here: PostgreSQL has no ROUND of a float
+            ready[round(temperature, 3)] += count
+        return dict(ready)
 
     def gathered(self, model_dir: str) -> tuple[int, float | None]:
         """(channel candidates gathered for the model, their temperature)."""
-        row = self.conn.execute(
-            "SELECT COUNT(*), MIN(temperature) FROM pool WHERE model_dir = ?"
-            " AND kind = 'channel' AND used_at IS NULL", (model_dir,)
-        ).fetchone()
-        return row[0], row[1]
+        with self.db.read() as conn:
+            count, temperature = conn.execute(sa.text(
+                "SELECT COUNT(*), MIN(temperature) FROM pool WHERE model_dir = :m"
+                " AND kind = 'channel' AND used_at IS NULL"
+            ), {"m": model_dir}).one()
+        return count, temperature
 
     def drop_others(self, model_dir: str) -> int:
         """Delete the rows of every other model and the long-used ones; how many went."""
-        with self.conn:
-            return self.conn.execute(
-                "DELETE FROM pool WHERE model_dir != ? OR used_at < ?",
-                (model_dir, time.time() - USED_KEPT_SECONDS),
-            ).rowcount
+        with self.db.write() as conn:
+            return conn.execute(sa.text(
+                "DELETE FROM pool WHERE model_dir != :m OR used_at < :old"
+            ), {"m": model_dir, "old": time.time() - USED_KEPT_SECONDS}).rowcount
 
 
 class Pool:
     """The event loop's side (`take`, `best_channel`) and the worker thread behind it."""
 
-    def __init__(self, conn: sqlite3.Connection, db_path: Path, slot: ModelSlot,
-                 config: Config) -> None:
-        self.store = PoolStore(conn)
-        self.db_path = db_path
+    def __init__(self, db: Database, slot: ModelSlot, config: Config) -> None:
+        self.store = PoolStore(db)
+        self.ratings = Ratings(db)
         self.slot = slot
         self.size = config.pool.size
         self.share = config.pool.cpu_share
@@ -210,17 +230,17 @@ class Pool:
     # ---- the worker thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        conn = db.connect(self.db_path)
-        store, ratings, rng = PoolStore(conn), Ratings(conn), random.Random()
-        try:
-            while self._begin():
-                try:
-                    seconds, wakeable = self._batch(store, ratings, rng)
-                finally:
-                    self.drawing = False
-                self._wait((lambda: self._woken) if wakeable else (lambda: False), seconds)
-        finally:
-            conn.close()
+        rng = random.Random()
+        while self._begin():
+            try:
+                seconds, wakeable = self._batch(rng)
+            except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
+                log.exception("pool worker: a batch failed (sampling or the database);"
+                              " trying again in a minute")
+                seconds, wakeable = 60, False
+            finally:
+                self.drawing = False
+            self._wait((lambda: self._woken) if wakeable else (lambda: False), seconds)
 
     def _begin(self) -> bool:
         """Wait until no pause holds, then mark a batch in flight, in one step under the lock
@@ -231,31 +251,27 @@ class Pool:
             self.drawing = not self._stopping
             return not self._stopping
 
-    def _batch(self, store: PoolStore, ratings: Ratings, rng: random.Random
-               ) -> tuple[float, bool]:
+    def _batch(self, rng: random.Random) -> tuple[float, bool]:
         """One job of the worker; (seconds to wait before the next, whether a wake-up cuts
         the wait short)."""
         if self.slot.waiting:  # people queue for the sampler: they go first
             return 0.05, False
         generator = self.slot.generator
         model_dir = generator.info["model_dir"]
-        job = self._next_job(store, ratings, rng, model_dir)
+        job = self._next_job(rng, model_dir)
         if job is None:
             return IDLE_SECONDS, True
         kind, temperature = job
         began = time.thread_time()
-        try:
-            ranked = self._draw(generator, kind, temperature, rng)
-        except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
-            log.exception("pool worker: sampling failed; trying again in a minute")
-            return 60, False
+        ranked = self._draw(generator, kind, temperature, rng)
         busy = time.thread_time() - began
         self.busy_seconds += busy
         self.batches += 1
         with self._swap_lock:
             if self.slot.generator is generator:  # else swapped meanwhile: dropped
                 kept = ranked[:1] if kind == "reply" else ranked
-                store.add(model_dir, kind, temperature, kept, generator.score(kept))
+                cap = self.size if kind == "reply" else self.channel_candidates
+                self.store.add(model_dir, kind, temperature, kept, generator.score(kept), cap)
         return busy * (1 - self.share) / self.share, False
 
     def _draw(self, generator: Generator, kind: str, temperature: float,
@@ -283,18 +299,17 @@ class Pool:
             self._woken = False
             return not self._stopping
 
-    def _next_job(self, store: PoolStore, ratings: Ratings, rng: random.Random,
-                  model_dir: str) -> tuple[str, float] | None:
+    def _next_job(self, rng: random.Random, model_dir: str) -> tuple[str, float] | None:
         """('reply', T) for the emptiest temperature below pool.size, else ('channel', T) while
         fewer than pool.channel_candidates are gathered, else None (nothing to do)."""
-        store.drop_others(model_dir)
-        ready = store.ready(model_dir)
+        self.store.drop_others(model_dir)
+        ready = self.store.ready(model_dir)
         emptiest = min(self.temperatures, key=lambda t: ready.get(round(t, 3), 0))
         if ready.get(round(emptiest, 3), 0) < self.size:
             return "reply", emptiest
-        count, temperature = store.gathered(model_dir)
+        count, temperature = self.store.gathered(model_dir)
         if count < self.channel_candidates:
             if temperature is None:  # a fresh gathering: the bandit picks its temperature
-                temperature = ratings.choose_temperature(self.temperatures, rng)
+                temperature = self.ratings.choose_temperature(self.temperatures, rng)
             return "channel", temperature
         return None

@@ -9,9 +9,17 @@ and arms with few votes still get tried.
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
+from collections import defaultdict
 from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from common.db import Database
+
+# Portable SQL: PostgreSQL cannot SUM a comparison (a boolean) as SQLite does.
+_UPS = "COALESCE(SUM(CASE WHEN v.value = 1 THEN 1 ELSE 0 END), 0)"
+_DOWNS = "COALESCE(SUM(CASE WHEN v.value = -1 THEN 1 ELSE 0 END), 0)"
 
 
 @dataclass(frozen=True)
@@ -31,56 +39,59 @@ class Rated:
 
 
 class Ratings:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def vote(self, outbox_id: int, user_id: int, value: int) -> tuple[int, int] | None:
         """Store (or change) a user's vote; the post's (ups, downs), None if no such post."""
         if value not in (-1, 1):
             raise ValueError(f"a vote is +1 or -1, not {value}")
-        if self.conn.execute("SELECT 1 FROM outbox WHERE id = ?", (outbox_id,)).fetchone() is None:
-            return None
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO votes (outbox_id, user_id, value, voted_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (outbox_id, user_id) DO UPDATE"
-                " SET value = excluded.value, voted_at = excluded.voted_at",
-                (outbox_id, user_id, value, int(time.time())),
+        with self.db.write() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM outbox WHERE id = :id"),
+                            {"id": outbox_id}).first() is None:
+                return None
+            conn.execute(
+                sa.text("INSERT INTO votes (outbox_id, user_id, value, voted_at)"
+                     " VALUES (:post, :user, :value, :now) ON CONFLICT (outbox_id, user_id)"
+                     " DO UPDATE SET value = excluded.value, voted_at = excluded.voted_at"),
+                {"post": outbox_id, "user": user_id, "value": value, "now": int(time.time())},
             )
         return self.counts(outbox_id)
 
     def counts(self, outbox_id: int) -> tuple[int, int]:
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(value = 1), 0), COALESCE(SUM(value = -1), 0) FROM votes"
-            " WHERE outbox_id = ?",
-            (outbox_id,),
-        ).fetchone()
-        return int(row[0]), int(row[1])
+        with self.db.read() as conn:
+            ups, downs = conn.execute(
+                sa.text(f"SELECT {_UPS}, {_DOWNS} FROM votes v WHERE v.outbox_id = :id"),
+                {"id": outbox_id},
+            ).one()
+        return int(ups), int(downs)
 
     def top(self, limit: int = 5) -> list[Rated]:
-        """Voted posts, best first: by score (ups − downs), then by ups."""
-        rows = self.conn.execute(
-            "SELECT o.id, o.text, SUM(v.value = 1) AS ups, SUM(v.value = -1) AS downs"
-            " FROM outbox o JOIN votes v ON v.outbox_id = o.id GROUP BY o.id"
-            " ORDER BY ups - downs DESC, ups DESC, o.id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [Rated(r["id"], r["text"], int(r["ups"]), int(r["downs"])) for r in rows]
+        """Voted posts, best first: by score (ups − downs, the sum of the votes), then by ups."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.text(f"SELECT o.id, o.text, {_UPS} AS ups, {_DOWNS} AS downs"
+                     " FROM outbox o JOIN votes v ON v.outbox_id = o.id GROUP BY o.id, o.text"
+                     f" ORDER BY SUM(v.value) DESC, {_UPS} DESC, o.id DESC LIMIT :limit"),
+                {"limit": limit},
+            ).all()
+        return [Rated(r.id, r.text, int(r.ups), int(r.downs)) for r in rows]
 
     def arms(self, temperatures: tuple[float, ...]) -> list[Arm]:
-        """Posts and votes per configured temperature (posts at other temperatures are ignored)."""
-        rows = self.conn.execute(
-            "SELECT ROUND(o.temperature, 3) AS t, COUNT(DISTINCT o.id) AS posts,"
-            " COALESCE(SUM(v.value = 1), 0) AS ups, COALESCE(SUM(v.value = -1), 0) AS downs"
-            " FROM outbox o LEFT JOIN votes v ON v.outbox_id = o.id"
-            " WHERE o.temperature IS NOT NULL GROUP BY t"
-        ).fetchall()
-        seen = {r["t"]: r for r in rows}
-        arms = []
-        for t in temperatures:
-            r = seen.get(round(t, 3))
-            arms.append(Arm(t, r["posts"], r["ups"], r["downs"]) if r else Arm(t, 0, 0, 0))
-        return arms
+        """Posts and votes per configured temperature (posts at other temperatures are ignored).
+        Temperatures are matched to 3 decimals here: PostgreSQL has no ROUND of a float."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text(
+                f"SELECT o.temperature, COUNT(DISTINCT o.id), {_UPS}, {_DOWNS}"
+                " FROM outbox o LEFT JOIN votes v ON v.outbox_id = o.id"
+                " WHERE o.temperature IS NOT NULL GROUP BY o.temperature"
+            )).all()
+        seen: dict[float, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for temperature, *numbers in rows:
+            totals = seen[round(temperature, 3)]
+            for i, number in enumerate(numbers):
+                totals[i] += int(number)
+        return [Arm(t, *seen[round(t, 3)]) for t in temperatures]
 
     def choose_temperature(
         self, temperatures: tuple[float, ...], rng: random.Random

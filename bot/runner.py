@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
 from common.config import Config
 from common.crontab import CrontabError
+from common.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Runner:
     def __init__(
         self,
         config: Config,
-        conn: sqlite3.Connection,
+        database: Database,
         settings: RuntimeSettings,
         slot: ModelSlot,
         outbox: Outbox,
@@ -54,7 +54,7 @@ class Runner:
         pool: Pool,
     ) -> None:
         self.config = config
-        self.conn = conn  # the event loop's database connection, its parts share it; closed here
+        self.db = database  # the database its parts share; closed here
         self.settings = settings
         self.slot = slot
         self.outbox = outbox
@@ -96,7 +96,7 @@ class Runner:
         self.schedule.close()
         self.pool.close()
         self.slot.close()
-        self.conn.close()
+        self.db.close()
 
     # ---- commands -----------------------------------------------------------------------------
 

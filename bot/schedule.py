@@ -1,6 +1,6 @@
 """Scheduled posting: one persistent APScheduler cron job on the scheduler of PTB's JobQueue.
 
-The job lives in a SQLAlchemy job store (the storage.db SQLite file, or schedule.jobstore_url),
+The job lives in a SQLAlchemy job store (the bot's database, or schedule.jobstore_url),
 so its next run time and its paused state survive restarts. It has a fixed id; `coalesce` and
 `misfire_grace_time` make a bot that was down over several run times post once on start (if the
 last missed time is within the grace period), never once per missed time.
@@ -20,6 +20,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
+from sqlalchemy.engine import Engine
 
 from common.crontab import parse_crontab
 
@@ -45,13 +46,13 @@ class Schedule:
     def __init__(
         self,
         scheduler: BaseScheduler,
-        jobstore_url: str,
+        jobstore_engine: Engine,
         timezone: str,
         misfire_grace_seconds: int,
         key: str,
     ) -> None:
         self.scheduler = scheduler
-        self.jobstore_url = jobstore_url
+        self.jobstore_engine = jobstore_engine
         self.timezone = timezone
         self.misfire_grace_seconds = misfire_grace_seconds
         self.key = key
@@ -63,7 +64,7 @@ class Schedule:
     def add_store(self) -> None:
         """Attach the persistent job store; call before the scheduler starts."""
         if JOBSTORE not in self.scheduler._jobstores:  # noqa: SLF001 (no public lookup)
-            self.scheduler.add_jobstore(SQLAlchemyJobStore(url=self.jobstore_url), JOBSTORE)
+            self.scheduler.add_jobstore(SQLAlchemyJobStore(engine=self.jobstore_engine), JOBSTORE)
 
     def install(self, cron: str) -> None:
         """Keep the stored job if made for this crontab (missed runs then fire), else replace."""

@@ -1,4 +1,4 @@
-"""Settings admins changed at runtime, kept in SQLite (table bot_state), and the heartbeat.
+"""Settings admins changed at runtime, kept in the database (table bot_state), and the heartbeat.
 
 Keys: `heartbeat` (unix time of the last outbox sweep, read by `--health`), `schedule` (set
 by /schedule; JSON {"cron", "config"}) and `model` (set by a retrain swap or /rollback; JSON
@@ -9,14 +9,17 @@ config still says what it said when the admin made the change, so editing the co
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from common.db import Database
+
 
 class RuntimeSettings:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def beat(self) -> None:
         """Record that the bot's periodic jobs are running (unix seconds)."""
@@ -27,15 +30,17 @@ class RuntimeSettings:
         return None if beat is None else time.time() - float(beat)
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM bot_state WHERE key = ?", (key,)).fetchone()
-        return row["value"] if row else default
+        with self.db.read() as conn:
+            value = conn.execute(sa.text("SELECT value FROM bot_state WHERE key = :key"),
+                                 {"key": key}).scalar()
+        return default if value is None else value
 
     def set(self, key: str, value: str) -> None:
-        with self.conn:
-            self.conn.execute(
-                "INSERT INTO bot_state (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
+        with self.db.write() as conn:
+            conn.execute(
+                sa.text("INSERT INTO bot_state (key, value) VALUES (:key, :value)"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+                {"key": key, "value": value},
             )
 
     def schedule_cron(self, configured: str) -> str:

@@ -7,9 +7,9 @@ the command table at the end of runner.py.
 from __future__ import annotations
 
 import datetime as dtm
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
@@ -95,7 +95,7 @@ def status(
     schedule: str,
     targets: list[str],
     counts: dict[str, int],
-    last: sqlite3.Row | None,
+    last: Mapping[str, Any] | None,
     arms: Sequence[Arm],
     retrain: str,
     pool: str,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
 from bot.model_slot import ModelSlot
@@ -34,38 +35,46 @@ def build_runner(
     retrain_poll_seconds: float = 3.0,
 ) -> Runner:
     """Open the database, load the served model, and assemble the bot's parts (the pool worker
-    starts with `Runner.start`). The Runner owns the database connection: `Runner.close`
-    closes it."""
-    conn = db.connect(config.storage.db)
+    starts with `Runner.start`). The Runner owns the database: `Runner.close` closes it."""
+    database = db.open_database(db.storage_url(config.storage.db, config.storage.url))
     try:
-        settings = RuntimeSettings(conn)
+        settings = RuntimeSettings(database)
         slot = ModelSlot(settings, config.generator.model_dir, config.bot.candidates)
     except BaseException:
-        conn.close()
+        database.close()
         raise
-    db_path = str(Path(config.storage.db).resolve())
     schedule = Schedule(
         scheduler,
-        jobstore_url=config.schedule.jobstore_url or f"sqlite:///{db_path}",
+        jobstore_engine=(sa.create_engine(config.schedule.jobstore_url)
+                         if config.schedule.jobstore_url else database.engine),
         timezone=config.schedule.timezone,
         misfire_grace_seconds=config.schedule.misfire_grace_seconds,
-        key=db_path,
+        key=_schedule_key(config),
     )
     schedule.add_store()
-    ratings = Ratings(conn)
-    pool = Pool(conn, Path(db_path), slot, config)
+    ratings = Ratings(database)
+    pool = Pool(database, slot, config)
     retrain = RetrainJob(
         config,
         config_path,
         slot,
         ratings,
-        models_dir=Path(config.storage.db).parent / "models",
+        models_dir=config.storage.models,
         train_args=train_args,
         poll_seconds=retrain_poll_seconds,
         pause_pool=pool.paused,
     )
-    outbox = Outbox(conn, publishers, backoff_seconds=backoff_seconds)
-    return Runner(config, conn, settings, slot, outbox, ratings, schedule, retrain, pool)
+    outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds)
+    return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool)
+
+
+def _schedule_key(config: Config) -> str:
+    """Names the bot in its stored posting job: the SQLite file's path (as stored by earlier
+    versions, so their job is kept), or storage.url without its password (the same in every
+    process sharing it)."""
+    if not config.storage.url:
+        return str(Path(config.storage.db).resolve())
+    return sa.make_url(config.storage.url).render_as_string(hide_password=True)
 
 
 def vk_publisher(config: Config) -> list[Publisher]:

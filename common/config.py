@@ -50,16 +50,38 @@ class VkConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    url: str = ""  # public URL Telegram posts updates to; empty: long polling
+    listen: str = "0.0.0.0:8443"  # host:port the webhook server binds
+    secret: str = field(default="${TELEGRAM_WEBHOOK_SECRET}", repr=False)  # every update's header
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """`listen` as (host, port); _check_webhook has made sure it parses."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class TelegramConfig:
     api_url: str = "https://api.telegram.org/bot"
     token: str = field(default="${TELEGRAM_TOKEN}", repr=False)
     channel: str = ""  # @name or numeric id; empty: no Telegram publishing
     admins: tuple[int, ...] = ()
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
 
 
 @dataclass(frozen=True)
 class StorageConfig:
     db: str = "data/neurobugurt.sqlite3"
+    # Database URL (sqlite:///PATH or postgresql://USER@HOST:PORT/DB) that every process of one
+    # bot shares; empty: SQLite at `db`. May hold a password: kept out of repr and logs.
+    url: str = field(default="", repr=False)
+    models_dir: str = ""  # models /retrain writes, read by every process; empty: beside `db`
+
+    @property
+    def models(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else Path(self.db).parent / "models"
 
 
 @dataclass(frozen=True)
@@ -160,10 +182,11 @@ def config_from_dict(raw: Any, source: str = "config") -> Config:
     """Build a Config from parsed YAML (a dict of sections); missing keys take defaults."""
     config = _build(Config, raw, prefix="", source=source)
     _check_values(config, source)
-    for secret in (config.vk.token, config.vk.post_token, config.telegram.token):
+    for secret in (config.vk.token, config.vk.post_token, config.telegram.token,
+                   config.telegram.webhook.secret):
         register_secret(secret)
-    password = urlsplit(config.schedule.jobstore_url).password  # postgresql://u:PASSWORD@host
-    register_secret(password or "")
+    for url in (config.schedule.jobstore_url, config.storage.url):
+        register_secret(urlsplit(url).password or "")  # postgresql://u:PASSWORD@host
     return config
 
 
@@ -210,6 +233,7 @@ def _check_values(config: Config, source: str) -> None:
             f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.5, 0.6, 0.7]"
         )
     _check_counts(config, source)
+    _check_webhook(config.telegram.webhook, source)
     schedule = config.schedule
     if schedule.misfire_grace_seconds <= 0:
         raise UserError(
@@ -258,6 +282,17 @@ def _check_counts(config: Config, source: str) -> None:
         raise UserError(f"{source}: 'inline.posts' must be at most 50, not {inline.posts}")
     if inline.cache_seconds < 0:
         raise UserError(f"{source}: 'inline.cache_seconds' must not be negative")
+
+
+def _check_webhook(webhook: WebhookConfig, source: str) -> None:
+    host, colon, port = webhook.listen.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        raise UserError(
+            f"{source}: 'telegram.webhook.listen' must be host:port, e.g. 0.0.0.0:8443,"
+            f" not {webhook.listen[:40]!r}"
+        )
+    if webhook.url and not webhook.url.startswith(("https://", "http://")):
+        raise UserError(f"{source}: 'telegram.webhook.url' must be an https:// URL")
 
 
 def _is_section(hint: Any) -> bool:

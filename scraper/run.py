@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from common.config import Config, require
 from common.corpus import write_corpus
-from common.db import connect
+from common.db import open_database, storage_url
 from scraper.clean import CorpusResult, build_corpus
 from scraper.store import PostStore, ScrapeState
 from scraper.vk import PAGE_SIZE, PAGES_PER_EXECUTE, Page, Retry, VkClient
@@ -67,14 +67,14 @@ def scrape(
     client = VkClient(
         token, config.vk.api_url, config.vk.api_version, options.retry, options.min_interval
     )
-    conn = connect(config.storage.db)
+    db = open_database(storage_url(config.storage.db, config.storage.url))
     try:
-        store = PostStore(conn)
+        store = PostStore(db)
         owner_id = client.resolve_owner(config.vk.community)
         new_posts = fetch_wall(client, store, owner_id, full, options)
         corpus = build_corpus(store.raw_posts())
     finally:
-        conn.close()
+        db.close()
     write_corpus(config.corpus.path, corpus.bugurts)
     return ScrapeResult(new_posts, corpus)
 

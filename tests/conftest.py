@@ -5,9 +5,12 @@ Plain helpers (config builder, made-up bugurts, child processes) are in tests/pi
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from tests import pipeline
+from common.db import open_database
+from tests import pg, pipeline
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import FakeVk
 
@@ -38,3 +41,17 @@ def servers(telegram):
     """The fake Telegram Bot API and a fake VK API with an empty wall, (telegram, vk)."""
     with FakeVk() as vk:
         yield telegram, vk
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """An empty, migrated bot database: a SQLite file, then a fresh PostgreSQL schema (store
+    suites run the same assertions on both)."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+        else:
+            url = stack.enter_context(pg.fresh_schema())
+        db = open_database(url)
+        stack.callback(db.close)
+        yield db

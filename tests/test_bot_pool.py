@@ -12,13 +12,14 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from bot import texts
 from bot.model_slot import ModelSlot
 from bot.pool import Pool, PoolStore
 from bot.settings import RuntimeSettings
-from common import db
 from common.config import config_from_dict
+from common.db import MIGRATIONS, TYPES, open_database, storage_url
 from generator import gate
 from generator.sample import JUDGE_NATS, Candidate
 from tests.fakes.telegram import FakeTelegram
@@ -63,38 +64,36 @@ def test_a_database_of_the_ranker_version_opens_with_its_pool_and_without_realne
     """Schema 3 gave pool rows the removed ranker's `realness`; 4 drops it, keeping the rows."""
     path = tmp_path / "old.sqlite3"
     old = sqlite3.connect(path)
-    for number, script in enumerate(db.MIGRATIONS[:3], start=1):
-        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    for number, script in enumerate(MIGRATIONS[:3], start=1):
+        old.executescript(f"BEGIN;\n{script.format(**TYPES['sqlite'])}\n"
+                          f"PRAGMA user_version = {number};\nCOMMIT;")
     old.executemany("INSERT INTO pool (model_dir, kind, temperature, text, score, realness,"
                     " created_at) VALUES ('m', 'channel', 0.6, ?, ?, 1.5, 0)",
                     [("WORSE", -2.0), ("BETTER", -1.0)])
     old.commit()
     old.close()
-    conn = db.connect(path)
+    database = open_database(storage_url(str(path)))
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS) == 4
-        columns = [row[1] for row in conn.execute("PRAGMA table_info(pool)")]
+        columns = [c["name"] for c in sa.inspect(database.engine).get_columns("pool")]
         assert "realness" not in columns and "score" in columns
-        assert PoolStore(conn).best_channel("m") == ("BETTER", 0.6)  # by score, rows kept
+        assert PoolStore(database).best_channel("m") == ("BETTER", 0.6)  # by score, rows kept
     finally:
-        conn.close()
+        database.close()
+    assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
-def test_two_takers_never_get_the_same_post(tmp_path):
-    path = tmp_path / "pool.sqlite3"
-    conn = db.connect(path)
-    PoolStore(conn).add("m", "reply", 0.85, [Candidate(f"POST {i}", -1.0) for i in range(300)],
-                        [-1.0] * 300)
-    conn.close()
+def test_two_takers_never_get_the_same_post(database):
+    PoolStore(database).add("m", "reply", 0.85, [Candidate(f"POST {i}", -1.0) for i in range(300)],
+                            [-1.0] * 300)
     taken: list[list[str]] = [[], []]
     rounds = threading.Barrier(2)
 
     def taker(mine: list[str]) -> None:
-        store = PoolStore(db.connect(path))  # its own connection, as another thread or process
+        store = PoolStore(open_database(database.engine.url))  # its own engine, as a process
         for _ in range(151):  # each round both take at once; the last finds the pool empty
             rounds.wait(30)
             mine.extend(store.take("m", 0.85))
-        store.conn.close()
+        store.db.close()
 
     threads = [threading.Thread(target=taker, args=(mine,)) for mine in taken]
     for thread in threads:
@@ -104,7 +103,19 @@ def test_two_takers_never_get_the_same_post(tmp_path):
     both = taken[0] + taken[1]
     assert sorted(both) == sorted(f"POST {i}" for i in range(300))  # each once, none lost
     assert len(taken[0]) == len(taken[1]) == 150  # every round, both got one
-    assert query(path, "SELECT COUNT(*) FROM pool WHERE used_at IS NULL") == [(0,)]
+    assert PoolStore(database).ready("m") == {}
+
+
+def test_stores_of_several_processes_fill_the_pool_to_its_size_and_no_further(database):
+    first, second = PoolStore(database), PoolStore(open_database(database.engine.url))
+    batch, scores = [Candidate(f"POST {i}", -1.0) for i in range(5)], [-1.0] * 5
+    assert first.add("m", "reply", 0.85, batch[:1], scores[:1], cap=3) == 1
+    assert second.add("m", "reply", 0.85, batch[1:3], scores[1:3], cap=3) == 2  # room for more
+    assert first.add("m", "reply", 0.85, batch[3:], scores[3:], cap=3) == 0  # full: dropped
+    assert first.add("m", "reply", 0.7, batch[3:4], scores[3:4], cap=3) == 1  # per temperature
+    assert second.add("m", "channel", 0.85, batch, scores, cap=4) == 4
+    assert first.ready("m") == {0.85: 3, 0.7: 1} and first.gathered("m") == (4, 0.85)
+    second.db.close()
 
 
 def test_pool_hands_out_ready_posts_and_drops_them_on_a_swap(tmp_path, bot_model, telegram):
@@ -263,16 +274,16 @@ def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path,
     raw = bot_config(tmp_path, bot_model, candidates=8)
     raw["pool"] = {"reply_candidates": 24, "search": "whole"}
     config = config_from_dict(raw)
-    conn = db.connect(config.storage.db)
-    slot = ModelSlot(RuntimeSettings(conn), config.generator.model_dir, config.bot.candidates)
+    database = open_database(storage_url(config.storage.db))
+    slot = ModelSlot(RuntimeSettings(database), config.generator.model_dir, config.bot.candidates)
     try:
-        pool = Pool(conn, tmp_path / "pool.sqlite3", slot, config)
+        pool = Pool(database, slot, config)
         one_round = slot.generator.ranked(n=1, temperature=1.0, candidates=8, seed=3)
         reply = pool._draw(slot.generator, "reply", 1.0, random.Random(1))
         channel = pool._draw(slot.generator, "channel", 1.0, random.Random(1))
     finally:
         slot.close()
-        conn.close()
+        database.close()
     assert 0 < len(one_round) <= 8 < len(reply) <= 24  # more than one round's candidates
     assert len(channel) <= 8  # a channel batch is one round
     scores = slot.generator.score(reply)
@@ -283,15 +294,15 @@ def test_a_ready_reply_by_lines_is_one_searched_post_scored_with_its_judge(tmp_p
     """pool.search lines (the default): a reply is one post built line by line, and its score
     counts the judge's log-odds."""
     config = config_from_dict(bot_config(tmp_path, bot_model))
-    conn = db.connect(config.storage.db)
-    slot = ModelSlot(RuntimeSettings(conn), config.generator.model_dir, config.bot.candidates)
+    database = open_database(storage_url(config.storage.db))
+    slot = ModelSlot(RuntimeSettings(database), config.generator.model_dir, config.bot.candidates)
     try:
-        pool = Pool(conn, tmp_path / "pool.sqlite3", slot, config)
+        pool = Pool(database, slot, config)
         replies = [pool._draw(slot.generator, "reply", 0.85, random.Random(seed))
                    for seed in range(3)]
     finally:
         slot.close()
-        conn.close()
+        database.close()
     found = [r[0] for r in replies if r]
     assert found and all(len(r) <= 1 for r in replies)
     for post in found:

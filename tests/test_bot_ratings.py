@@ -9,26 +9,18 @@ import pytest
 
 from bot.outbox import Outbox
 from bot.ratings import Ratings
-from common import db
 
 TEMPERATURES = (0.7, 0.85, 1.0)
 
 
-@pytest.fixture
-def conn(tmp_path):
-    conn = db.connect(tmp_path / "bot.sqlite3")
-    yield conn
-    conn.close()
-
-
-def _posts(conn, temperatures):
-    outbox = Outbox(conn, [])
+def _posts(database, temperatures):
+    outbox = Outbox(database, [])
     return [outbox.store(f"ПОСТ {i}", t, "schedule") for i, t in enumerate(temperatures)]
 
 
-def test_one_vote_per_user_per_post_and_it_can_change(conn):
-    ratings = Ratings(conn)
-    (post,) = _posts(conn, [0.85])
+def test_one_vote_per_user_per_post_and_it_can_change(database):
+    ratings = Ratings(database)
+    (post,) = _posts(database, [0.85])
     assert ratings.vote(post, user_id=1, value=1) == (1, 0)
     assert ratings.vote(post, user_id=1, value=1) == (1, 0)  # the same vote again: still one
     assert ratings.vote(post, user_id=2, value=1) == (2, 0)
@@ -38,9 +30,9 @@ def test_one_vote_per_user_per_post_and_it_can_change(conn):
         ratings.vote(post, user_id=3, value=5)
 
 
-def test_top_orders_by_score(conn):
-    ratings = Ratings(conn)
-    a, b, c = _posts(conn, [0.7, 0.85, 1.0])
+def test_top_orders_by_score(database):
+    ratings = Ratings(database)
+    a, b, c = _posts(database, [0.7, 0.85, 1.0])
     for user in range(3):
         ratings.vote(b, user, 1)
     ratings.vote(a, 1, 1)
@@ -51,14 +43,14 @@ def test_top_orders_by_score(conn):
     assert [r.outbox_id for r in ratings.top(limit=1)] == [b]
 
 
-def test_bandit_explores_without_votes_and_prefers_the_liked_temperature(conn):
-    ratings = Ratings(conn)
+def test_bandit_explores_without_votes_and_prefers_the_liked_temperature(database):
+    ratings = Ratings(database)
     rng = random.Random(0)
     picks = Counter(ratings.choose_temperature(TEMPERATURES, rng) for _ in range(600))
     assert set(picks) == set(TEMPERATURES)
     assert min(picks.values()) > 120  # about a third each
 
-    liked, meh, disliked = _posts(conn, [0.7, 0.85, 1.0])
+    liked, meh, disliked = _posts(database, [0.7, 0.85, 1.0])
     for user in range(12):
         ratings.vote(liked, user, 1)
         ratings.vote(disliked, user, -1)
@@ -77,9 +69,9 @@ def test_bandit_explores_without_votes_and_prefers_the_liked_temperature(conn):
     assert picks[1.0] > 0.9 * 600
 
 
-def test_bandit_ignores_posts_at_temperatures_no_longer_configured(conn):
-    ratings = Ratings(conn)
-    (old,) = _posts(conn, [1.3])
+def test_bandit_ignores_posts_at_temperatures_no_longer_configured(database):
+    ratings = Ratings(database)
+    (old,) = _posts(database, [1.3])
     ratings.vote(old, 1, 1)
     ups = {a.temperature: a.ups for a in ratings.arms(TEMPERATURES)}
     assert ups == dict.fromkeys(TEMPERATURES, 0)

@@ -6,11 +6,11 @@ import asyncio
 import datetime as dtm
 
 import pytest
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
-from common import db
 from common.crontab import CrontabError, parse_crontab
 
 TZ = "Europe/Moscow"
@@ -44,7 +44,8 @@ def test_crontab_weekdays_count_from_sunday_like_cron():
 def _schedule(tmp_path, calls: list) -> Schedule:
     scheduler = AsyncIOScheduler(timezone=TZ)
     db_path = tmp_path / "jobs.sqlite3"
-    schedule = Schedule(scheduler, f"sqlite:///{db_path}", TZ, 3600, key=str(db_path))
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    schedule = Schedule(scheduler, engine, TZ, 3600, key=str(db_path))
 
     async def post() -> None:
         calls.append(dtm.datetime.now(dtm.UTC))
@@ -133,9 +134,8 @@ def test_run_now_fires_the_stored_job(tmp_path):
     asyncio.run(body())
 
 
-def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
-    conn = db.connect(tmp_path / "bot.sqlite3")
-    state = RuntimeSettings(conn)
+def test_runtime_changes_hold_until_the_config_itself_changes(database, tmp_path):
+    state = RuntimeSettings(database)
     assert state.schedule_cron("0 */4 * * *") == "0 */4 * * *"
     state.set_schedule_cron("0 */4 * * *", "30 9 * * 1")  # an admin's /schedule
     assert state.schedule_cron("0 */4 * * *") == "30 9 * * 1"
@@ -150,4 +150,3 @@ def test_runtime_changes_hold_until_the_config_itself_changes(tmp_path):
     assert state.served_model("other") == "other" and state.previous_model("other") is None
     served.rmdir()  # the swapped-in model was deleted: fall back to the config
     assert state.served_model("bundled") == "bundled"
-    conn.close()

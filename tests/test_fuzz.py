@@ -25,7 +25,7 @@ from bot.wiring import build_runner
 from common.cli import UserError
 from common.config import Config, config_from_dict, load_config
 from common.corpus import read_posts, split_paths, write_corpus
-from common.db import connect
+from common.db import open_database, storage_url
 from scraper.clean import build_corpus
 from scraper.store import PostStore, ScrapeState
 from tests.fakes.vk import OWNER_ID, make_item
@@ -50,15 +50,15 @@ WALL_TEXT = st.one_of(
 def test_any_wall_text_reaches_the_corpus_file_intact(tmp_path, posts):
     folder = tmp_path / "wall"
     shutil.rmtree(folder, ignore_errors=True)  # one folder, emptied for every example
-    conn = connect(folder / "db.sqlite3")
+    database = open_database(storage_url(str(folder / "db.sqlite3")))
     owner = OWNER_ID
     items = [make_item(i, 1_600_000_000 + i, text, owner, marked_as_ads=int(ad),
                        **({"copy_history": [{"id": 1}]} if repost else {}))
              for i, (text, ad, repost) in enumerate(posts, start=1)]
-    store = PostStore(conn)
+    store = PostStore(database)
     store.save_page(owner, items, ScrapeState(owner, run_newest_id=len(items)), True)
     result = build_corpus(store.raw_posts())
-    conn.close()
+    database.close()
     write_corpus(folder / "corpus.txt", result.bugurts)
     assert read_posts(folder / "corpus.txt") == result.bugurts
     train, val = (read_posts(p) for p in split_paths(folder / "corpus.txt"))
