@@ -1,8 +1,11 @@
-"""Telegram mode: the Runner (wiring.py builds it, as for terminal mode) in a PTB Application."""
+"""Telegram mode: the Runner (wiring.py builds it, as for terminal mode) in a PTB Application,
+fed by long polling or, with telegram.webhook.url set, by PTB's own webhook server."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import urlsplit
 
 from telegram import Bot, BotCommand, Update
 from telegram.error import InvalidToken, NetworkError
@@ -22,7 +25,10 @@ from bot.publish import TelegramChannel
 from bot.runner import Runner, menu
 from bot.wiring import build_runner, vk_publisher
 from common.cli import UserError
-from common.config import Config
+from common.config import Config, WebhookConfig, require
+
+# What Telegram accepts as a webhook's secret_token (setWebhook): 1-256 of these characters.
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def build_application(
@@ -97,11 +103,18 @@ async def _check_bot(bot: Bot) -> None:
 
 
 def run_telegram(config: Config, config_path: str) -> None:
-    """Serve Telegram by long polling until Ctrl-C / SIGTERM."""
+    """Serve Telegram until Ctrl-C / SIGTERM: by webhook when telegram.webhook.url is set,
+    else by long polling."""
+    webhook = config.telegram.webhook
+    secret = _webhook_secret(webhook) if webhook.url else ""
     try:
         # getMe once up front: a refused token or a wrong URL is one line, not PTB's traceback.
         asyncio.run(_check_bot(Bot(config.telegram.token, base_url=config.telegram.api_url)))
-        build_application(config, config_path).run_polling(allowed_updates=Update.ALL_TYPES)
+        app = build_application(config, config_path)
+        if webhook.url:
+            _serve_webhook(app, webhook, secret)
+        else:
+            app.run_polling(allowed_updates=Update.ALL_TYPES)
     except InvalidToken:
         raise UserError(
             "Telegram refused telegram.token: check TELEGRAM_TOKEN (from @BotFather)"
@@ -109,4 +122,27 @@ def run_telegram(config: Config, config_path: str) -> None:
     except NetworkError as exc:
         raise UserError(
             f"cannot reach the Bot API at telegram.api_url ({exc}): check the network or the URL"
+        ) from None
+
+
+def _webhook_secret(webhook: WebhookConfig) -> str:
+    secret = require(webhook.secret, "telegram.webhook.secret", "TELEGRAM_WEBHOOK_SECRET")
+    if not _SECRET.fullmatch(secret):
+        raise UserError("telegram.webhook.secret must be 1-256 characters of A-Z, a-z, 0-9, _"
+                        " and - (Telegram's rule): change TELEGRAM_WEBHOOK_SECRET")
+    return secret
+
+
+def _serve_webhook(app: Application, webhook: WebhookConfig, secret: str) -> None:
+    """PTB's webhook server on telegram.webhook.listen, at the path of telegram.webhook.url: it
+    registers the URL with setWebhook and answers 403 to an update without the secret."""
+    host, port = webhook.address
+    try:
+        app.run_webhook(listen=host, port=port, url_path=urlsplit(webhook.url).path.lstrip("/"),
+                        webhook_url=webhook.url, secret_token=secret,
+                        allowed_updates=Update.ALL_TYPES)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise UserError(
+            f"cannot serve the webhook on {webhook.listen}: {exc.strerror or exc}"
+            " (check telegram.webhook.listen)"
         ) from None
