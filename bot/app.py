@@ -21,6 +21,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
+from bot.leader import LEAD_SECONDS
 from bot.publish import TelegramChannel
 from bot.runner import Runner, menu
 from bot.wiring import build_runner, vk_publisher
@@ -80,6 +81,7 @@ async def _post_init(app: Application) -> None:
     app.job_queue.run_once(_start_job, when=0, name="start")
     seconds = app.bot_data["sweep_seconds"]
     app.job_queue.run_repeating(_sweep_job, interval=seconds, first=seconds, name="sweep")
+    app.job_queue.run_repeating(_lead_job, interval=LEAD_SECONDS, first=LEAD_SECONDS, name="lead")
 
 
 async def _start_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -90,6 +92,11 @@ async def _start_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _sweep_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Retry pending deliveries whose back-off has passed."""
     await context.bot_data["runner"].sweep()
+
+
+async def _lead_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Take the schedule's lead if its leader process has died."""
+    context.bot_data["runner"].lead()
 
 
 async def _post_shutdown(app: Application) -> None:

@@ -73,11 +73,16 @@ class Runner:
     # ---- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Install the posting job (scheduler running) and send what a previous run left pending."""
-        self.schedule.install(self.settings.schedule_cron(self.config.schedule.cron))
+        """Lead the schedule if no other process does (scheduler running) and send what a
+        previous run left pending."""
+        self.lead()
         self.slot.warm_up()  # not on a user's first /bugurt
         self.pool.start()
         await self.sweep(force=True)
+
+    def lead(self) -> None:
+        """Take the schedule's lead when free: at start, then periodically (bot/leader.py)."""
+        self.schedule.lead(lambda: self.settings.schedule_cron(self.config.schedule.cron))
 
     async def sweep(self, force: bool = False) -> None:
         """Deliver pending posts whose retry time has come (periodic job; all of them on start)."""

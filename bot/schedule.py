@@ -5,6 +5,9 @@ so its next run time and its paused state survive restarts. It has a fixed id; `
 `misfire_grace_time` make a bot that was down over several run times post once on start (if the
 last missed time is within the grace period), never once per missed time.
 
+Several bot processes on one PostgreSQL share the store; only the leading one runs the job
+(bot/leader.py), and a process installs the job when it takes the lead.
+
 A stored job must name its function by an importable reference and carry only picklable
 arguments, so it names `run_scheduled_post` with a key; the live callback for that key is
 registered here by the running bot (the one module-level table in the bot, for that reason).
@@ -18,10 +21,10 @@ from collections.abc import Awaitable, Callable
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.engine import Engine
 
+from bot.leader import LeaderJobStore, Leadership
 from common.crontab import parse_crontab
 
 log = logging.getLogger(__name__)
@@ -50,12 +53,15 @@ class Schedule:
         timezone: str,
         misfire_grace_seconds: int,
         key: str,
+        leadership: Leadership,
     ) -> None:
         self.scheduler = scheduler
         self.jobstore_engine = jobstore_engine
         self.timezone = timezone
         self.misfire_grace_seconds = misfire_grace_seconds
         self.key = key
+        self.leadership = leadership
+        self._led = False  # led at the last `lead`: the job was installed then
 
     def bind(self, post: Callable[[], Awaitable[None]]) -> None:
         """Make `post` what the stored job runs in this process."""
@@ -64,7 +70,18 @@ class Schedule:
     def add_store(self) -> None:
         """Attach the persistent job store; call before the scheduler starts."""
         if JOBSTORE not in self.scheduler._jobstores:  # noqa: SLF001 (no public lookup)
-            self.scheduler.add_jobstore(SQLAlchemyJobStore(engine=self.jobstore_engine), JOBSTORE)
+            self.scheduler.add_jobstore(
+                LeaderJobStore(self.leadership, engine=self.jobstore_engine), JOBSTORE)
+
+    def lead(self, cron: Callable[[], str]) -> bool:
+        """Take the lead if it is free (at start, then every LEAD_SECONDS); on taking it,
+        install the job for `cron()` and wake the scheduler, so that a run missed while no
+        process led fires now, once. Whether this process leads."""
+        was, self._led = self._led, self.leadership.try_lead()
+        if self._led and not was:
+            self.install(cron())
+            self.scheduler.wakeup()
+        return self._led
 
     def install(self, cron: str) -> None:
         """Keep the stored job if made for this crontab (missed runs then fire), else replace."""
@@ -137,6 +154,7 @@ class Schedule:
 
     def close(self) -> None:
         _CALLBACKS.pop(self.key, None)
+        self.leadership.close()
 
     @staticmethod
     def _name(cron: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
+from bot.leader import Leadership
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
 from bot.pool import Pool
@@ -50,6 +51,7 @@ def build_runner(
         timezone=config.schedule.timezone,
         misfire_grace_seconds=config.schedule.misfire_grace_seconds,
         key=_schedule_key(config),
+        leadership=Leadership(database),
     )
     schedule.add_store()
     ratings = Ratings(database)

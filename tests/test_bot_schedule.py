@@ -9,9 +9,12 @@ import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.leader import LeaderJobStore, Leadership
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
 from common.crontab import CrontabError, parse_crontab
+from common.db import Database, open_database
+from tests import pg
 
 TZ = "Europe/Moscow"
 
@@ -45,7 +48,8 @@ def _schedule(tmp_path, calls: list) -> Schedule:
     scheduler = AsyncIOScheduler(timezone=TZ)
     db_path = tmp_path / "jobs.sqlite3"
     engine = sa.create_engine(f"sqlite:///{db_path}")
-    schedule = Schedule(scheduler, engine, TZ, 3600, key=str(db_path))
+    schedule = Schedule(scheduler, engine, TZ, 3600, key=str(db_path),
+                        leadership=Leadership(Database(engine)))
 
     async def post() -> None:
         calls.append(dtm.datetime.now(dtm.UTC))
@@ -150,3 +154,34 @@ def test_runtime_changes_hold_until_the_config_itself_changes(database, tmp_path
     assert state.served_model("other") == "other" and state.previous_model("other") is None
     served.rmdir()  # the swapped-in model was deleted: fall back to the config
     assert state.served_model("bundled") == "bundled"
+
+
+def test_one_process_leads_on_postgresql_and_another_takes_over_when_it_dies():
+    async def body(first, second):
+        leader, follower = Leadership(first), Leadership(second)
+        assert leader.try_lead() and leader.leading()
+        assert not follower.try_lead() and not follower.leading()
+        assert leader.try_lead()  # leading already: still the leader
+        scheduler = AsyncIOScheduler(timezone=TZ)
+        schedule = Schedule(scheduler, first.engine, TZ, 3600, key="k", leadership=leader)
+        schedule.add_store()
+        scheduler.start(paused=True)  # nothing runs: the stores are only looked at
+        schedule.install("0 3 * * *")
+        schedule.run_now()  # due now, in the shared store
+        now = dtm.datetime.now(dtm.UTC) + dtm.timedelta(seconds=1)
+        theirs = LeaderJobStore(follower, engine=second.engine)
+        theirs.start(None, "jobs")
+        assert [job.id for job in scheduler._jobstores["neurobugurt"].get_due_jobs(now)]
+        assert theirs.get_due_jobs(now) == [] and theirs.get_next_run_time() is None
+        leader.close()  # its process died: PostgreSQL frees the lock with the session
+        assert not leader.leading() and follower.try_lead()
+        assert [job.id for job in theirs.get_due_jobs(now)]  # the new leader runs it
+        scheduler.shutdown(wait=False)
+
+    with pg.fresh_schema() as url:
+        first, second = open_database(url), open_database(url)
+        try:
+            asyncio.run(body(first, second))
+        finally:
+            first.close()
+            second.close()
