@@ -246,16 +246,19 @@ def integrity(db: Path) -> str:
     return query(db, "PRAGMA integrity_check")[0][0]
 
 
-def rewind_posting_job(db: Path, seconds: float) -> None:
+def rewind_posting_job(db: Path | str, seconds: float) -> None:
     """Move the stored posting job's next run into the past, as if the bot had been down then.
 
-    Uses APScheduler's own job store on the bot's database, with no scheduler running.
+    Uses APScheduler's own job store on the bot's database (a SQLite file, or a storage.url),
+    with no scheduler running.
     """
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 
     from bot.schedule import JOB_ID, JOBSTORE
+    from common.db import open_database, storage_url
 
-    store = SQLAlchemyJobStore(url=f"sqlite:///{db.resolve()}")
+    database = open_database(db if isinstance(db, str) else storage_url(str(db)))
+    store = SQLAlchemyJobStore(engine=database.engine)
     store.start(None, JOBSTORE)
     try:
         job = store.lookup_job(JOB_ID)
@@ -264,6 +267,7 @@ def rewind_posting_job(db: Path, seconds: float) -> None:
         store.update_job(job)
     finally:
         store.shutdown()
+        database.close()
 
 
 def write_tiny_corpus(path: Path, posts: int = 300, seed: int = 3) -> Path:

@@ -4,11 +4,25 @@ POSTing updates to them; the secret token checked; several processes on one Post
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
+from bot.pool import PoolStore
+from common.db import open_database
+from generator.sample import Candidate
+from tests import pg
+from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.webhook import WebhookTelegram, post_update
-from tests.pipeline import Child, bot_config, quiet, secrets, wait_until, write_config
+from tests.pipeline import (
+    Child,
+    bot_config,
+    quiet,
+    rewind_posting_job,
+    secrets,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 SECRET = "webhook-SECRET_42"
@@ -77,3 +91,76 @@ def test_webhook_without_a_secret_is_one_line(tmp_path, bot_model, hooked):
     assert bot.stderr.strip().splitlines()[-1] == (
         "error: telegram.webhook.secret is empty: set the environment variable"
         " TELEGRAM_WEBHOOK_SECRET (see config.yaml)")
+
+
+def _prefill(url: str, model_dir: str, per_temperature: int) -> set[str]:
+    """Ready posts in the shared pool at each configured temperature (the workers then see it
+    full and draw nothing: every answer is one of these)."""
+    database = open_database(url)
+    texts = set()
+    for t in (0.5, 0.6, 0.7):
+        batch = [Candidate(f"ГОТОВЫЙ {t} {i}\n@\nПОСТ\n#neurobugurt", -1.0)
+                 for i in range(per_temperature)]
+        PoolStore(database).add(model_dir, "reply", t, batch)
+        texts |= {c.text for c in batch}
+    database.close()
+    return texts
+
+
+def _burst(server: WebhookTelegram, users: range, each: int) -> None:
+    """`each` /bugurt from every user, all queued at once; waits until all are answered."""
+    after = len(server.calls)
+    for _ in range(each):
+        for user in users:
+            server.send_command("/bugurt", user_id=user)
+    wait_until(lambda: len(_answers(server, users, after)) >= len(users) * each, 120,
+               "every /bugurt answered")
+
+
+def _answers(server: WebhookTelegram, users: range, after: int = 0) -> list[str]:
+    return [c.params["text"] for c in server.calls[after:]
+            if c.method == "sendMessage" and c.params["chat_id"] in users]
+
+
+def _channel_posts_once(server: WebhookTelegram, url: str, expected: int) -> None:
+    """Make the posting job due (as if its time had come) and check it fires once: the
+    leader's next look at the store (≤ 10 s) posts, and no second post follows."""
+    rewind_posting_job(url, seconds=5)
+    wait_until(lambda: len(server.messages_in(CHANNEL_ID)) >= expected, 60, "the scheduled post")
+    time.sleep(12)  # longer than a follower's try to lead: it would have posted by now
+    assert len(server.messages_in(CHANNEL_ID)) == expected
+
+
+def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
+    """Two webhook processes behind round-robin delivery: 200 /bugurt from 50 users answered
+    once each with distinct posts; one scheduled run posts once; kill -9 of the leader loses
+    no update, sends nothing twice, and the survivor leads the schedule."""
+    with pg.fresh_schema() as url:
+        ready = _prefill(url, str(bot_model), per_temperature=100)
+        bots, urls = [], []
+        for name in ("a", "b"):
+            raw = bot_config(tmp_path / name, bot_model, hooked, cooldown_seconds=0)
+            raw["storage"].update(url=url, models_dir=str(tmp_path / "models"))
+            raw["pool"] = {"size": 1, "channel_candidates": 0}
+            bot, hook = start_webhook_bot(tmp_path / name, raw, hooked)
+            bots.append(bot)
+            urls.append(hook)
+        hooked.targets = urls
+        _burst(hooked, range(1000, 1050), each=4)
+        answers = _answers(hooked, range(1000, 1050))
+        assert len(answers) == 200 and len(set(answers)) == 200 and set(answers) <= ready
+        assert set(hooked.delivered.values()) == set(urls)  # both processes answered some
+
+        _channel_posts_once(hooked, url, expected=1)
+        leaders = [b for b in bots if "this process leads" in b.stderr]
+        assert len(leaders) == 1, [b.stderr[-2000:] for b in bots]
+        leaders[0].kill()  # kill -9 the leader between two bursts
+        refused = hooked.refused
+        _burst(hooked, range(2000, 2050), each=2)
+        assert hooked.refused > refused  # updates offered to the dead process went elsewhere
+        answers += _answers(hooked, range(2000, 2050))
+        assert len(answers) == 300 and len(set(answers)) == 300 and set(answers) <= ready
+        _channel_posts_once(hooked, url, expected=2)  # the survivor took the lead
+        survivor = next(b for b in bots if b.alive())
+        assert "this process leads" in survivor.stderr
+        assert survivor.stop() == 0
