@@ -28,6 +28,7 @@ from bot.wiring import build_runner, vk_publisher
 from common.cli import UserError
 from common.config import Config, WebhookConfig, require
 
+FOLLOW_SECONDS = 30.0  # a swap in another process reaches this one within this (under a minute)
 # What Telegram accepts as a webhook's secret_token (setWebhook): 1-256 of these characters.
 _SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
@@ -82,6 +83,8 @@ async def _post_init(app: Application) -> None:
     seconds = app.bot_data["sweep_seconds"]
     app.job_queue.run_repeating(_sweep_job, interval=seconds, first=seconds, name="sweep")
     app.job_queue.run_repeating(_lead_job, interval=LEAD_SECONDS, first=LEAD_SECONDS, name="lead")
+    app.job_queue.run_repeating(_follow_job, interval=FOLLOW_SECONDS, first=FOLLOW_SECONDS,
+                                name="follow")
 
 
 async def _start_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -97,6 +100,11 @@ async def _sweep_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _lead_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Take the schedule's lead if its leader process has died."""
     context.bot_data["runner"].lead()
+
+
+async def _follow_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Serve the model another process swapped in (within FOLLOW_SECONDS of the swap)."""
+    await context.bot_data["runner"].follow_model()
 
 
 async def _post_shutdown(app: Application) -> None:

@@ -1,15 +1,16 @@
-"""Which bot process runs the schedule: the one holding a PostgreSQL advisory lock.
+"""Work one bot process at a time does: the schedule (its leader) and /retrain, each under a
+PostgreSQL advisory lock (`ProcessLock`).
 
 APScheduler 3 does not support several schedulers on one job store: each would run every due
 job. So every process keeps the posting job's store (admins' /schedule, /pause and /resume work
 in any of them), but only the leader's scheduler is shown its due jobs (`LeaderJobStore`).
 
-The leader holds a session-level advisory lock on a connection of its own. When its process
-dies, PostgreSQL ends the session and frees the lock; the others try to take it every
-`LEAD_SECONDS` (the bot's periodic job), and the new leader then runs what came due meanwhile
-once (the job coalesces missed run times). A leader checks that its lock connection still
-answers before it runs a job: one cut by a database restart has lost the lock. On SQLite the
-one process is always the leader.
+A lock is a session-level advisory lock held on a connection of its own. When its process
+dies, PostgreSQL ends the session and frees the lock. For the schedule, the others try to take
+it every `LEAD_SECONDS` (the bot's periodic job), and the new leader then runs what came due
+meanwhile once (the job coalesces missed run times). A leader checks that its lock connection still
+answers before it runs a job: one cut by a database restart has lost the lock. On SQLite (one
+process) a lock is always this process's.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ log = logging.getLogger(__name__)
 LEAD_SECONDS = 10.0  # how often a follower tries to take the lead: well within a minute
 
 
-class Leadership:
-    def __init__(self, db: Database) -> None:
+class ProcessLock:
+    def __init__(self, db: Database, name: str) -> None:
         self.db = db
-        self._conn: sa.Connection | None = None  # holds the lock while leading
+        self.name = name  # 'schedule', 'retrain'
+        self._conn: sa.Connection | None = None  # holds the lock while this process has it
 
-    def leading(self) -> bool:
+    def held(self) -> bool:
         if not self.db.postgres:
             return True
         if self._conn is None:
@@ -40,20 +42,20 @@ class Leadership:
         try:
             self._conn.exec_driver_sql("SELECT 1")
         except DBAPIError:
-            log.warning("schedule: lost the lead (database connection cut)")
+            log.warning("%s: lost the lock (database connection cut)", self.name)
             self._drop()
             return False
         return True
 
-    def try_lead(self) -> bool:
-        """Take the lead if no live process holds it; whether this process leads now."""
-        if self.leading():
+    def try_take(self) -> bool:
+        """Take the lock if no live process holds it; whether this process holds it now."""
+        if self.held():
             return True
         conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            # Keyed by schema: bots in separate schemas of one database lead separately.
+            # Keyed by schema: bots in separate schemas of one database lock separately.
             schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
-            key = zlib.crc32(f"neurobugurt-schedule:{schema}".encode())
+            key = zlib.crc32(f"neurobugurt-{self.name}:{schema}".encode())
             taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
                                  {"key": key}).scalar_one()
         except BaseException:
@@ -63,11 +65,11 @@ class Leadership:
         if not taken:
             conn.close()
             return False
-        log.info("schedule: this process leads (runs the posting job)")
+        log.info("%s: this process holds the lock", self.name)
         self._conn = conn
         return True
 
-    def close(self) -> None:
+    def release(self) -> None:
         if self._conn is not None:
             self._drop()
 
@@ -82,13 +84,13 @@ class Leadership:
 class LeaderJobStore(SQLAlchemyJobStore):
     """APScheduler's SQLAlchemy job store whose due jobs only the leading process sees."""
 
-    def __init__(self, leadership: Leadership, **options) -> None:
+    def __init__(self, leadership: ProcessLock, **options) -> None:
         super().__init__(**options)
         self.leadership = leadership
 
     def get_due_jobs(self, now):
-        return super().get_due_jobs(now) if self.leadership.leading() else []
+        return super().get_due_jobs(now) if self.leadership.held() else []
 
     def get_next_run_time(self):
         # A follower's scheduler must not wake for the job: it would find it not due for it.
-        return super().get_next_run_time() if self.leadership.leading() else None
+        return super().get_next_run_time() if self.leadership.held() else None

@@ -68,9 +68,24 @@ class ModelSlot:
     async def serve(self, model_dir: str) -> None:
         """Load `model_dir` off the loop, then serve it; the model it replaces becomes previous."""
         generator = await asyncio.to_thread(self.load, model_dir)
-        previous, self.generator, self.model_dir = self.model_dir, generator, model_dir
+        previous = self.model_dir
         self.settings.swap_model(self.configured, model_dir, previous)
         log.info("serving model %s (previous %s)", model_dir, previous)
+        self._switch(generator, model_dir)
+
+    async def follow(self) -> bool:
+        """Serve the model another bot process swapped in (read from the shared runtime
+        settings), if it differs from ours; whether it did."""
+        model_dir = self.settings.served_model(self.configured)
+        if model_dir == self.model_dir:
+            return False
+        generator = await asyncio.to_thread(self.load, model_dir)
+        log.info("serving model %s (swapped in by another process)", model_dir)
+        self._switch(generator, model_dir)
+        return True
+
+    def _switch(self, generator: Generator, model_dir: str) -> None:
+        self.generator, self.model_dir = generator, model_dir
         for listener in self.on_swap:
             listener(model_dir)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bot import texts
 from bot.chat import Chat
+from bot.leader import ProcessLock
 from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common.config import Config
@@ -68,6 +69,8 @@ class RetrainJob:
         train_args: tuple[str, ...] = (),
         poll_seconds: float = 3.0,
         pause_pool: Callable[[], AbstractContextManager] = nullcontext,
+        *,
+        lock: ProcessLock,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -77,6 +80,7 @@ class RetrainJob:
         self.train_args = train_args  # extra `generator train` options (tests: a tiny model)
         self.poll_seconds = poll_seconds  # between progress edits; Telegram limits edit rates
         self.pause_pool = pause_pool  # held while training and evaluating
+        self.lock = lock  # held for the whole run: one retrain across the bot's processes
         self.stage = ""
         self.last_result = "none since start"
         self._task: asyncio.Task | None = None
@@ -92,8 +96,9 @@ class RetrainJob:
         return f"running: {self._progress or self.stage}" if self.running else self.last_result
 
     def start(self, chat: Chat) -> bool:
-        """Start a retrain reporting to `chat`; False (nothing started) if one is running."""
-        if self._task is not None:
+        """Start a retrain reporting to `chat`; False (nothing started) if one is running, here
+        or in another process sharing the database."""
+        if self._task is not None or not self.lock.try_take():
             return False
         self.stage = "starting"
         self._task = asyncio.create_task(self._run(chat))
@@ -153,6 +158,7 @@ class RetrainJob:
             self.stage = ""
             self._progress = ""
             self._task = None
+            self.lock.release()
 
     async def _tell_failure(
         self, chat: Chat, message: object, final: bool, reason: str, swapped: str | None

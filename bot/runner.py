@@ -84,6 +84,12 @@ class Runner:
         """Take the schedule's lead when free: at start, then periodically (bot/leader.py)."""
         self.schedule.lead(lambda: self.settings.schedule_cron(self.config.schedule.cron))
 
+    async def follow_model(self) -> None:
+        """Serve the model another process swapped in (periodic job); not while our own
+        retrain runs: it evaluates against the served model and swaps it itself."""
+        if not self.retrain.running:
+            await self.slot.follow()
+
     async def sweep(self, force: bool = False) -> None:
         """Deliver pending posts whose retry time has come (periodic job; all of them on start)."""
         if self.outbox.publishers:
@@ -225,8 +231,12 @@ class Runner:
         )
 
     async def _cmd_retrain(self, args: str, sender: Sender, chat: Chat) -> None:
-        if not self.retrain.start(chat):
+        if self.retrain.start(chat):
+            return
+        if self.retrain.running:
             await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrain.describe()))
+        else:
+            await chat.say(texts.RETRAIN_ELSEWHERE)
 
     async def _cmd_rollback(self, args: str, sender: Sender, chat: Chat) -> None:
         if self.retrain.running:  # the job evaluates against, and may swap, the served model

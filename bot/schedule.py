@@ -24,7 +24,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.engine import Engine
 
-from bot.leader import LeaderJobStore, Leadership
+from bot.leader import LeaderJobStore, ProcessLock
 from common.crontab import parse_crontab
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Schedule:
         timezone: str,
         misfire_grace_seconds: int,
         key: str,
-        leadership: Leadership,
+        leadership: ProcessLock,
     ) -> None:
         self.scheduler = scheduler
         self.jobstore_engine = jobstore_engine
@@ -77,7 +77,7 @@ class Schedule:
         """Take the lead if it is free (at start, then every LEAD_SECONDS); on taking it,
         install the job for `cron()` and wake the scheduler, so that a run missed while no
         process led fires now, once. Whether this process leads."""
-        was, self._led = self._led, self.leadership.try_lead()
+        was, self._led = self._led, self.leadership.try_take()
         if self._led and not was:
             self.install(cron())
             self.scheduler.wakeup()
@@ -154,7 +154,7 @@ class Schedule:
 
     def close(self) -> None:
         _CALLBACKS.pop(self.key, None)
-        self.leadership.close()
+        self.leadership.release()
 
     @staticmethod
     def _name(cron: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
-from bot.leader import Leadership
+from bot.leader import ProcessLock
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
 from bot.pool import Pool
@@ -51,7 +51,7 @@ def build_runner(
         timezone=config.schedule.timezone,
         misfire_grace_seconds=config.schedule.misfire_grace_seconds,
         key=_schedule_key(config),
-        leadership=Leadership(database),
+        leadership=ProcessLock(database, "schedule"),
     )
     schedule.add_store()
     ratings = Ratings(database)
@@ -65,6 +65,7 @@ def build_runner(
         train_args=train_args,
         poll_seconds=retrain_poll_seconds,
         pause_pool=pool.paused,
+        lock=ProcessLock(database, "retrain"),
     )
     outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds)
     return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool)

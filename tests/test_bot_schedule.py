@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.leader import LeaderJobStore, Leadership
+from bot.leader import LeaderJobStore, ProcessLock
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
 from common.crontab import CrontabError, parse_crontab
@@ -49,7 +49,7 @@ def _schedule(tmp_path, calls: list) -> Schedule:
     db_path = tmp_path / "jobs.sqlite3"
     engine = sa.create_engine(f"sqlite:///{db_path}")
     schedule = Schedule(scheduler, engine, TZ, 3600, key=str(db_path),
-                        leadership=Leadership(Database(engine)))
+                        leadership=ProcessLock(Database(engine), "schedule"))
 
     async def post() -> None:
         calls.append(dtm.datetime.now(dtm.UTC))
@@ -158,10 +158,10 @@ def test_runtime_changes_hold_until_the_config_itself_changes(database, tmp_path
 
 def test_one_process_leads_on_postgresql_and_another_takes_over_when_it_dies():
     async def body(first, second):
-        leader, follower = Leadership(first), Leadership(second)
-        assert leader.try_lead() and leader.leading()
-        assert not follower.try_lead() and not follower.leading()
-        assert leader.try_lead()  # leading already: still the leader
+        leader, follower = ProcessLock(first, "schedule"), ProcessLock(second, "schedule")
+        assert leader.try_take() and leader.held()
+        assert not follower.try_take() and not follower.held()
+        assert leader.try_take()  # leading already: still the leader
         scheduler = AsyncIOScheduler(timezone=TZ)
         schedule = Schedule(scheduler, first.engine, TZ, 3600, key="k", leadership=leader)
         schedule.add_store()
@@ -173,8 +173,8 @@ def test_one_process_leads_on_postgresql_and_another_takes_over_when_it_dies():
         theirs.start(None, "jobs")
         assert [job.id for job in scheduler._jobstores["neurobugurt"].get_due_jobs(now)]
         assert theirs.get_due_jobs(now) == [] and theirs.get_next_run_time() is None
-        leader.close()  # its process died: PostgreSQL frees the lock with the session
-        assert not leader.leading() and follower.try_lead()
+        leader.release()  # its process died: PostgreSQL frees the lock with the session
+        assert not leader.held() and follower.try_take()
         assert [job.id for job in theirs.get_due_jobs(now)]  # the new leader runs it
         scheduler.shutdown(wait=False)
 

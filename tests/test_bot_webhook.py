@@ -152,7 +152,7 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
         assert set(hooked.delivered.values()) == set(urls)  # both processes answered some
 
         _channel_posts_once(hooked, url, expected=1)
-        leaders = [b for b in bots if "this process leads" in b.stderr]
+        leaders = [b for b in bots if "schedule: this process holds the lock" in b.stderr]
         assert len(leaders) == 1, [b.stderr[-2000:] for b in bots]
         leaders[0].kill()  # kill -9 the leader between two bursts
         refused = hooked.refused
@@ -162,5 +162,5 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
         assert len(answers) == 300 and len(set(answers)) == 300 and set(answers) <= ready
         _channel_posts_once(hooked, url, expected=2)  # the survivor took the lead
         survivor = next(b for b in bots if b.alive())
-        assert "this process leads" in survivor.stderr
+        assert "schedule: this process holds the lock" in survivor.stderr
         assert survivor.stop() == 0
