@@ -1,6 +1,7 @@
 """Settings admins changed at runtime, kept in the database (table bot_state), and the heartbeat.
 
-Keys: `heartbeat` (unix time of the last outbox sweep, read by `--health`), `schedule` (set
+Keys: `heartbeat:HOST` (unix time of the last outbox sweep on this host, read by `--health`
+there: each container of several bot processes on one database checks its own), `schedule` (set
 by /schedule; JSON {"cron", "config"}) and `model` (set by a retrain swap or /rollback; JSON
 {"served", "previous", "config"}). Each of the last two overrides its config key only while the
 config still says what it said when the admin made the change, so editing the config wins.
@@ -9,6 +10,7 @@ config still says what it said when the admin made the change, so editing the co
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -16,17 +18,19 @@ import sqlalchemy as sa
 
 from common.db import Database
 
+_HEARTBEAT = f"heartbeat:{socket.gethostname()}"
+
 
 class RuntimeSettings:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def beat(self) -> None:
-        """Record that the bot's periodic jobs are running (unix seconds)."""
-        self.set("heartbeat", str(time.time()))
+        """Record that the bot's periodic jobs are running on this host (unix seconds)."""
+        self.set(_HEARTBEAT, str(time.time()))
 
     def seconds_since_beat(self) -> float | None:
-        beat = self.get("heartbeat")
+        beat = self.get(_HEARTBEAT)
         return None if beat is None else time.time() - float(beat)
 
     def get(self, key: str, default: str | None = None) -> str | None:

@@ -93,3 +93,23 @@ def test_make_install_pins_torch_through_the_constraints_file():
     assert re.search(r"^torch==\d+\.\d+\.\d+$", constraints, re.M)
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in ci
+
+
+def test_compose_runs_two_bots_on_postgresql_behind_a_proxy_with_no_secret_written():
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert services["db"]["image"].startswith("postgres:")
+    bots = [services[name] for name in ("bot1", "bot2")]
+    for bot in bots:
+        assert bot["build"] == "." and bot["command"][1:] == [
+            "-m", "bot", "--config", "deploy/config.yaml"]
+        assert bot["depends_on"]["db"]["condition"] == "service_healthy"
+        for name, value in bot["environment"].items():
+            assert "${" in value, f"{name} must come from the environment, not the file"
+    caddyfile = (REPO / "deploy" / "Caddyfile").read_text(encoding="utf-8")
+    assert "bot1:8443 bot2:8443" in caddyfile and "lb_try_duration" in caddyfile
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in services["proxy"]["volumes"]
+    config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text(encoding="utf-8"))
+    assert config["storage"]["url"] == "${DATABASE_URL}"
+    assert config["telegram"]["webhook"] == {"url": "${WEBHOOK_URL}", "listen": "0.0.0.0:8443",
+                                             "secret": "${TELEGRAM_WEBHOOK_SECRET}"}
