@@ -187,7 +187,7 @@ def storage_url(db: str, url: str = "") -> str:
     return url or f"sqlite:///{Path(db).resolve()}"
 
 
-def open_database(url: str) -> Database:
+def open_database(url: str | sa.URL) -> Database:
     """Connect to `url` (creating a SQLite file and its folder if needed) and bring the schema
     up to date; every problem is one UserError naming the database without its password."""
     try:

@@ -35,6 +35,13 @@ def unreachable() -> str | None:
     return None
 
 
+def require_or_exit() -> None:
+    """For a script: stop with one line when the server cannot be used."""
+    reason = unreachable()
+    if reason is not None:
+        raise SystemExit(f"error: needs a PostgreSQL server at {BASE_URL}: {reason}")
+
+
 def require() -> None:
     reason = unreachable()
     if reason is not None:

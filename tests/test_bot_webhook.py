@@ -3,17 +3,14 @@ POSTing updates to them; the secret token checked; several processes on one Post
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
-from bot.pool import PoolStore
-from common.db import open_database
-from generator.sample import Candidate
 from tests import pg
 from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.webhook import WebhookTelegram, post_update
+from tests.peers import SECRET, prefill, start_webhook_bot
 from tests.pipeline import (
     Child,
     bot_config,
@@ -25,7 +22,6 @@ from tests.pipeline import (
 )
 
 pytestmark = pytest.mark.slow
-SECRET = "webhook-SECRET_42"
 
 
 @pytest.fixture
@@ -33,31 +29,6 @@ def hooked():
     server = WebhookTelegram().start()
     yield server
     server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def start_webhook_bot(folder, raw: dict, telegram: WebhookTelegram) -> tuple[Child, str]:
-    """A bot process serving its webhook on a free port; (the process, its webhook URL)."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/hook"
-    raw["telegram"]["token"] = "${TELEGRAM_TOKEN}"
-    raw["telegram"]["webhook"] = {"url": url, "listen": f"127.0.0.1:{port}"}
-    config = write_config(folder, raw)
-    bot = Child(folder, "bot", "--config", str(config),
-                env={**secrets(telegram), "TELEGRAM_WEBHOOK_SECRET": SECRET})
-    wait_until(lambda: _listening(port) or not bot.alive(), 120, "the webhook server")
-    assert bot.alive(), bot.stderr[-3000:]
-    return bot, url
 
 
 def test_updates_come_by_webhook_and_a_wrong_secret_is_refused(tmp_path, bot_model, hooked):
@@ -93,20 +64,6 @@ def test_webhook_without_a_secret_is_one_line(tmp_path, bot_model, hooked):
         " TELEGRAM_WEBHOOK_SECRET (see config.yaml)")
 
 
-def _prefill(url: str, model_dir: str, per_temperature: int) -> set[str]:
-    """Ready posts in the shared pool at each configured temperature (the workers then see it
-    full and draw nothing: every answer is one of these)."""
-    database = open_database(url)
-    texts = set()
-    for t in (0.5, 0.6, 0.7):
-        batch = [Candidate(f"ГОТОВЫЙ {t} {i}\n@\nПОСТ\n#neurobugurt", -1.0)
-                 for i in range(per_temperature)]
-        PoolStore(database).add(model_dir, "reply", t, batch)
-        texts |= {c.text for c in batch}
-    database.close()
-    return texts
-
-
 def _burst(server: WebhookTelegram, users: range, each: int) -> None:
     """`each` /bugurt from every user, all queued at once; waits until all are answered."""
     after = len(server.calls)
@@ -136,7 +93,7 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
     once each with distinct posts; one scheduled run posts once; kill -9 of the leader loses
     no update, sends nothing twice, and the survivor leads the schedule."""
     with pg.fresh_schema() as url:
-        ready = _prefill(url, str(bot_model), per_temperature=100)
+        ready = prefill(url, str(bot_model), per_temperature=100)
         bots, urls = [], []
         for name in ("a", "b"):
             raw = bot_config(tmp_path / name, bot_model, hooked, cooldown_seconds=0)

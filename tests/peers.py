@@ -1,0 +1,56 @@
+"""Bot processes in webhook mode sharing one database, for the tests and bench/bench_scale.py:
+start one on a free port, and fill the shared pool so that every answer is a known post."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from bot.pool import PoolStore
+from common.db import open_database
+from generator.sample import Candidate
+from tests.fakes.webhook import WebhookTelegram
+from tests.pipeline import Child, secrets, wait_until, write_config
+
+SECRET = "webhook-SECRET_42"
+TEMPERATURES = (0.5, 0.6, 0.7)  # bot.temperatures by default
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_webhook_bot(folder: Path, raw: dict, telegram: WebhookTelegram) -> tuple[Child, str]:
+    """A bot process (config `raw`) serving its webhook on a free port, the token and secret
+    from its environment; (the process, its webhook URL) once it listens."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    raw["telegram"]["token"] = "${TELEGRAM_TOKEN}"
+    raw["telegram"]["webhook"] = {"url": url, "listen": f"127.0.0.1:{port}"}
+    config = write_config(folder, raw)
+    bot = Child(folder, "bot", "--config", str(config),
+                env={**secrets(telegram), "TELEGRAM_WEBHOOK_SECRET": SECRET})
+    wait_until(lambda: _listening(port) or not bot.alive(), 120, "the webhook server")
+    assert bot.alive(), bot.stderr[-3000:]
+    return bot, url
+
+
+def prefill(url: str, model_dir: str, per_temperature: int) -> set[str]:
+    """Ready posts in the shared pool at each default temperature (with `pool.size` below this
+    the workers see it full and draw nothing: every answer is one of these); their texts."""
+    database = open_database(url)
+    texts = set()
+    for t in TEMPERATURES:
+        batch = [Candidate(f"ГОТОВЫЙ {t} {i}\n@\nПОСТ\n#neurobugurt", -1.0)
+                 for i in range(per_temperature)]
+        PoolStore(database).add(model_dir, "reply", t, batch)
+        texts |= {c.text for c in batch}
+    database.close()
+    return texts
