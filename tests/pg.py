@@ -57,9 +57,21 @@ def fresh_schema() -> Iterator[str]:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
-        # libpq's `options` sets the search path of every connection made with this URL.
-        yield f"{BASE_URL}?options=-csearch_path%3D{schema}"
+        # libpq's `options` sets the search path of every connection made with this URL; the
+        # application name marks them (`drop_connections`).
+        yield f"{BASE_URL}?options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def drop_connections(url: str) -> int:
+    """End every server session of a `fresh_schema` URL, as a server restart does to its
+    clients (without restarting the server others use); how many there were."""
+    schema = sa.make_url(url).query["application_name"]
+    with _engine().begin() as conn:
+        return len(conn.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = :name AND pid != pg_backend_pid()"), {"name": schema}
+        ).all())

@@ -1,5 +1,6 @@
-"""Bot processes sharing one database: a model one swaps in is served by the others, and
-/retrain runs in one process at a time (its lock apart from the schedule's)."""
+"""Bot processes sharing one database: a model one swaps in is served by the others, /retrain
+runs in one process at a time (its lock apart from the schedule's), and a bot whose database
+connections were all cut carries on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import shutil
 
 from bot.leader import ProcessLock
 from bot.model_slot import ModelSlot
+from bot.pool import PoolStore
 from bot.settings import RuntimeSettings
 from common.db import open_database
 from tests import pg
+from tests.peers import prefill
+from tests.pipeline import AppThread, ask, bot_config, wait_until
 
 
 def test_a_model_swapped_in_by_one_process_is_served_by_the_others(database, bot_model,
@@ -48,3 +52,26 @@ def test_one_retrain_at_a_time_across_processes_on_postgresql():
         finally:
             first.close()
             second.close()
+
+
+def test_the_bot_carries_on_after_the_database_cut_its_connections(tmp_path, bot_model,
+                                                                   telegram):
+    with pg.fresh_schema() as url:
+        ready = prefill(url, str(bot_model), per_temperature=3)
+        raw = bot_config(tmp_path, bot_model, telegram, channel=False, cooldown_seconds=0)
+        raw["storage"]["url"] = url
+        raw["pool"] = {"size": 1, "channel_candidates": 0}
+        with AppThread(raw) as bot:
+            leading = bot.runner.schedule.leadership.held  # run on the bot's loop: its thread
+            first = ask(telegram, "/bugurt", 501)
+            assert first in ready and bot.call(leading)
+            assert pg.drop_connections(url) >= 2  # the event loop's and the schedule lock's
+            second = ask(telegram, "/bugurt", 502)  # a fresh connection, not an error
+            assert second in ready and second != first
+            assert not bot.call(leading)  # the lock went with its session
+            wait_until(lambda: bot.call(leading), 30, "the schedule's lead taken again")
+        database = open_database(url)
+        try:
+            assert len(PoolStore(database).take(str(bot_model), 0.6, n=9)) == 7  # 2 went, once
+        finally:
+            database.close()
