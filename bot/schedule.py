@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from bot.leader import LeaderJobStore, ProcessLock
 from common.crontab import parse_crontab
+from common.db import create_table
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,13 @@ class Schedule:
         _CALLBACKS[self.key] = post
 
     def add_store(self) -> None:
-        """Attach the persistent job store; call before the scheduler starts."""
+        """Attach the persistent job store; call before the scheduler starts. Its table is made
+        here, one process at a time: bots starting together on one PostgreSQL would otherwise
+        race to create it when their schedulers start."""
         if JOBSTORE not in self.scheduler._jobstores:  # noqa: SLF001 (no public lookup)
-            self.scheduler.add_jobstore(
-                LeaderJobStore(self.leadership, engine=self.jobstore_engine), JOBSTORE)
+            store = LeaderJobStore(self.leadership, engine=self.jobstore_engine)
+            create_table(self.jobstore_engine, store.jobs_t)
+            self.scheduler.add_jobstore(store, JOBSTORE)
 
     def lead(self, cron: Callable[[], str]) -> bool:
         """Take the lead if it is free (at start, then every LEAD_SECONDS); on taking it,

@@ -214,6 +214,15 @@ def open_database(url: str | sa.URL) -> Database:
     return database
 
 
+def create_table(engine: Engine, table: sa.Table) -> None:
+    """Create a table a library defines (APScheduler's jobs) unless it exists; on PostgreSQL
+    under the migration lock, so that processes starting together do not both create it."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        table.create(conn, checkfirst=True)
+
+
 def _engine(url: sa.URL) -> Engine:
     backend = url.get_backend_name()
     if backend == "sqlite":
