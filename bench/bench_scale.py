@@ -55,7 +55,7 @@ def run_burst(folder: Path, model: Path, url: str, processes: int, requests: int
                              cooldown_seconds=0, candidates=16)
             raw["vk"]["post_token"] = ""
             raw["storage"]["url"] = url
-            raw["pool"] = {"size": 1, "channel_candidates": 0}
+            raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
             bot, hook = start_webhook_bot(folder / f"bot{i}", raw, server)
             bots.append(bot)
             server.targets.append(hook)

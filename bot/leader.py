@@ -33,6 +33,7 @@ class ProcessLock:
         self.db = db
         self.name = name  # 'schedule', 'retrain'
         self._conn: sa.Connection | None = None  # holds the lock while this process has it
+        self._key = 0  # the lock's number (by name and schema), known once taken
 
     def held(self) -> bool:
         if not self.db.postgres:
@@ -66,12 +67,19 @@ class ProcessLock:
             conn.close()
             return False
         log.info("%s: this process holds the lock", self.name)
-        self._conn = conn
+        self._conn, self._key = conn, key
         return True
 
     def release(self) -> None:
-        if self._conn is not None:
-            self._drop()
+        """Unlock at once (closing the connection alone frees it only once the server has
+        noticed), then close the lock's connection."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+        except DBAPIError:
+            log.warning("%s: the lock's connection was already cut", self.name)
+        self._drop()
 
     def _drop(self) -> None:
         """Close the lock's connection for good (not back to the pool, where it would keep

@@ -114,8 +114,9 @@ class Outbox:
             return []
         now = time.time()
         sql = ("UPDATE deliveries SET claimed_by = :me, claimed_until = :until"
-               " WHERE status = 'pending' AND target IN :targets"
-               " AND (claimed_until IS NULL OR claimed_until < :now)")
+               " WHERE status = 'pending' AND target IN :targets")
+        if self.db.postgres:  # SQLite has one process: a claim left by its previous run is void
+            sql += " AND (claimed_until IS NULL OR claimed_until < :now)"
         if not force:
             sql += " AND next_try <= :now"
         if outbox_id is not None:

@@ -266,14 +266,15 @@ def migrate(conn: Connection) -> None:
             f"database schema version {version} is newer than this program knows"
             f" ({len(MIGRATIONS)}): update the program"
         )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    for script in MIGRATIONS[version:]:
         # A statement ends with `;` at the end of its line (comments may hold one inside).
         for statement in re.split(r";\s*$", script.format(**TYPES[dialect]), flags=re.M):
             if statement.strip():
                 conn.exec_driver_sql(statement)
-        log.info("database schema upgraded to version %d", number)
     if version < len(MIGRATIONS):
         _set_version(conn, len(MIGRATIONS))
+    if 0 < version < len(MIGRATIONS):  # a new database is no news: commands keep stderr quiet
+        log.info("database schema upgraded from version %d to %d", version, len(MIGRATIONS))
 
 
 def _version(conn: Connection) -> int:

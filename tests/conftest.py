@@ -55,3 +55,13 @@ def database(request, tmp_path):
         db = open_database(url)
         stack.callback(db.close)
         yield db
+
+
+@pytest.fixture
+def postgres_database():
+    """An empty, migrated PostgreSQL schema: for what only several processes need (on SQLite
+    the bot is one process)."""
+    with pg.fresh_schema() as url:
+        db = open_database(url)
+        yield db
+        db.close()

@@ -50,7 +50,7 @@ def prefill(url: str, model_dir: str, per_temperature: int) -> set[str]:
     for t in TEMPERATURES:
         batch = [Candidate(f"ГОТОВЫЙ {t} {i}\n@\nПОСТ\n#neurobugurt", -1.0)
                  for i in range(per_temperature)]
-        PoolStore(database).add(model_dir, "reply", t, batch)
+        PoolStore(database).add(model_dir, "reply", t, batch, [-1.0] * len(batch))
         texts |= {c.text for c in batch}
     database.close()
     return texts

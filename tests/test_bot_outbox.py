@@ -161,7 +161,9 @@ class _Hung:
 
 
 def test_a_claimed_delivery_is_sent_by_one_process_and_taken_over_when_it_dies(
-        database, telegram, vk):
+        postgres_database, telegram, vk):
+    database = postgres_database
+
     async def body():
         bot, _ = _targets(telegram, vk)
         hung = _Hung()
@@ -185,7 +187,9 @@ def test_a_claimed_delivery_is_sent_by_one_process_and_taken_over_when_it_dies(
     asyncio.run(body())
 
 
-def test_two_processes_delivering_at_once_send_each_post_once(database, telegram, vk):
+def test_two_processes_delivering_at_once_send_each_post_once(postgres_database, telegram, vk):
+    database = postgres_database
+
     async def body():
         bot, _ = _targets(telegram, vk)
         async with bot:

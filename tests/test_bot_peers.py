@@ -60,7 +60,7 @@ def test_the_bot_carries_on_after_the_database_cut_its_connections(tmp_path, bot
         ready = prefill(url, str(bot_model), per_temperature=3)
         raw = bot_config(tmp_path, bot_model, telegram, channel=False, cooldown_seconds=0)
         raw["storage"]["url"] = url
-        raw["pool"] = {"size": 1, "channel_candidates": 0}
+        raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
         with AppThread(raw) as bot:
             leading = bot.runner.schedule.leadership.held  # run on the bot's loop: its thread
             first = ask(telegram, "/bugurt", 501)

@@ -98,7 +98,7 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
         for name in ("a", "b"):
             raw = bot_config(tmp_path / name, bot_model, hooked, cooldown_seconds=0)
             raw["storage"].update(url=url, models_dir=str(tmp_path / "models"))
-            raw["pool"] = {"size": 1, "channel_candidates": 0}
+            raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
             bot, hook = start_webhook_bot(tmp_path / name, raw, hooked)
             bots.append(bot)
             urls.append(hook)
