@@ -23,7 +23,7 @@ import torch
 from generator import gate, modeldir
 from generator.judge import JudgeNet
 from generator.model import FastLSTM, LSTMModel
-from generator.search import LineSearch, SearchConfig
+from generator.search import LineSearch, SearchConfig, nucleus
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
@@ -227,9 +227,5 @@ def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: fl
     if top_k:
         kth = logits.topk(min(top_k, logits.shape[1]), dim=1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=1, descending=True)
-        probs = sorted_logits.softmax(1)
-        drop = probs.cumsum(1) - probs >= top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), -math.inf)
-    return torch.multinomial(logits.softmax(1), 1, generator=rng)[:, 0]
+    return torch.multinomial(nucleus(logits, 1.0 if top_p is None else top_p), 1,
+                             generator=rng)[:, 0]

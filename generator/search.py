@@ -167,7 +167,7 @@ class LineSearch:
             if banned:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
-            token = torch.multinomial(_nucleus(logits / cfg.temperature, cfg.top_p), 1,
+            token = torch.multinomial(nucleus(logits / cfg.temperature, cfg.top_p), 1,
                                       generator=rng)[:, 0]
             # the model's own log-probability (at temperature 1) of what was drawn
             logp += torch.where(open_rows, torch.log_softmax(logits, -1).gather(
@@ -194,8 +194,10 @@ class LineSearch:
         return drawn, logp.tolist(), last, final, final_logits
 
 
-def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """(rows, V) probabilities of softmax(logits) kept to each row's top-p nucleus."""
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(rows, V) probabilities of softmax(logits) kept to each row's top-p nucleus (the
+    smallest set of units reaching top_p; the rest 0); top_p ≥ 1 keeps every unit. The sampler
+    of whole posts (sample._draw) and the line search both draw through it."""
     probs = logits.softmax(-1)
     if top_p >= 1.0:
         return probs

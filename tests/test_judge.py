@@ -119,9 +119,9 @@ def test_too_few_posts_train_no_judge(tiny, bot_model):
 
 def test_nucleus_keeps_the_smallest_set_of_units_reaching_top_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    kept = search_module._nucleus(logits, 0.75)
+    kept = search_module.nucleus(logits, 0.75)
     assert (kept[0] > 0).tolist() == [True, True, False, False]
-    assert torch.allclose(search_module._nucleus(logits, 1.0), logits.softmax(-1))
+    assert torch.allclose(search_module.nucleus(logits, 1.0), logits.softmax(-1))
 
 
 def test_a_line_that_repeats_the_post_is_refused():
