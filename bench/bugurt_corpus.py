@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from common.db import connect  # noqa: E402
+from common.db import open_database, storage_url  # noqa: E402
 from scraper.clean import DROP_REASONS, build_corpus  # noqa: E402
 from scraper.store import PostStore  # noqa: E402
 from tests.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
@@ -62,9 +62,9 @@ def main() -> int:
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
             return done.returncode
-        conn = connect(db)
-        result = build_corpus(PostStore(conn).raw_posts())
-        conn.close()
+        database = open_database(storage_url(str(db)))
+        result = build_corpus(PostStore(database).raw_posts())
+        database.close()
         calls = [name for name, _ in vk.calls]
     n = len(items)
     print(f"scraper: {done.stdout.strip()}")

@@ -40,6 +40,9 @@ class SearchConfig:
     judge_weight: float = 1.0
     temperature: float = 0.6
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
+    # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
+    # nearest the step's entropy, as many as hold this probability; 1.0 keeps every unit
+    typical_p: float = 1.0
 
 
 @dataclass
@@ -167,8 +170,10 @@ class LineSearch:
             if banned:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
-            token = torch.multinomial(nucleus(logits / cfg.temperature, cfg.top_p), 1,
-                                      generator=rng)[:, 0]
+            probs = nucleus(logits / cfg.temperature, cfg.top_p)
+            if cfg.typical_p < 1.0:
+                probs = typical(probs, cfg.typical_p)
+            token = torch.multinomial(probs, 1, generator=rng)[:, 0]
             # the model's own log-probability (at temperature 1) of what was drawn
             logp += torch.where(open_rows, torch.log_softmax(logits, -1).gather(
                 1, token[:, None])[:, 0], torch.zeros(rows))
@@ -203,6 +208,20 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
         return probs
     sorted_probs, order = probs.sort(-1, descending=True)
     drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keep the smallest set reaching it
+    return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
+
+
+def typical(probs: torch.Tensor, mass: float) -> torch.Tensor:
+    """(rows, V) probabilities kept to each row's locally typical set: units ranked by how far
+    their surprisal -log p lies from the row's entropy, the nearest kept until they hold `mass`
+    (at least one unit); the rest 0. Unnormalised: torch.multinomial normalises."""
+    logp = probs.clamp_min(1e-30).log()
+    entropy = -(probs * logp).sum(-1, keepdim=True)
+    distance = (-logp - entropy).abs().masked_fill(probs == 0, math.inf)
+    sorted_distance, order = distance.sort(-1)
+    held = probs.gather(-1, order).cumsum(-1)
+    drop = held - probs.gather(-1, order) >= mass  # keep the nearest set reaching the mass
+    drop |= sorted_distance == math.inf
     return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
 
 

@@ -124,6 +124,15 @@ def test_nucleus_keeps_the_smallest_set_of_units_reaching_top_p():
     assert torch.allclose(search_module.nucleus(logits, 1.0), logits.softmax(-1))
 
 
+def test_typical_keeps_the_units_whose_surprisal_is_nearest_the_entropy():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])  # entropy 1.14 nats; 0.3's surprisal is 1.20
+    assert (search_module.typical(probs, 0.2)[0] > 0).tolist() == [False, True, False, False]
+    assert (search_module.typical(probs, 0.5)[0] > 0).tolist() == [True, True, False, False]
+    assert torch.equal(search_module.typical(probs, 1.0), probs)
+    cut = torch.tensor([[0.6, 0.4, 0.0, 0.0]])  # a nucleus cut first: those units stay out
+    assert (search_module.typical(cut, 1.0)[0] > 0).tolist() == [True, True, False, False]
+
+
 def test_a_line_that_repeats_the_post_is_refused():
     earlier = ["ТЫ ИДЕШЬ В ШКОЛУ", "КАЗАЛОСЬ БЫ"]
     assert search_module._repeats("КАЗАЛОСЬ БЫ", earlier)
