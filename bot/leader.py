@@ -34,6 +34,7 @@ class ProcessLock:
         self.name = name  # 'schedule', 'retrain'
         self._conn: sa.Connection | None = None  # holds the lock while this process has it
         self._key = 0  # the lock's number (by name and schema), known once taken
+        self.takes = 0  # how many times this process has taken it (again after a lost one)
 
     def held(self) -> bool:
         if not self.db.postgres:
@@ -68,6 +69,7 @@ class ProcessLock:
             return False
         log.info("%s: this process holds the lock", self.name)
         self._conn, self._key = conn, key
+        self.takes += 1
         return True
 
     def release(self) -> None:

@@ -1,11 +1,13 @@
 """Bot processes sharing one database: a model one swaps in is served by the others, /retrain
 runs in one process at a time (its lock apart from the schedule's), and a bot whose database
-connections were all cut carries on."""
+connections were all cut, or whose PostgreSQL server was restarted, carries on."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+
+import pytest
 
 from bot.leader import ProcessLock
 from bot.model_slot import ModelSlot
@@ -54,22 +56,32 @@ def test_one_retrain_at_a_time_across_processes_on_postgresql():
             second.close()
 
 
-def test_the_bot_carries_on_after_the_database_cut_its_connections(tmp_path, bot_model,
-                                                                   telegram):
+def _cut(url: str) -> None:
+    assert pg.drop_connections(url) >= 2  # the event loop's and the schedule lock's
+
+
+def _restart(url: str) -> None:
+    pg.restart_server()  # every session of every client ends; the server is back in ~2 s
+
+
+@pytest.mark.parametrize("outage", [_cut, _restart], ids=["connections-cut", "server-restart"])
+def test_the_bot_carries_on_after_the_database_dropped_it(tmp_path, bot_model, telegram, outage):
     with pg.fresh_schema() as url:
         ready = prefill(url, str(bot_model), per_temperature=3)
         raw = bot_config(tmp_path, bot_model, telegram, channel=False, cooldown_seconds=0)
         raw["storage"]["url"] = url
         raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
         with AppThread(raw) as bot:
-            leading = bot.runner.schedule.leadership.held  # run on the bot's loop: its thread
+            lock = bot.runner.schedule.leadership
             first = ask(telegram, "/bugurt", 501)
-            assert first in ready and bot.call(leading)
-            assert pg.drop_connections(url) >= 2  # the event loop's and the schedule lock's
+            assert first in ready and bot.call(lock.held)  # run on the bot's loop: its thread
+            takes = lock.takes
+            outage(url)
             second = ask(telegram, "/bugurt", 502)  # a fresh connection, not an error
             assert second in ready and second != first
-            assert not bot.call(leading)  # the lock went with its session
-            wait_until(lambda: bot.call(leading), 30, "the schedule's lead taken again")
+            # the lock went with its session: the lead is taken again, on a new connection
+            wait_until(lambda: bot.call(lock.held) and lock.takes > takes, 30,
+                       "the schedule's lead taken again")
         database = open_database(url)
         try:
             assert len(PoolStore(database).take(str(bot_model), 0.6, n=9)) == 7  # 2 went, once
