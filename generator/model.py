@@ -87,6 +87,17 @@ class LSTMModel(nn.Module):
             out = self.proj(out)  # (N, T, D)
         return self.head(out), state
 
+    def depth_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters from the output down, for per-depth learning rates: the output layer
+        (with the embedding when tied: one matrix), then each LSTM layer from the top, then an
+        untied embedding."""
+        top = [p for p in (self.head, self.proj) if p is not None for p in p.parameters()]
+        layers = [[getattr(self.lstm, f"{kind}_l{i}") for kind in
+                   ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                  for i in reversed(range(self.config.layers))]
+        bottom = [] if self.config.tie_weights else [[self.embed.weight]]
+        return [top, *layers, *bottom]
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # a tied matrix counts once
 

@@ -93,6 +93,10 @@ def _resumed(args, out: Path, overrides: dict, device: torch.device) -> RunPlan:
     checkpoint = modeldir.load_checkpoint(out)
     vocab = modeldir.tokenizer_of(checkpoint, out / modeldir.CHECKPOINT_FILE)
     _check_tokenizer(args, vocab, f"--resume {out}")
+    was = checkpoint["train_config"].get("layer_lr_decay", 1.0)
+    if overrides.get("layer_lr_decay", was) != was:
+        raise UserError(f"--layer-lr-decay cannot change on --resume (the run's optimizer keeps "
+                        f"{was:g}): drop it, or --init-from {out} for a new run")
     return RunPlan(ModelConfig(**checkpoint["model_config"]),
                    TrainConfig(**{**checkpoint["train_config"], **overrides}), vocab, device,
                    checkpoint=checkpoint)

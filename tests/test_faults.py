@@ -189,6 +189,10 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_weights(
     assert summary.startswith(f"train_summary: chars={STEPS * 8 * 32} "), summary
     again = run(*train(tiny_corpus, out), env=env, timeout=120)  # no --resume: it refuses
     assert again.returncode == 2 and "already holds a model" in one_clear_line(again.stderr)
+    regrouped = run(*train(tiny_corpus, out, "--resume", "--layer-lr-decay", "0.5"), env=env,
+                    timeout=120)  # the optimizer's groups are the run's: refused, not a trace
+    assert regrouped.returncode == 2
+    assert "cannot change on --resume" in one_clear_line(regrouped.stderr)
     ours = modeldir.load_checkpoint(out)
     theirs = modeldir.load_checkpoint(reference_run)
     assert ours["step"] == theirs["step"] == STEPS

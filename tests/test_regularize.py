@@ -150,3 +150,32 @@ def test_ema_weights_are_validated_and_saved(tmp_path):
         assert torch.equal(checkpoint["model"][name], trained[name])
     model, _, info = modeldir.load_model(tmp_path)
     assert info["val_bpc"] == pytest.approx(stream_bits(model, val) / streams.val_chars, rel=1e-6)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_depth_groups_hold_every_parameter_once_from_the_output_down(tied):
+    model = LSTMModel(ModelConfig(vocab_size=6, embed=4, hidden=5, layers=2, tie_weights=tied))
+    groups = model.depth_groups()
+    flat = [id(p) for g in groups for p in g]
+    assert sorted(flat) == sorted(id(p) for p in model.parameters())  # each once
+    def depth(p):
+        return next(d for d, g in enumerate(groups) if any(p is q for q in g))
+    assert depth(model.head.weight) == 0 and depth(model.lstm.weight_hh_l1) == 1
+    assert depth(model.lstm.weight_ih_l0) == 2 and len(groups) == (3 if tied else 4)
+    assert depth(model.embed.weight) == (0 if tied else 3)
+
+
+def test_layer_lr_decay_gives_each_depth_its_share_of_the_lr(tmp_path):
+    posts = ["КОТ\n@\nПЕС", "ДОМ\n@\nЛЕС"] * 20
+    vocab = CharVocab.build(posts)
+    streams = Streams(vocab.encode_posts(posts), vocab.encode_posts(posts[-2:]),
+                      len(format_posts(posts)), len(format_posts(posts[-2:])), vocab.chars)
+    cfg = TrainConfig(batch_size=2, seq_len=16, lr=1e-2, warmup_steps=1, max_steps=2,
+                      eval_every=2, layer_lr_decay=0.5, bf16=False, min_lr_ratio=1.0)
+    model_cfg = ModelConfig(vocab_size=len(vocab), embed=4, hidden=5, layers=2)
+    trainer = Trainer(cfg, model_cfg, streams, tmp_path, torch.device("cpu"))
+    bottom = trainer.model.embed.weight.detach().clone()
+    trainer.run()
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx(
+        [1e-2, 5e-3, 2.5e-3, 1.25e-3])
+    assert not torch.equal(trainer.model.embed.weight, bottom)  # the lowest group still learns
