@@ -43,8 +43,9 @@ def start_webhook_bot(folder: Path, raw: dict, telegram: WebhookTelegram) -> tup
 
 
 def prefill(url: str, model_dir: str, per_temperature: int) -> set[str]:
-    """Ready posts in the shared pool at each default temperature (with `pool.size` below this
-    the workers see it full and draw nothing: every answer is one of these); their texts."""
+    """Ready posts in the shared pool at each default temperature, their texts. While no
+    temperature falls below `pool.size` the workers draw nothing and every answer is one of
+    these: give at least as many as the test asks for (the bandit may pick one arm for all)."""
     database = open_database(url)
     texts = set()
     for t in TEMPERATURES:

@@ -93,7 +93,10 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
     once each with distinct posts; one scheduled run posts once; kill -9 of the leader loses
     no update, sends nothing twice, and the survivor leads the schedule."""
     with pg.fresh_schema() as url:
-        ready = prefill(url, str(bot_model), per_temperature=100)
+        # 300 at each temperature: the bandit's random arms take 300 posts in all, and an arm
+        # emptied below pool.size would have the workers draw new posts, served before the
+        # prefilled ones of other temperatures (nearest temperature first)
+        ready = prefill(url, str(bot_model), per_temperature=300)
         bots, urls = [], []
         for name in ("a", "b"):
             raw = bot_config(tmp_path / name, bot_model, hooked, cooldown_seconds=0)
