@@ -79,7 +79,8 @@ def score(args) -> int:
     folder = Path(args.dir)
     key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
     by_source: dict[str, list[dict]] = defaultdict(list)
-    for line in (folder / "ratings.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in Path(args.ratings or folder / "ratings.jsonl").read_text(
+            encoding="utf-8").splitlines():
         if line.strip():
             rating = json.loads(line)
             by_source[key[str(rating["id"])]].append(rating)
@@ -131,6 +132,7 @@ def main() -> int:
     p.add_argument("--out", required=True)
     s = sub.add_parser("score", help="the ratings against the key, per source")
     s.add_argument("--dir", required=True)
+    s.add_argument("--ratings", help="one reader's file (default: DIR/ratings.jsonl)")
     w = sub.add_parser("words", help="share of invented words, generated vs real")
     w.add_argument("--model", action="append", required=True, help="DIR or DIR@T (repeat)")
     w.add_argument("--real", required=True)
