@@ -109,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="copy a model directory with bf16 weights (for bundling)")
     x.add_argument("--model", required=True, help="trained model directory")
     x.add_argument("--out", required=True, help="directory to write (e.g. generator/bundled)")
+    x.add_argument("--base", action="store_true",
+                   help="a base model to fine-tune from (--init-from): model.pt and metrics "
+                        "only, no novelty index or judge (those of a pretraining mixture are "
+                        "tens of MB and no use to a served model)")
     for sp in (t, j, s, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
@@ -270,12 +274,14 @@ def evaluate(args, config: Config) -> int:
 
 
 def export(args, config: Config) -> int:
-    """model.pt with bf16 weights (half the size) + the novelty index and metrics beside it."""
+    """model.pt with bf16 weights (half the size) + the novelty index, judge and metrics beside
+    it (only the metrics for --base)."""
     src, out = Path(args.model), Path(args.out)
     model, vocab, info = modeldir.load_model(src)
     primer = info.pop("primer")
     modeldir.save_model(out, model, vocab.stored(), info, primer=primer, dtype=torch.bfloat16)
-    modeldir.copy_extras(src, out)
+    modeldir.copy_extras(src, out, (modeldir.METRICS_FILE,) if args.base
+                         else modeldir.SERVING_EXTRAS)
     log.info("exported %s -> %s", src, out)
     return 0
 

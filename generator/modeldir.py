@@ -245,10 +245,14 @@ def plot_losses(model_dir: str | os.PathLike) -> Path | None:
 
 
 # ----- the directory as a whole -----
-def copy_extras(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy the novelty index, judge and metrics of `src` into `dst` (export writes model.pt
-    itself)."""
-    for name in (NOVELTY_FILE, JUDGE_FILE, METRICS_FILE):
+SERVING_EXTRAS = (NOVELTY_FILE, JUDGE_FILE, METRICS_FILE)
+
+
+def copy_extras(src: str | os.PathLike, dst: str | os.PathLike,
+                names: tuple[str, ...] = SERVING_EXTRAS) -> None:
+    """Copy the files `names` of `src` that exist into `dst` (export writes model.pt itself):
+    by default the novelty index, judge and metrics a served model needs."""
+    for name in names:
         if (Path(src) / name).exists():
             write_bytes_atomic(Path(dst) / name, (Path(src) / name).read_bytes())
 

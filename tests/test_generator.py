@@ -177,6 +177,16 @@ def test_eval_cli_on_a_known_text(tmp_path):
     assert bad.returncode != 0 and "not found" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_export_of_a_base_keeps_the_weights_and_metrics_only(overfit_dir, tmp_path):
+    for flags, out in (([], tmp_path / "served"), (["--base"], tmp_path / "base")):
+        result = run_generator("export", "--model", str(overfit_dir), "--out", str(out), *flags)
+        assert result.returncode == 0, result.stderr
+        assert modeldir.read_model(out)["model"]["head.weight"].dtype == torch.bfloat16
+    assert (tmp_path / "served" / modeldir.NOVELTY_FILE).is_file()
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == sorted(
+        [modeldir.MODEL_FILE, modeldir.METRICS_FILE])
+
+
 def test_novelty_filter_rejects_copies_and_accepts_new_posts(tmp_path):
     posts = bugurts(50, seed=3) + ["ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"]
     modeldir.save_novelty(tmp_path, gate.NoveltyIndex.build(posts))
