@@ -133,6 +133,10 @@ def save_novelty(model_dir: str | os.PathLike, index: NoveltyIndex) -> None:
 
 def load_novelty(model_dir: str | os.PathLike) -> NoveltyIndex:
     path = Path(model_dir) / NOVELTY_FILE
+    if not path.exists() and (Path(model_dir) / MODEL_FILE).is_file():
+        raise ModelDirError(f"{model_dir} has weights but no {NOVELTY_FILE}: a base model "
+                            "(generator export --base) is for fine-tuning, not sampling; train "
+                            f"from it with --init-from {model_dir}")
     try:
         with np.load(path) as arrays:
             return NoveltyIndex.from_arrays(arrays)

@@ -185,6 +185,9 @@ def test_export_of_a_base_keeps_the_weights_and_metrics_only(overfit_dir, tmp_pa
     assert (tmp_path / "served" / modeldir.NOVELTY_FILE).is_file()
     assert sorted(p.name for p in (tmp_path / "base").iterdir()) == sorted(
         [modeldir.MODEL_FILE, modeldir.METRICS_FILE])
+    refused = run_generator("sample", "--model", str(tmp_path / "base"), "-n", "1")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "--init-from" in refused.stderr.strip().splitlines()[-1]
 
 
 def test_novelty_filter_rejects_copies_and_accepts_new_posts(tmp_path):

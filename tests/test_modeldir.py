@@ -111,8 +111,11 @@ def test_bad_files_raise_the_modules_own_errors(tmp_path):
     assert not isinstance(missing.value, modeldir.ModelFormatError)
     with pytest.raises(modeldir.ModelDirError, match="checkpoint.pt not found"):
         modeldir.load_checkpoint(tmp_path)
+    with pytest.raises(modeldir.ModelDirError, match="no novelty.npz: a base model"):
+        modeldir.load_novelty(tmp_path)  # weights without an index: `export --base`
+    (tmp_path / "empty").mkdir()
     with pytest.raises(modeldir.ModelDirError, match="novelty.npz is missing or unreadable"):
-        modeldir.load_novelty(tmp_path)
+        modeldir.load_novelty(tmp_path / "empty")
     # what run_cli shows as one line: every command's edge, the bot's start-up included
     assert issubclass(modeldir.ModelDirError, UserError)
 
