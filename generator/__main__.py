@@ -280,8 +280,7 @@ def export(args, config: Config) -> int:
     model, vocab, info = modeldir.load_model(src)
     primer = info.pop("primer")
     modeldir.save_model(out, model, vocab.stored(), info, primer=primer, dtype=torch.bfloat16)
-    modeldir.copy_extras(src, out, (modeldir.METRICS_FILE,) if args.base
-                         else modeldir.SERVING_EXTRAS)
+    modeldir.copy_extras(src, out, modeldir.BASE_EXTRAS if args.base else modeldir.SERVING_EXTRAS)
     log.info("exported %s -> %s", src, out)
     return 0
 

@@ -250,6 +250,7 @@ def plot_losses(model_dir: str | os.PathLike) -> Path | None:
 
 # ----- the directory as a whole -----
 SERVING_EXTRAS = (NOVELTY_FILE, JUDGE_FILE, METRICS_FILE)
+BASE_EXTRAS = (METRICS_FILE,)  # a base is fine-tuned from, never served: no index, no judge
 
 
 def copy_extras(src: str | os.PathLike, dst: str | os.PathLike,
