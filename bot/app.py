@@ -1,5 +1,6 @@
 """Telegram mode: the Runner (wiring.py builds it, as for terminal mode) in a PTB Application,
-fed by long polling or, with telegram.webhook.url set, by PTB's own webhook server."""
+fed by long polling or, with telegram.webhook.url set, by PTB's own webhook server, each update
+through the inbox (inbox.py) so that none is lost with a killed process."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from telegram.ext import (
 )
 
 from bot import handlers
+from bot.inbox import TAKE_OVER_SECONDS, Inbox, InboxProcessor, InboxQueue
 from bot.leader import LEAD_SECONDS
 from bot.publish import TelegramChannel
 from bot.runner import Runner, menu
-from bot.wiring import build_runner, vk_publisher
+from bot.wiring import build_runner, open_storage, vk_publisher
 from common.cli import UserError
 from common.config import Config, WebhookConfig, require
 
@@ -39,13 +41,18 @@ def build_application(
     sweep_seconds: float = 15.0,
     **runner_options,
 ) -> Application:
-    """The PTB Application with handlers, jobs and the Runner in bot_data (not started)."""
+    """The PTB Application with handlers, jobs, the inbox and the Runner in bot_data (not
+    started)."""
+    database = open_storage(config)
+    inbox = Inbox(database)
     app = (
         ApplicationBuilder()
         .token(config.telegram.token)
         .base_url(config.telegram.api_url)
         .rate_limiter(AIORateLimiter(max_retries=3))  # waits out RetryAfter, then retries
-        .concurrent_updates(True)  # /help is answered while a /bugurt is being sampled
+        .update_queue(InboxQueue(inbox))  # updates are committed before Telegram is answered
+        # Concurrent: /help is answered while a /bugurt is being sampled
+        .concurrent_updates(InboxProcessor(inbox))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
         .build()
@@ -54,8 +61,11 @@ def build_application(
     if config.telegram.channel:
         publishers.insert(0, TelegramChannel(app.bot, config.telegram.channel))
     runner = build_runner(
-        config, config_path, app.job_queue.scheduler, publishers, **runner_options
+        config, config_path, app.job_queue.scheduler, publishers, database=database,
+        **runner_options
     )
+    inbox.open()
+    app.bot_data["inbox"] = inbox
     app.bot_data["runner"] = runner
     app.bot_data["admins"] = frozenset(config.telegram.admins)
     app.bot_data["sweep_seconds"] = sweep_seconds
@@ -85,6 +95,7 @@ async def _post_init(app: Application) -> None:
     app.job_queue.run_repeating(_lead_job, interval=LEAD_SECONDS, first=LEAD_SECONDS, name="lead")
     app.job_queue.run_repeating(_follow_job, interval=FOLLOW_SECONDS, first=FOLLOW_SECONDS,
                                 name="follow")
+    app.job_queue.run_repeating(_inbox_job, interval=TAKE_OVER_SECONDS, first=0, name="inbox")
 
 
 async def _start_job(context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -107,8 +118,14 @@ async def _follow_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     await context.bot_data["runner"].follow_model()
 
 
+async def _inbox_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Handle the updates a dead process (or this bot's previous run) acknowledged but left."""
+    await context.application.update_queue.take_over(context.bot)
+
+
 async def _post_shutdown(app: Application) -> None:
     runner: Runner = app.bot_data["runner"]
+    app.bot_data["inbox"].close()  # what is left open here is taken over by another process
     await runner.close()
 
 

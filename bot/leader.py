@@ -1,5 +1,5 @@
 """Work one bot process at a time does: the schedule (its leader) and /retrain, each under a
-PostgreSQL advisory lock (`ProcessLock`).
+PostgreSQL advisory lock (`ProcessLock`); the inbox's sign of life of each process is one too.
 
 APScheduler 3 does not support several schedulers on one job store: each would run every due
 job. So every process keeps the posting job's store (admins' /schedule, /pause and /resume work
@@ -28,10 +28,28 @@ log = logging.getLogger(__name__)
 LEAD_SECONDS = 10.0  # how often a follower tries to take the lead: well within a minute
 
 
+def lock_key(conn: sa.Connection, name: str) -> int:
+    """The advisory lock number of `name`, keyed by schema: bots in separate schemas of one
+    database lock separately."""
+    schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    return zlib.crc32(f"neurobugurt-{name}:{schema}".encode())
+
+
+def lock_is_free(db: Database, name: str) -> bool:
+    """Whether no live process holds lock `name` (taken and let go again at once to tell)."""
+    with db.engine.connect() as conn:
+        key = lock_key(conn, name)
+        free = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
+        if free:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        conn.commit()
+    return bool(free)
+
+
 class ProcessLock:
     def __init__(self, db: Database, name: str) -> None:
         self.db = db
-        self.name = name  # 'schedule', 'retrain'
+        self.name = name  # 'schedule', 'retrain', 'inbox-OWNER'
         self._conn: sa.Connection | None = None  # holds the lock while this process has it
         self._key = 0  # the lock's number (by name and schema), known once taken
         self.takes = 0  # how many times this process has taken it (again after a lost one)
@@ -55,9 +73,7 @@ class ProcessLock:
             return True
         conn = self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            # Keyed by schema: bots in separate schemas of one database lock separately.
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
-            key = zlib.crc32(f"neurobugurt-{self.name}:{schema}".encode())
+            key = lock_key(conn, self.name)
             taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
                                  {"key": key}).scalar_one()
         except BaseException:

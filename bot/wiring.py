@@ -34,10 +34,12 @@ def build_runner(
     backoff_seconds: float = 30.0,
     train_args: tuple[str, ...] = (),
     retrain_poll_seconds: float = 3.0,
+    database: db.Database | None = None,
 ) -> Runner:
-    """Open the database, load the served model, and assemble the bot's parts (the pool worker
-    starts with `Runner.start`). The Runner owns the database: `Runner.close` closes it."""
-    database = db.open_database(db.storage_url(config.storage.db, config.storage.url))
+    """Open the database (unless given one), load the served model, and assemble the bot's
+    parts (the pool worker starts with `Runner.start`). The Runner owns the database:
+    `Runner.close` closes it."""
+    database = database or open_storage(config)
     try:
         settings = RuntimeSettings(database)
         slot = ModelSlot(settings, config.generator.model_dir, config.bot.candidates)
@@ -69,6 +71,11 @@ def build_runner(
     )
     outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds)
     return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool)
+
+
+def open_storage(config: Config) -> db.Database:
+    """The bot's database: storage.url, or the SQLite file storage.db."""
+    return db.open_database(db.storage_url(config.storage.db, config.storage.url))
 
 
 def _schedule_key(config: Config) -> str:

@@ -138,6 +138,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
     ALTER TABLE deliveries ADD COLUMN claimed_until {REAL};
     """,
+    # 6: the inbox (bot/inbox.py): each Telegram update committed before it is acknowledged,
+    # owned by the process handling it, done once handled; a dead owner's open ones are taken
+    # over. `update_id` is the key, so a second delivery of one update is recognised.
+    """
+    CREATE TABLE inbox (
+        update_id   {INT} PRIMARY KEY,
+        body        TEXT    NOT NULL,  -- the update as JSON
+        owner       TEXT    NOT NULL,  -- the process handling it (Inbox.owner)
+        received_at {REAL}    NOT NULL,  -- unix seconds
+        done_at     {REAL}               -- NULL until handled
+    );
+    CREATE INDEX inbox_open ON inbox (done_at, owner);
+    """,
 ]
 
 

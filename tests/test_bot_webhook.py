@@ -47,6 +47,9 @@ def test_updates_come_by_webhook_and_a_wrong_secret_is_refused(tmp_path, bot_mod
     hooked.send_command("/bugurt", user_id=7)
     answer = hooked.wait_for("sendMessage", lambda p: p["chat_id"] == 7, 60, after)
     assert answer.params["text"].endswith("#neurobugurt")
+    again = {**forged, "update_id": max(hooked.delivered)}  # Telegram sends an update again
+    assert post_update(url, again, SECRET) == 200
+    assert quiet(hooked, 7, 1.0) == []  # the inbox knows it: not answered twice
     assert bot.stop() == 0
     assert SECRET not in bot.stderr and "Traceback" not in bot.stderr
 
@@ -90,8 +93,9 @@ def _channel_posts_once(server: WebhookTelegram, url: str, expected: int) -> Non
 
 def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
     """Two webhook processes behind round-robin delivery: 200 /bugurt from 50 users answered
-    once each with distinct posts; one scheduled run posts once; kill -9 of the leader loses
-    no update, sends nothing twice, and the survivor leads the schedule."""
+    once each with distinct posts; one scheduled run posts once; kill -9 of the leader while
+    both are answering a burst loses no update (the survivor takes over the dead one's
+    acknowledged updates), sends nothing twice, and the survivor leads the schedule."""
     with pg.fresh_schema() as url:
         # 300 at each temperature: the bandit's random arms take 300 posts in all, and an arm
         # emptied below pool.size would have the workers draw new posts, served before the
@@ -114,13 +118,31 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
         _channel_posts_once(hooked, url, expected=1)
         leaders = [b for b in bots if "schedule: this process holds the lock" in b.stderr]
         assert len(leaders) == 1, [b.stderr[-2000:] for b in bots]
-        leaders[0].kill()  # kill -9 the leader between two bursts
+        # kill -9 the leader in the middle of a burst: both have acknowledged updates and are
+        # sending their answers (held back by the fake Telegram) when it dies
+        users = range(2000, 2050)
+        hooked.hold("sendMessage", users)
+        before = len(hooked.delivered)
+        for user in users:
+            hooked.send_command("/bugurt", user_id=user)
+        hooked.wait_delivered(before + len(users))
+        assert {hooked.delivered[i] for i in sorted(hooked.delivered)[before:]} == set(urls)
+        wait_until(lambda: hooked.held >= 1, 60, "answers being sent")
+        leaders[0].kill()
+        hooked.release()  # the dead process's answers never reached Telegram
+        wait_until(lambda: {c.params["chat_id"] for c in hooked.calls_of("sendMessage")}
+                   >= set(users), 60, "every update of the burst answered")
         refused = hooked.refused
-        _burst(hooked, range(2000, 2050), each=2)
+        _burst(hooked, range(3000, 3050), each=1)
         assert hooked.refused > refused  # updates offered to the dead process went elsewhere
-        answers += _answers(hooked, range(2000, 2050))
+        time.sleep(2)  # a second answer to an update of the burst would come within this
+        burst = _answers(hooked, users)
+        assert sorted(c.params["chat_id"] for c in hooked.calls_of("sendMessage")
+                      if c.params["chat_id"] in users) == list(users)  # each once
+        answers += burst + _answers(hooked, range(3000, 3050))
         assert len(answers) == 300 and len(set(answers)) == 300 and set(answers) <= ready
         _channel_posts_once(hooked, url, expected=2)  # the survivor took the lead
         survivor = next(b for b in bots if b.alive())
         assert "schedule: this process holds the lock" in survivor.stderr
+        assert "a dead process left unhandled" in survivor.stderr
         assert survivor.stop() == 0

@@ -2,8 +2,9 @@
 
 It answers the Bot API methods the bot uses over real HTTP (`/bot<TOKEN>/<method>`), keeps the
 chats' messages, records every request, serves queued updates through long-polling getUpdates,
-and can inject errors (a 429 with `retry_after`, a 400, a dropped connection, a raw body such as
-an HTML error page or truncated JSON) for the next N calls of a method.
+holds calls back until a test releases them, and can inject errors (a 429 with `retry_after`, a
+400, a dropped connection, a raw body such as an HTML error page or truncated JSON) for the next
+N calls of a method.
 
     server = FakeTelegram(token="123:abc").start()
     config api_url = server.api_url          # "http://127.0.0.1:PORT/bot"
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import select
+import socket
 import threading
 import time
 import urllib.parse
@@ -59,6 +62,9 @@ class FakeTelegram:
         self._message_ids = itertools.count(100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
         self._stopping = threading.Event()
+        self._hold: tuple[str, frozenset[int]] | None = None  # (method, chat ids) held back
+        self._released = threading.Event()
+        self.held = 0  # calls held back so far
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll: stop() returns within 0.05 s instead of serve_forever's default 0.5 s.
@@ -115,6 +121,20 @@ class FakeTelegram:
             self._faults.setdefault(method, []).append(
                 _Fault(times, status, None if drop or hang else body, hang, raw)
             )
+
+    def hold(self, method: str, chat_ids: range | set[int]) -> None:
+        """Keep calls of `method` to these chats unanswered and unrecorded until `release`: the
+        moment a bot has taken an update but not yet answered it."""
+        with self._cond:
+            self._released.clear()
+            self._hold = (method, frozenset(chat_ids))
+
+    def release(self) -> None:
+        """Go on with the held calls. One whose sender died meanwhile is dropped unrecorded:
+        as if the process had died before sending it."""
+        with self._cond:
+            self._hold = None
+            self._released.set()
 
     def send_text(
         self,
@@ -214,6 +234,17 @@ class FakeTelegram:
         if fault.times <= 0:
             faults.pop(0)
         return fault
+
+    def let_through(self, method: str, params: dict[str, Any], sender: socket.socket) -> bool:
+        """Wait while the call is held; False if its sender hung up meanwhile (drop it)."""
+        with self._cond:
+            hold = self._hold
+            if hold is None or method != hold[0] or params.get("chat_id") not in hold[1]:
+                return True
+            self.held += 1
+            self._cond.notify_all()
+        self._released.wait(60)
+        return not _hung_up(sender)
 
     def handle(
         self, method: str, params: dict[str, Any]
@@ -319,6 +350,18 @@ class FakeTelegram:
         return self._edit(params)
 
 
+def _hung_up(sender: socket.socket) -> bool:
+    """Whether the client closed its end: nothing more was sent, so a readable socket means
+    end of file (a killed process's sockets are closed by its kernel)."""
+    readable, _, _ = select.select([sender], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sender.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of 50 users opens 50 connections at once (default: 5)
 
@@ -362,11 +405,17 @@ def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
             prefix = f"/bot{server.token}/"
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            if len(body) < length:  # the client died while sending: nothing to answer
+                self.close_connection = True
+                return
             if not self.path.startswith(prefix):
                 self._answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
                 return
             method = self.path[len(prefix):]
             params = _decode(self.headers.get("Content-Type", ""), body)
+            if not server.let_through(method, params, self.connection):
+                self.close_connection = True
+                return
             status, answer = server.handle(method, params)
             if answer is None:
                 self.close_connection = True
