@@ -32,14 +32,15 @@ from tests.peers import prefill, start_webhook_bot  # noqa: E402
 from tests.pipeline import bot_config, wait_until  # noqa: E402
 
 READING = """
-Reading: the machine was shared with training runs (see the load average), so the absolute
-rates are low and move between runs; the order is what to read. One process on PostgreSQL is a
+Reading: absolute rates move with the machine's load (see the load average); the order is what
+to read. One process on PostgreSQL is a
 little slower than on SQLite (each `/bugurt` makes a few round trips to the server instead of
 file reads); two processes on PostgreSQL answer the burst fastest, the second process adding
 CPU for PTB's update handling and the replies. Each process's `AIORateLimiter` holds its replies
 to 30 a second (Telegram's limit for a bot); Telegram counts that limit per bot, not per
 process, so N processes may send up to N×30 a second and get flood-control answers, which the
-limiter waits out and retries.
+limiter waits out and retries. Every update also passes through the inbox (two short
+transactions: recorded before it is acknowledged, marked done after), which a kill -9 needs.
 """
 
 

@@ -1,7 +1,7 @@
 """The database (`storage.url`): one SQLAlchemy engine on SQLite (the default) or PostgreSQL,
 and the whole schema, versioned.
 
-One database holds the scraper's raw posts and the bot's pool, outbox, votes and state
+One database holds the scraper's raw posts and the bot's pool, inbox, outbox, votes and state
 (APScheduler's job store adds its own `apscheduler_jobs` table). SQLite is a file beside the
 bot (`storage.db`), in WAL mode so that the bot reads while a scrape writes. PostgreSQL
 (psycopg 3) is what several bot processes share: the statements that hand out work lock rows
