@@ -23,7 +23,7 @@ from telegram.ext import (
 
 from bot import handlers
 from bot.inbox import TAKE_OVER_SECONDS, Inbox, InboxProcessor, InboxQueue
-from bot.leader import LEAD_SECONDS
+from bot.leader import LEAD_SECONDS, ProcessLife
 from bot.publish import TelegramChannel
 from bot.runner import Runner, menu
 from bot.wiring import build_runner, open_storage, vk_publisher
@@ -44,7 +44,8 @@ def build_application(
     """The PTB Application with handlers, jobs, the inbox and the Runner in bot_data (not
     started)."""
     database = open_storage(config)
-    inbox = Inbox(database)
+    life = ProcessLife(database)  # names this process in the inbox's and the outbox's claims
+    inbox = Inbox(database, life)
     app = (
         ApplicationBuilder()
         .token(config.telegram.token)
@@ -62,10 +63,9 @@ def build_application(
         publishers.insert(0, TelegramChannel(app.bot, config.telegram.channel))
     runner = build_runner(
         config, config_path, app.job_queue.scheduler, publishers, database=database,
-        **runner_options
+        life=life, **runner_options
     )
-    inbox.open()
-    app.bot_data["inbox"] = inbox
+    life.keep()  # before the first update is recorded as this process's
     app.bot_data["runner"] = runner
     app.bot_data["admins"] = frozenset(config.telegram.admins)
     app.bot_data["sweep_seconds"] = sweep_seconds
@@ -125,8 +125,7 @@ async def _inbox_job(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _post_shutdown(app: Application) -> None:
     runner: Runner = app.bot_data["runner"]
-    app.bot_data["inbox"].close()  # what is left open here is taken over by another process
-    await runner.close()
+    await runner.close()  # what the inbox holds open now is taken over by another process
 
 
 async def _check_bot(bot: Bot) -> None:

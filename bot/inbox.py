@@ -9,8 +9,8 @@ queued or in progress drops them unanswered. With it:
   the update as this process's (a second delivery of the same `update_id` is dropped there);
 - `InboxProcessor` marks it done once the Application has handled it;
 - `Inbox.take_over` hands this process the open updates of dead ones: on SQLite (one process)
-  those a previous run left, on PostgreSQL those whose owner no longer holds its sign of life, a
-  session advisory lock that PostgreSQL frees when the process's connections die.
+  those a previous run left, on PostgreSQL those whose owner no longer holds its sign of life
+  (`ProcessLife`, a session advisory lock that PostgreSQL frees when the process dies).
 
 Guarantee: at least once. A process killed in the milliseconds between Telegram's answer to a
 reply and the commit of done has that update handled once more by another process (Telegram
@@ -24,17 +24,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 import time
-import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from telegram import Bot, Update
 from telegram.ext import SimpleUpdateProcessor
 
-from bot.leader import ProcessLock, lock_is_free
+from bot.leader import ProcessLife
 from common.db import Database
 
 log = logging.getLogger(__name__)
@@ -45,24 +42,15 @@ KEEP_SECONDS = 86_400.0  # handled updates are kept this long to recognise a lat
 class Inbox:
     """The `inbox` table of one process: record, mark done, take over, forget."""
 
-    def __init__(self, db: Database, keep_seconds: float = KEEP_SECONDS) -> None:
+    def __init__(self, db: Database, life: ProcessLife, keep_seconds: float = KEEP_SECONDS) -> None:
         self.db = db
+        self.life = life  # kept by its owner from before the first update is recorded
         self.keep_seconds = keep_seconds
-        # Names this process (unique even for a pid reused in another container).
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._alive = ProcessLock(db, self._life(self.owner))  # held while this process lives
         self._unmarked: dict[int, float] = {}  # update id → when handled, not yet written
 
-    @staticmethod
-    def _life(owner: str) -> str:
-        return f"inbox-{owner}"
-
-    def open(self) -> None:
-        """Take this process's sign of life (before recording any update as its own)."""
-        self._alive.try_take()
-
-    def close(self) -> None:
-        self._alive.release()
+    @property
+    def owner(self) -> str:
+        return self.life.owner
 
     def record(self, update_id: int, body: str) -> bool:
         """Commit an update as this process's; False if the inbox knows it already (Telegram
@@ -99,7 +87,7 @@ class Inbox:
         """Make the open updates of dead processes this process's; their bodies, oldest first.
         Also takes this process's sign of life again if a database restart cut it, and forgets
         updates handled more than keep_seconds ago."""
-        self._alive.try_take()
+        self.life.keep()
         if self._unmarked:
             self._mark_done()
         with self.db.read() as conn:
@@ -109,7 +97,7 @@ class Inbox:
             ).scalars().all()
         taken = []
         for owner in owners:
-            if self.db.postgres and not lock_is_free(self.db, self._life(owner)):
+            if not self.life.dead(owner):
                 continue  # alive: still handling them
             with self.db.write() as conn:
                 # One statement: of two processes taking over together, each row goes to one.

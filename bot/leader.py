@@ -1,5 +1,5 @@
 """Work one bot process at a time does: the schedule (its leader) and /retrain, each under a
-PostgreSQL advisory lock (`ProcessLock`); the inbox's sign of life of each process is one too.
+PostgreSQL advisory lock (`ProcessLock`); each process's sign of life (`ProcessLife`) is one too.
 
 APScheduler 3 does not support several schedulers on one job store: each would run every due
 job. So every process keeps the posting job's store (admins' /schedule, /pause and /resume work
@@ -16,6 +16,9 @@ process) a lock is always this process's.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 import zlib
 
 import sqlalchemy as sa
@@ -35,21 +38,10 @@ def lock_key(conn: sa.Connection, name: str) -> int:
     return zlib.crc32(f"neurobugurt-{name}:{schema}".encode())
 
 
-def lock_is_free(db: Database, name: str) -> bool:
-    """Whether no live process holds lock `name` (taken and let go again at once to tell)."""
-    with db.engine.connect() as conn:
-        key = lock_key(conn, name)
-        free = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
-        if free:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-        conn.commit()
-    return bool(free)
-
-
 class ProcessLock:
     def __init__(self, db: Database, name: str) -> None:
         self.db = db
-        self.name = name  # 'schedule', 'retrain', 'inbox-OWNER'
+        self.name = name  # 'schedule', 'retrain', 'life-OWNER'
         self._conn: sa.Connection | None = None  # holds the lock while this process has it
         self._key = 0  # the lock's number (by name and schema), known once taken
         self.takes = 0  # how many times this process has taken it (again after a lost one)
@@ -120,3 +112,42 @@ class LeaderJobStore(SQLAlchemyJobStore):
     def get_next_run_time(self):
         # A follower's scheduler must not wake for the job: it would find it not due for it.
         return super().get_next_run_time() if self.leadership.held() else None
+
+
+class ProcessLife:
+    """This process's name in the rows it claims (the inbox's updates, the outbox's deliveries)
+    and its sign of life: a lock held while it lives, which PostgreSQL frees when the process
+    dies, so another process tells a dead owner's claims from a live one's at once. On SQLite
+    (one process) every other owner is a previous run of the bot: dead."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # Unique even for a pid reused in another container.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = ProcessLock(db, self._lock_name(self.owner))
+
+    @staticmethod
+    def _lock_name(owner: str) -> str:
+        return f"life-{owner}"
+
+    def keep(self) -> None:
+        """Hold the sign of life: take it, or take it again after a database restart cut it."""
+        self._lock.try_take()
+
+    def end(self) -> None:
+        self._lock.release()
+
+    def dead(self, owner: str) -> bool:
+        """Whether the process named `owner` has died (its sign of life is free)."""
+        if owner == self.owner:
+            return False
+        if not self.db.postgres:
+            return True
+        with self.db.engine.connect() as conn:  # take the lock and let it go at once, to tell
+            key = lock_key(conn, self._lock_name(owner))
+            free = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),
+                                {"key": key}).scalar_one()
+            if free:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            conn.commit()
+        return bool(free)

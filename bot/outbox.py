@@ -12,15 +12,14 @@ the milliseconds between Telegram's answer and our commit would send that post o
 Several bot processes may share the database: a process claims the deliveries it is about to
 send (`claimed_by`, `claimed_until`) in one UPDATE, which PostgreSQL's row locks and SQLite's
 single writer make exclusive, and renews its claim before each send. Another process passes
-over a live claim and takes it over once it has run out (`CLAIM_SECONDS`): its owner died.
+over a live claim, and takes it over as soon as its owner has died (its `ProcessLife` is free),
+or once it has run out (`CLAIM_SECONDS`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,11 +28,12 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from bot.leader import ProcessLife
 from common.db import Database
 
 log = logging.getLogger(__name__)
-# How long a claim holds off other processes: longer than one send with its timeouts and the
-# rate limiter's retries (seconds), so only a dead owner's claims run out.
+# How long a claim holds off other processes even if its owner's sign of life cannot be read:
+# longer than one send with its timeouts and the rate limiter's retries (seconds).
 CLAIM_SECONDS = 120.0
 
 
@@ -72,15 +72,19 @@ class Outbox:
         backoff_seconds: float = 30.0,
         max_backoff_seconds: float = 3600.0,
         claim_seconds: float = CLAIM_SECONDS,
+        life: ProcessLife | None = None,
     ) -> None:
         self.db = db
+        self.life = life or ProcessLife(db)  # names this process in its claims
         self.claim_seconds = claim_seconds
         self.publishers = {p.target: p for p in publishers}
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
-        # Names this process in its claims (unique even for a pid reused in another container).
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = asyncio.Lock()  # one delivery pass at a time in this process
+
+    @property
+    def owner(self) -> str:
+        return self.life.owner
 
     def store(self, text: str, temperature: float | None, source: str) -> int:
         """Commit the post and a pending delivery per target; returns the outbox id."""
@@ -115,18 +119,24 @@ class Outbox:
         now = time.time()
         sql = ("UPDATE deliveries SET claimed_by = :me, claimed_until = :until"
                " WHERE status = 'pending' AND target IN :targets")
+        dead: list[str] = []
         if self.db.postgres:  # SQLite has one process: a claim left by its previous run is void
-            sql += " AND (claimed_until IS NULL OR claimed_until < :now)"
+            self.life.keep()
+            dead = self._dead_claimants(now)
+            taken_over = " OR claimed_by IN :dead" if dead else ""
+            sql += f" AND (claimed_until IS NULL OR claimed_until < :now{taken_over})"
         if not force:
             sql += " AND next_try <= :now"
         if outbox_id is not None:
             sql += " AND outbox_id = :id"
         claim = sa.text(sql + " RETURNING outbox_id, target, attempts").bindparams(
             sa.bindparam("targets", expanding=True))
+        if dead:
+            claim = claim.bindparams(sa.bindparam("dead", expanding=True))
         with self.db.write() as conn:
             claimed = conn.execute(claim, {
                 "me": self.owner, "until": now + self.claim_seconds, "now": now,
-                "targets": list(self.publishers), "id": outbox_id,
+                "targets": list(self.publishers), "id": outbox_id, "dead": dead,
             }).mappings().all()
             posts = {} if not claimed else {
                 r.id: r for r in conn.execute(
@@ -138,6 +148,16 @@ class Outbox:
         rows = [{**r, "text": posts[r["outbox_id"]].text, "guid": posts[r["outbox_id"]].guid}
                 for r in claimed]
         return sorted(rows, key=lambda r: (r["outbox_id"], r["target"]))
+
+    def _dead_claimants(self, now: float) -> list[str]:
+        """The other processes whose live claims on pending deliveries outlived them."""
+        with self.db.read() as conn:
+            owners = conn.execute(
+                sa.text("SELECT DISTINCT claimed_by FROM deliveries WHERE status = 'pending'"
+                        " AND claimed_until >= :now AND claimed_by <> :me"),
+                {"now": now, "me": self.owner},
+            ).scalars().all()
+        return [owner for owner in owners if self.life.dead(owner)]
 
     def _renew(self, outbox_id: int, target: str) -> bool:
         """Extend our claim just before sending; False if another process has taken it over

@@ -101,12 +101,13 @@ class Runner:
         await self.retrain.wait()
 
     async def close(self) -> None:
-        """Stop a retrain, the job's callback, the pool worker and the sampling thread; close
-        the database."""
+        """Stop a retrain, the job's callback, the pool worker and the sampling thread; end
+        this process's sign of life; close the database."""
         await self.retrain.stop()
         self.schedule.close()
         self.pool.close()
         self.slot.close()
+        self.outbox.life.end()
         self.db.close()
 
     # ---- commands -----------------------------------------------------------------------------

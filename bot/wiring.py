@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
-from bot.leader import ProcessLock
+from bot.leader import ProcessLife, ProcessLock
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
 from bot.pool import Pool
@@ -35,10 +35,11 @@ def build_runner(
     train_args: tuple[str, ...] = (),
     retrain_poll_seconds: float = 3.0,
     database: db.Database | None = None,
+    life: ProcessLife | None = None,
 ) -> Runner:
     """Open the database (unless given one), load the served model, and assemble the bot's
-    parts (the pool worker starts with `Runner.start`). The Runner owns the database:
-    `Runner.close` closes it."""
+    parts (the pool worker starts with `Runner.start`). The Runner owns the database and this
+    process's sign of life (`life`, made here unless given): `Runner.close` ends both."""
     database = database or open_storage(config)
     try:
         settings = RuntimeSettings(database)
@@ -69,7 +70,8 @@ def build_runner(
         pause_pool=pool.paused,
         lock=ProcessLock(database, "retrain"),
     )
-    outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds)
+    outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds,
+                    life=life or ProcessLife(database))
     return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool)
 
 

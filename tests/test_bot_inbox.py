@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.inbox import Inbox
+from bot.leader import ProcessLife
 from common.db import Database, open_database
 from tests.pipeline import bot_config, quiet, start_bot, wait_until, write_config
 
@@ -23,13 +24,19 @@ def _ids(bodies: list[str]) -> list[int]:
     return [json.loads(b)["update_id"] for b in bodies]
 
 
+def _live_inbox(database: Database, **options: float) -> Inbox:
+    """The inbox of a live process: its sign of life kept."""
+    life = ProcessLife(database)
+    life.keep()
+    return Inbox(database, life, **options)
+
+
 def test_an_update_is_recorded_once_and_a_dead_owners_open_ones_are_taken_over(database):
-    dead = Inbox(database)  # never opened: no sign of life, as a killed process
+    dead = Inbox(database, ProcessLife(database))  # its sign of life never kept: as if killed
     assert [dead.record(i, _body(i)) for i in (3, 1, 2)] == [True, True, True]
     assert dead.record(1, _body(1)) is False  # Telegram delivered it again
     dead.done(2)
-    survivor = Inbox(database)
-    survivor.open()
+    survivor = _live_inbox(database)
     assert survivor.record(7, _body(7))  # its own open update is never "taken over"
     assert _ids(survivor.take_over()) == [1, 3]  # the open ones, oldest first; not the done 2
     assert survivor.take_over() == []
@@ -39,12 +46,11 @@ def test_an_update_is_recorded_once_and_a_dead_owners_open_ones_are_taken_over(d
             "SELECT update_id, owner, done_at IS NOT NULL FROM inbox ORDER BY update_id").all()
     assert [(i, o == survivor.owner, d) for i, o, d in rows] == [
         (1, True, False), (2, False, True), (3, True, False), (7, True, False)]
-    survivor.close()
+    survivor.life.end()
 
 
 def test_handled_updates_are_forgotten_after_keep_seconds(database):
-    inbox = Inbox(database, keep_seconds=0.0)
-    inbox.open()
+    inbox = _live_inbox(database, keep_seconds=0.0)
     inbox.record(1, _body(1))
     inbox.record(2, _body(2))
     inbox.done(1)
@@ -53,21 +59,18 @@ def test_handled_updates_are_forgotten_after_keep_seconds(database):
     with database.read() as conn:
         assert conn.exec_driver_sql("SELECT update_id FROM inbox").scalars().all() == [2]
     assert inbox.record(1, _body(1))  # forgotten: a delivery this late counts as new
-    inbox.close()
+    inbox.life.end()
 
 
 def test_a_live_owners_updates_stay_and_a_dead_ones_go_to_one_survivor(postgres_database):
     owner_db = open_database(postgres_database.engine.url)  # its own engine, as a process
-    owner = Inbox(owner_db)
-    owner.open()
+    owner = _live_inbox(owner_db)
     for i in range(1, 41):
         owner.record(i, _body(i))
-    others = [Inbox(open_database(postgres_database.engine.url)) for _ in range(2)]
-    for other in others:
-        other.open()
+    others = [_live_inbox(open_database(postgres_database.engine.url)) for _ in range(2)]
     assert [o.take_over() for o in others] == [[], []]  # alive: still handling them
     owner.done(40)
-    owner.close()  # its sign of life is gone, as when PostgreSQL ends a dead process's session
+    owner.life.end()  # its sign of life is gone, as when PostgreSQL ends a dead one's session
     owner_db.close()
     taken: list[list[str]] = [[], []]
     threads = [threading.Thread(target=lambda k=k: taken[k].extend(others[k].take_over()))
@@ -78,13 +81,12 @@ def test_a_live_owners_updates_stay_and_a_dead_ones_go_to_one_survivor(postgres_
         thread.join()
     assert sorted(_ids(taken[0] + taken[1])) == list(range(1, 40))  # each once, none twice
     for other in others:
-        other.close()
+        other.life.end()
         other.db.close()
 
 
 def test_a_done_mark_the_database_refused_is_written_by_the_next_pass(postgres_database):
-    inbox = Inbox(postgres_database)
-    inbox.open()
+    inbox = _live_inbox(postgres_database)
     inbox.record(1, _body(1))
     reachable = inbox.db
     inbox.db = Database(sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
@@ -95,7 +97,7 @@ def test_a_done_mark_the_database_refused_is_written_by_the_next_pass(postgres_d
     inbox.take_over()
     with reachable.read() as conn:
         assert conn.exec_driver_sql("SELECT done_at FROM inbox").scalar_one() is not None
-    inbox.close()
+    inbox.life.end()
 
 
 @pytest.mark.slow
