@@ -139,3 +139,12 @@ def test_a_line_that_repeats_the_post_is_refused():
     assert search_module._repeats("ЗАВТРА ЗАВТРА", earlier)
     assert search_module._repeats("И СНОВА ТЫ ИДЕШЬ В ШКОЛУ", earlier)  # a 3-word phrase again
     assert not search_module._repeats("НО ШКОЛА ЗАКРЫТА", earlier)
+
+
+def test_cohesion_counts_lines_that_reuse_a_content_word_of_an_earlier_one():
+    lines = ["ТЫ ПОКУПАЕШЬ ХОЛОДИЛЬНИК", "ПРИВОЗИШЬ ХОЛОДИЛЬНИКИ ДОМОЙ", "ПОТОМ ИДЕШЬ СПАТЬ",
+             "ПОТОМ ПРИВОЗИШЬ"]
+    # line 2 reuses ХОЛОД-; line 3 reuses nothing; line 4 reuses ПРИВО- (ПОТОМ ties nothing)
+    assert search_module.cohesion(lines) == pytest.approx(2 / 3)
+    assert search_module.cohesion(["ОДНА СТРОКА"]) == 0.0
+    assert search_module.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
