@@ -40,7 +40,7 @@ class SearchConfig:
     judge_weight: float = 1.0
     # weight of lexical cohesion, the share of lines that reuse a content word of an earlier
     # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
-    cohesion_weight: float = 0.0
+    cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
     temperature: float = 0.6
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
     # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
