@@ -95,6 +95,7 @@ def main() -> int:
     parser.add_argument("--top-p", type=float, default=SearchConfig.top_p)
     parser.add_argument("--typical-p", type=float, default=SearchConfig.typical_p)
     parser.add_argument("--cohesion-weight", type=float, default=SearchConfig.cohesion_weight)
+    parser.add_argument("--judge-weight", type=float, default=SearchConfig.judge_weight)
     parser.add_argument("--name", help="file name of the search systems' posts (default: the "
                                        "system's)")
     parser.add_argument("--out", type=Path, required=True)
@@ -105,7 +106,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam,
                           temperature=args.temperature, top_p=args.top_p,
-                          typical_p=args.typical_p, cohesion_weight=args.cohesion_weight)
+                          typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
+                          judge_weight=args.judge_weight)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
         if system == "likelihood64":

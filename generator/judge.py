@@ -57,6 +57,8 @@ def corrupt(lines: list[str], others: list[list[str]], rng: random.Random
     elif kind == "ending":
         new = lines[:j] + other[rng.randrange(1, len(other)):]
     elif kind == "shuffle":
+        if len(set(lines)) < 2:  # every line the same: no order to break (and no end to trying)
+            return None
         new = lines[:]
         while new == lines:
             rng.shuffle(new)

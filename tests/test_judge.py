@@ -43,6 +43,14 @@ def test_each_corruption_changes_the_post_from_the_line_it_names(seed):
     assert new[first_bad] != lines[first_bad]
 
 
+def test_a_post_of_one_line_repeated_gets_no_shuffled_copy():
+    """The corpus has such posts; shuffling one never changes it (this once hung the judge)."""
+    same = ["ААААА", "ААААА", "ААААА"]
+    for seed in range(40):
+        made = corrupt(same, POSTS, random.Random(seed))
+        assert made is None or (made[0] != "shuffle" and made[1] != same)
+
+
 def test_fit_learns_a_separable_signal_and_keeps_its_best_epoch():
     rng = random.Random(0)
 
