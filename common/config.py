@@ -108,7 +108,7 @@ class BotConfig:
     cooldown_seconds: float = 10.0  # per user, between two /bugurt
     candidates: int = 16  # samples drawn per post; the quality gate keeps the best
     # arms of the ratings bandit, around the bundled unigram model's default (generator.sample)
-    temperatures: tuple[float, ...] = (0.5, 0.6, 0.7)
+    temperatures: tuple[float, ...] = (0.4, 0.45, 0.5)
     retrain_minutes: float = 15.0  # training budget of /retrain
     # /retrain fine-tunes the served model on the fresh corpus (generator train --init-from);
     # false: trains from scratch, which rarely beats a model trained for hours in 15 minutes.
@@ -230,7 +230,7 @@ def _check_values(config: Config, source: str) -> None:
     temperatures = config.bot.temperatures
     if not temperatures or min(temperatures) <= 0:
         raise UserError(
-            f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.5, 0.6, 0.7]"
+            f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.4, 0.45, 0.5]"
         )
     _check_counts(config, source)
     _check_webhook(config.telegram.webhook, source)

@@ -41,7 +41,7 @@ class SearchConfig:
     # weight of lexical cohesion, the share of lines that reuse a content word of an earlier
     # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
     cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
-    temperature: float = 0.6
+    temperature: float = 0.45  # read best of 0.35/0.45/0.6/0.75 (sheets E, F: BENCHMARKS.md)
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
     # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
     # nearest the step's entropy, as many as hold this probability; 1.0 keeps every unit

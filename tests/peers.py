@@ -13,7 +13,7 @@ from tests.fakes.webhook import WebhookTelegram
 from tests.pipeline import Child, secrets, wait_until, write_config
 
 SECRET = "webhook-SECRET_42"
-TEMPERATURES = (0.5, 0.6, 0.7)  # bot.temperatures by default
+TEMPERATURES = (0.4, 0.45, 0.5)  # bot.temperatures by default
 
 
 def _free_port() -> int:
