@@ -115,7 +115,7 @@ def test_admin_commands_scheduled_post_votes_and_flood_control(tmp_path, bot_mod
         status = ask(telegram, "/status", ADMIN)
         assert "Outbox: 0 pending, 4 sent, 0 failed" in status and "Last post: #2" in status
         arms = re.findall(r"([\d.]+) \(👍(\d+) 👎(\d+), (\d+) posts\)", status)
-        assert [a[0] for a in arms] == ["0.5", "0.6", "0.7"]
+        assert [a[0] for a in arms] == ["0.4", "0.45", "0.5"]
         assert sum(int(a[3]) for a in arms) == 2  # two posts published
         assert [(int(a[1]), int(a[2])) for a in arms if a[1] != "0" or a[2] != "0"] == [(2, 1)]
 
