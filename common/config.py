@@ -107,7 +107,8 @@ class ScheduleConfig:
 class BotConfig:
     cooldown_seconds: float = 10.0  # per user, between two /bugurt
     candidates: int = 16  # samples drawn per post; the quality gate keeps the best
-    # arms of the ratings bandit, around the bundled unigram model's default (generator.sample)
+    # arms of the ratings bandit, around the line search's temperature (generator.search), at
+    # which blind readers rated the bundled model's searched posts best
     temperatures: tuple[float, ...] = (0.4, 0.45, 0.5)
     retrain_minutes: float = 15.0  # training budget of /retrain
     # /retrain fine-tunes the served model on the fresh corpus (generator train --init-from);

@@ -6,8 +6,9 @@ model's state (one batch), each is scored, and the best `beam` partial posts go 
 model ends the posts. A continuation's score is the z-score, among the continuations of that
 step, of
 - fluency: the post's mean log-likelihood per character so far (the model's own view), plus
-- `judge_weight` × the coherence judge's log-odds that the post so far is real (judge.py),
-so neither term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
+- `judge_weight` × the coherence judge's log-odds that the post so far is real (judge.py), plus
+- `cohesion_weight` × the share of its lines that reuse a content word of an earlier line,
+so no term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
 ones): chosen by likelihood, nearly every post opened with the corpus's commonest line. Lines
 that repeat the post (`_repeats`), hold the unknown symbol or run over MAX_LINE characters are
 dropped; a post may end only after `min_lines` lines, and finished posts pass the same quality
@@ -253,7 +254,7 @@ FUNCTION_STEMS = frozenset({
     "КОТОР", "ТОЛЬК", "ПОТОМ", "ПОСЛЕ", "ЧТОБЫ", "КОГДА", "НИЧЕГ", "БУДЕТ", "ПОЧЕМ", "МОЖЕТ",
     "ТЕПЕР", "ЧЕРЕЗ", "СВОЕЙ", "СВОЁЙ", "СВОИМ", "КАКОЙ", "ПРОСТ", "ВМЕСТ", "ОЧЕНЬ", "ВООБЩ",
     "ЗАЧЕМ", "ТАКОЙ", "ТАКОЕ", "ТАКАЯ", "ТАКИЕ", "ВСЕГД", "ОПЯТЬ", "СНОВА", "СРАЗУ", "КОНЕЧ",
-    "ПОКАЗ", "НАКОН", "ВСЁ-Т", "ПОЧТИ", "ЭТОГО", "ЭТОМУ", "ЕСЛИ", "БОЛЬШ", "МОЖЕШ",
+    "ПОКАЗ", "НАКОН", "ПОЧТИ", "ЭТОГО", "ЭТОМУ", "БОЛЬШ", "МОЖЕШ",
 })
 
 
