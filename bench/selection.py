@@ -96,6 +96,9 @@ def main() -> int:
     parser.add_argument("--typical-p", type=float, default=SearchConfig.typical_p)
     parser.add_argument("--cohesion-weight", type=float, default=SearchConfig.cohesion_weight)
     parser.add_argument("--judge-weight", type=float, default=SearchConfig.judge_weight)
+    parser.add_argument("--natural-end", action="store_true",
+                        help="draw the post's end at the model's own rate (SearchConfig.cool_end "
+                             "False)")
     parser.add_argument("--name", help="file name of the search systems' posts (default: the "
                                        "system's)")
     parser.add_argument("--out", type=Path, required=True)
@@ -107,7 +110,7 @@ def main() -> int:
     config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam,
                           temperature=args.temperature, top_p=args.top_p,
                           typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
-                          judge_weight=args.judge_weight)
+                          judge_weight=args.judge_weight, cool_end=not args.natural_end)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
         if system == "likelihood64":

@@ -24,6 +24,7 @@ from generator.judge import (
 )
 from generator.sample import Generator
 from generator.search import LineSearch, SearchConfig
+from generator.vocab import END
 from tests import pipeline
 
 torch.set_num_threads(1)
@@ -84,10 +85,13 @@ def test_line_reader_reads_the_first_line_the_same_in_context_and_alone(tiny):
         assert f[0, 2].item() == pytest.approx(0.0, abs=1e-4)
 
 
-def test_search_builds_gated_posts_line_by_line_with_the_trained_judge(tiny, bot_model):
+@pytest.mark.parametrize("cool_end", [True, False])
+def test_search_builds_gated_posts_line_by_line_with_the_trained_judge(tiny, bot_model,
+                                                                        cool_end):
     found = modeldir.load_judge(bot_model)  # `generator train` trains one after the model
     assert found is not None
-    search = LineSearch(tiny, found, SearchConfig(lines_drawn=6, beam=2, min_lines=3))
+    search = LineSearch(tiny, found, SearchConfig(lines_drawn=6, beam=2, min_lines=3,
+                                                  cool_end=cool_end))
     rng = torch.Generator().manual_seed(3)
     posts = []
     with torch.inference_mode():
@@ -139,6 +143,17 @@ def test_typical_keeps_the_units_whose_surprisal_is_nearest_the_entropy():
     assert torch.equal(search_module.typical(probs, 1.0), probs)
     cut = torch.tensor([[0.6, 0.4, 0.0, 0.0]])  # a nucleus cut first: those units stay out
     assert (search_module.typical(cut, 1.0)[0] > 0).tolist() == [True, True, False, False]
+
+
+def test_end_at_rate_gives_the_end_its_own_mass_and_the_rest_keep_their_ratios():
+    cooled = torch.zeros(2, 6)
+    cooled[:, 3:] = torch.tensor([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
+    cooled[:, END] = torch.tensor([0.0, 0.2])  # cooled END: nothing, and part of a nucleus
+    out = search_module.end_at_rate(cooled, torch.tensor([0.3, 0.1]))
+    assert torch.allclose(out.sum(-1), torch.ones(2))
+    assert out[:, END].tolist() == pytest.approx([0.3, 0.1])
+    assert out[0, 3:].tolist() == pytest.approx([0.49, 0.14, 0.07])  # 0.7 of the other 0.7
+    assert out[1, 3].item() == 0.0  # a unit cooled (or cut) to nothing stays nothing
 
 
 def test_a_line_that_repeats_the_post_is_refused():
