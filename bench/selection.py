@@ -11,6 +11,8 @@ Systems (each writes OUT/NAME.txt, posts blank-line separated, no tag):
 - search-fluency: the same search without the judge;
 - markov: a word Markov chain (markovify, state 2) over the corpus lines, as many lines as a
   real training post has (drawn at random): the peer to beat.
+With `--pick-of N` every search system also writes NAME-pickN.txt: each post the best of N
+searched posts by `Generator.score`, as the channel picks among its gathered searches.
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
 """
@@ -33,7 +35,7 @@ from common.corpus import format_posts, read_split  # noqa: E402
 from generator import modeldir  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
 from generator.judge import LINE_BREAK  # noqa: E402
-from generator.sample import Generator  # noqa: E402
+from generator.sample import Candidate, Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
 
 SYSTEMS = ("likelihood64", "search", "search-fluency", "markov")
@@ -96,9 +98,13 @@ def main() -> int:
     parser.add_argument("--typical-p", type=float, default=SearchConfig.typical_p)
     parser.add_argument("--cohesion-weight", type=float, default=SearchConfig.cohesion_weight)
     parser.add_argument("--judge-weight", type=float, default=SearchConfig.judge_weight)
-    parser.add_argument("--natural-end", action="store_true",
-                        help="draw the post's end at the model's own rate (SearchConfig.cool_end "
-                             "False)")
+    parser.add_argument("--cool-end", action="store_true",
+                        help="cool the post's end like every other unit (SearchConfig.cool_end; "
+                             "the search's default until sheets J and K)")
+    parser.add_argument("--pick-of", type=int, default=1,
+                        help="searches a post; with N > 1 also write NAME-pickN.txt, each post the "
+                             "best of N searches by Generator.score (the channel's choice), and "
+                             "NAME.txt the first of each N")
     parser.add_argument("--name", help="file name of the search systems' posts (default: the "
                                        "system's)")
     parser.add_argument("--out", type=Path, required=True)
@@ -110,7 +116,7 @@ def main() -> int:
     config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam,
                           temperature=args.temperature, top_p=args.top_p,
                           typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
-                          judge_weight=args.judge_weight, cool_end=not args.natural_end)
+                          judge_weight=args.judge_weight, cool_end=args.cool_end)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
         if system == "likelihood64":
@@ -122,8 +128,17 @@ def main() -> int:
             if system == "search" and judge is None:
                 print(f"search: {args.model} has no judge (python -m generator judge)")
                 continue
-            found, cpu = timed_posts(LineSearch(gen, judge, config), args.n, args.seed)
+            found, cpu = timed_posts(LineSearch(gen, judge, config), args.n * args.pick_of,
+                                     args.seed)
+            groups = [found[i : i + args.pick_of] for i in range(0, len(found), args.pick_of)]
+            found = [group[0] for group in groups]
             posts = [text for text, _, _ in found]
+            if args.pick_of > 1:
+                picked = [max(g, key=lambda f: gen.score([Candidate(*f)])[0]) for g in groups]
+                name = f"{args.name or system}-pick{args.pick_of}"
+                (args.out / f"{name}.txt").write_text(format_posts([f[0] for f in picked]),
+                                                      encoding="utf-8")
+                cpu /= args.pick_of  # a post's share; the picked ones cost pick_of times that
             if len(found) > 1:  # what JUDGE_NATS weighs: the two terms' spread across posts
                 likelihood = torch.tensor([f[1] for f in found])
                 odds = torch.tensor([f[2] for f in found])

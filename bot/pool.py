@@ -2,13 +2,14 @@
 
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
 - 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
-  default) each is one post built line by line under the model's judge
-  (`Generator.searched`); with `whole`, the best of `pool.reply_candidates` whole samples drawn
-  `bot.candidates` at a time. `/bugurt` and inline queries take them; a post is taken by the one
+  default) each is the best by `Generator.score` of `pool.reply_searches` posts built line by
+  line under the model's judge (`Generator.searched`); with `whole`, the best of
+  `pool.reply_candidates` whole samples drawn `bot.candidates` at a time. `/bugurt` and inline
+  queries take them; a post is taken by the one
   UPDATE … RETURNING that marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL),
   so no post is handed out twice, across threads and processes.
-- 'channel': searched posts of a wider search (`CHANNEL_SEARCH`) until `pool.channel_searches`
-  are gathered, or with `whole` every gated sample of batches until `pool.channel_candidates`,
+- 'channel': searched posts until `pool.channel_searches` are gathered, or with `whole`
+  every gated sample of batches until `pool.channel_candidates`,
   all at one temperature (the ratings bandit's draw); the next channel post is the one of them
   with the highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are
   dropped.
@@ -41,14 +42,11 @@ from bot.ratings import Ratings
 from common.config import Config
 from common.db import Database
 from generator.sample import Candidate, Generator
-from generator.search import SearchConfig
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
 USED_KEPT_SECONDS = 86400.0  # handed-out rows stay a day (what was served), then go
 # A channel post may take minutes: twice the lines drawn and the beam of a reply's search.
-CHANNEL_SEARCH = SearchConfig(lines_drawn=2 * SearchConfig.lines_drawn,
-                              beam=2 * SearchConfig.beam)
 POOL_LOCK = 0x6E627570  # PostgreSQL advisory lock: one process at a time counts and adds rows
 
 
@@ -152,6 +150,7 @@ class Pool:
         self.temperatures = config.bot.temperatures
         self.candidates = config.bot.candidates
         self.reply_candidates = config.pool.reply_candidates
+        self.reply_searches = config.pool.reply_searches
         self.by_lines = config.pool.search == "lines"
         if self.by_lines:  # each channel post is the best of a few searched posts
             self.channel_candidates = config.pool.channel_searches
@@ -276,13 +275,18 @@ class Pool:
 
     def _draw(self, generator: Generator, kind: str, temperature: float,
               rng: random.Random) -> list[Candidate]:
-        """A batch of ranked candidates: one searched post; or, searching whole posts, for a
-        reply rounds of bot.candidates until pool.reply_candidates are drawn (the sampler's
-        lock is free between rounds), best first."""
+        """A batch of candidates, best first: for a reply pool.reply_searches searched posts
+        (for the channel one, gathered across batches); or, searching whole posts, for a reply
+        rounds of bot.candidates until pool.reply_candidates are drawn (the sampler's lock is
+        free between rounds and between searches)."""
         if self.by_lines:
-            config = CHANNEL_SEARCH if kind == "channel" else None
-            found = generator.searched(temperature, rng.getrandbits(63), config)
-            return [found] if found is not None else []
+            found = []
+            for _ in range(self.reply_searches if kind == "reply" else 1):
+                post = generator.searched(temperature, rng.getrandbits(63))
+                found += [post] if post is not None else []
+                if self._stopping:
+                    break
+            return generator.best_first(found)
         rounds = math.ceil(self.reply_candidates / self.candidates) if kind == "reply" else 1
         ranked: list[Candidate] = []
         for _ in range(rounds):  # a round may pass nothing through the gate: no retry here

@@ -132,6 +132,10 @@ class PoolConfig:
     # which read better than best of 64 whole posts (BENCHMARKS.md); "whole": the best of
     # reply_candidates whole posts by likelihood
     search: str = "lines"
+    # with search "lines": a ready reply is the best of this many searched posts by
+    # Generator.score; best of 8 read 2.00 / 2.05 against 1.55 / 1.55 for one (sheet K,
+    # BENCHMARKS.md), at 8× the CPU of a reply
+    reply_searches: int = 8
     channel_searches: int = 8  # with search "lines": searched posts gathered per channel post
 
 
@@ -271,6 +275,7 @@ def _check_counts(config: Config, source: str) -> None:
         ("pool.size", pool.size, 0), ("pool.queue_limit", pool.queue_limit, 0),
         ("pool.channel_candidates", pool.channel_candidates, 0),
         ("pool.reply_candidates", pool.reply_candidates, 1),
+        ("pool.reply_searches", pool.reply_searches, 1),
         ("pool.channel_searches", pool.channel_searches, 0),
         ("inline.posts", inline.posts, 1), ("inline.per_minute", inline.per_minute, 1),
     ):

@@ -11,8 +11,8 @@ step, of
 so no term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
 ones): chosen by likelihood, nearly every post opened with the corpus's commonest line. Lines
 that repeat the post (`_repeats`), hold the unknown symbol or run over MAX_LINE characters are
-dropped; a post may end only after `min_lines` lines, and finished posts pass the same quality
-gate as sampled ones.
+dropped; a post may end only after `min_lines` lines (its end drawn at the model's own rate,
+`cool_end`), and finished posts pass the same quality gate as sampled ones.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ class SearchConfig:
     # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
     # nearest the step's entropy, as many as hold this probability; 1.0 keeps every unit
     typical_p: float = 1.0
-    # whether the post's end is cooled like every other unit; False draws END at the model's
-    # own rate (temperature 1) and cools only the choice among the rest: cooling the end makes
-    # the line break likelier still, so posts ran long (5.8–7.3 lines at 0.45, real 5.4)
-    cool_end: bool = True
+    # whether the post's end is cooled like every other unit. Cooled, the line break gains on
+    # the end and posts run longer (7.2–7.4 lines a post at 0.45 against 4.9–5.0, real
+    # validation posts a median of 5) at 2.2× the CPU; False draws END at the model's own rate
+    # (temperature 1) and cools only the choice among the rest. Four readers on two sheets: the
+    # same coherence (−0.01 on average; sheets J, K in BENCHMARKS.md)
+    cool_end: bool = False
 
 
 @dataclass

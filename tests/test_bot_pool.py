@@ -290,10 +290,13 @@ def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path,
     assert scores == sorted(scores, reverse=True)  # best first: the pool keeps reply[0]
 
 
-def test_a_ready_reply_by_lines_is_one_searched_post_scored_with_its_judge(tmp_path, bot_model):
-    """pool.search lines (the default): a reply is one post built line by line, and its score
-    counts the judge's log-odds."""
-    config = config_from_dict(bot_config(tmp_path, bot_model))
+def test_a_ready_reply_by_lines_is_the_best_of_searched_posts_scored_with_their_judge(
+        tmp_path, bot_model):
+    """pool.search lines (the default): a reply is the best of pool.reply_searches posts built
+    line by line, and their scores count the judge's log-odds."""
+    raw = bot_config(tmp_path, bot_model)
+    raw["pool"] = {"reply_searches": 3}
+    config = config_from_dict(raw)
     database = open_database(storage_url(config.storage.db))
     slot = ModelSlot(RuntimeSettings(database), config.generator.model_dir, config.bot.candidates)
     try:
@@ -303,8 +306,10 @@ def test_a_ready_reply_by_lines_is_one_searched_post_scored_with_its_judge(tmp_p
     finally:
         slot.close()
         database.close()
-    found = [r[0] for r in replies if r]
-    assert found and all(len(r) <= 1 for r in replies)
+    found = [post for r in replies for post in r]
+    assert found and all(len(r) <= 3 for r in replies) and max(map(len, replies)) > 1
+    for r in replies:  # best first: the pool keeps r[0]
+        assert slot.generator.score(r) == sorted(slot.generator.score(r), reverse=True)
     for post in found:
         assert post.text.endswith("\n#neurobugurt") and post.judge is not None
         assert gate.form_reason(post.text.removesuffix("\n#neurobugurt")) is None

@@ -80,6 +80,7 @@ def test_numbers_from_environment_are_parsed(monkeypatch):
         ({"pool": {"queue_limit": -2}}, "'pool.queue_limit' must be at least 0, not -2"),
         ({"bot": {"candidates": 0}}, "'bot.candidates' must be at least 1"),
         ({"pool": {"reply_candidates": 0}}, "'pool.reply_candidates' must be at least 1, not 0"),
+        ({"pool": {"reply_searches": 0}}, "'pool.reply_searches' must be at least 1, not 0"),
         ({"inline": {"posts": 51}}, "'inline.posts' must be at most 50"),
         ({"inline": {"per_minute": 0}}, "'inline.per_minute' must be at least 1, not 0"),
         ({"inline": {"cache_seconds": -1}}, "'inline.cache_seconds' must not be negative"),
