@@ -1,6 +1,6 @@
-"""How fast the pool worker refills: CPU seconds of one ready reply (the best of
-`pool.reply_candidates` drawn `bot.candidates` at a time, the worker's own draw), and what that
-makes the time to refill a burst at a `pool.cpu_share`.
+"""How fast the pool worker refills: CPU seconds of one ready reply as the default config makes
+it (the worker's own draw: with `pool.search: lines` the best of `pool.reply_searches` searched
+posts), and what that makes the time to refill a burst at a `pool.cpu_share`.
 
     .venv/bin/python bench/pool_refill.py [--replies 8] [--burst 50] [--model DIR]
 """
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.model_slot import ModelSlot  # noqa: E402
 from bot.pool import Pool  # noqa: E402
 from bot.settings import RuntimeSettings  # noqa: E402
-from common import db  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR, Config  # noqa: E402
+from common.db import open_database, storage_url  # noqa: E402
 
 SHARES = (0.5, 0.75, 1.0)
 
@@ -34,9 +34,9 @@ def main() -> None:
     args = p.parse_args()
     config = Config()
     with tempfile.TemporaryDirectory() as tmp:
-        conn = db.connect(Path(tmp) / "pool.sqlite3")
-        slot = ModelSlot(RuntimeSettings(conn), args.model, config.bot.candidates)
-        pool = Pool(conn, Path(tmp) / "pool.sqlite3", slot, config)
+        database = open_database(storage_url(str(Path(tmp) / "pool.sqlite3")))
+        slot = ModelSlot(RuntimeSettings(database), args.model, config.bot.candidates)
+        pool = Pool(database, slot, config)
         rng, seconds = random.Random(1), []
         for k in range(args.replies):
             temperature = config.bot.temperatures[k % len(config.bot.temperatures)]
@@ -44,12 +44,14 @@ def main() -> None:
             pool._draw(slot.generator, "reply", temperature, rng)  # noqa: SLF001 (the worker's draw)
             seconds.append(time.thread_time() - began)
         slot.close()
-        conn.close()
+        database.close()
     each = statistics.median(seconds)
-    print(f"one reply (best of {config.pool.reply_candidates}): median {each:.2f} CPU s "
+    made = (f"best of {config.pool.reply_searches} searches" if config.pool.search == "lines"
+            else f"best of {config.pool.reply_candidates} whole posts")
+    print(f"one reply ({made}): median {each:.2f} CPU s "
           f"(min {min(seconds):.2f}, max {max(seconds):.2f}) over {args.replies}")
     for share in SHARES:
-        print(f"cpu_share {share:g}: {share / each * 60:.0f} replies a minute; "
+        print(f"cpu_share {share:g}: {share / each * 60:.1f} replies a minute; "
               f"a burst of {args.burst} refilled in {args.burst * each / share:.0f} s")
 
 
