@@ -46,7 +46,6 @@ from generator.sample import Candidate, Generator
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
 USED_KEPT_SECONDS = 86400.0  # handed-out rows stay a day (what was served), then go
-# A channel post may take minutes: twice the lines drawn and the beam of a reply's search.
 POOL_LOCK = 0x6E627570  # PostgreSQL advisory lock: one process at a time counts and adds rows
 
 
