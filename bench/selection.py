@@ -134,9 +134,9 @@ def main() -> int:
             found = [group[0] for group in groups]
             posts = [text for text, _, _ in found]
             if args.pick_of > 1:
-                picked = [max(g, key=lambda f: gen.score([Candidate(*f)])[0]) for g in groups]
+                picked = [gen.best_first([Candidate(*f) for f in g])[0] for g in groups]
                 name = f"{args.name or system}-pick{args.pick_of}"
-                (args.out / f"{name}.txt").write_text(format_posts([f[0] for f in picked]),
+                (args.out / f"{name}.txt").write_text(format_posts([c.text for c in picked]),
                                                       encoding="utf-8")
                 cpu /= args.pick_of  # a post's share; the picked ones cost pick_of times that
             if len(found) > 1:  # what JUDGE_NATS weighs: the two terms' spread across posts

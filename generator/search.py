@@ -184,15 +184,14 @@ class LineSearch:
             if banned:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
+            own = torch.log_softmax(logits, -1)  # the model's own (temperature 1) log-probs
             probs = nucleus(logits / cfg.temperature, cfg.top_p)
             if cfg.typical_p < 1.0:
                 probs = typical(probs, cfg.typical_p)
             if may_end and not cfg.cool_end:
-                probs = end_at_rate(probs, logits.softmax(-1)[:, END])
+                probs = end_at_rate(probs, own[:, END].exp())
             token = torch.multinomial(probs, 1, generator=rng)[:, 0]
-            # the model's own log-probability (at temperature 1) of what was drawn
-            logp += torch.where(open_rows, torch.log_softmax(logits, -1).gather(
-                1, token[:, None])[:, 0], torch.zeros(rows))
+            logp += torch.where(open_rows, own.gather(1, token[:, None])[:, 0], torch.zeros(rows))
             logits = cell.step(token, state)
             closing = open_rows & ((token == stop) | (token == END))
             for r in closing.nonzero()[:, 0].tolist():
