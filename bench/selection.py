@@ -12,7 +12,9 @@ Systems (each writes OUT/NAME.txt, posts blank-line separated, no tag):
 - markov: a word Markov chain (markovify, state 2) over the corpus lines, as many lines as a
   real training post has (drawn at random): the peer to beat.
 With `--pick-of N` every search system also writes NAME-pickN.txt: each post the best of N
-searched posts by `Generator.score`, as the channel picks among its gathered searches.
+searched posts by `Generator.score`, as the channel picks among its gathered searches. Given
+several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
+largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
 """
@@ -101,15 +103,17 @@ def main() -> int:
     parser.add_argument("--cool-end", action="store_true",
                         help="cool the post's end like every other unit (SearchConfig.cool_end; "
                              "the search's default until sheets J and K)")
-    parser.add_argument("--pick-of", type=int, default=1,
+    parser.add_argument("--pick-of", type=int, action="append",
                         help="searches a post; with N > 1 also write NAME-pickN.txt, each post the "
                              "best of N searches by Generator.score (the channel's choice), and "
-                             "NAME.txt the first of each N")
+                             "NAME.txt the first of each N; repeatable, sizes nested")
     parser.add_argument("--name", help="file name of the search systems' posts (default: the "
                                        "system's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    picks = sorted(set(args.pick_of or [1]))
+    searches = picks[-1]  # a post's searches; each pick size reads the first of them
     gen = Generator.load(args.model)
     train, _, _ = read_split(args.corpus)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -128,17 +132,17 @@ def main() -> int:
             if system == "search" and judge is None:
                 print(f"search: {args.model} has no judge (python -m generator judge)")
                 continue
-            found, cpu = timed_posts(LineSearch(gen, judge, config), args.n * args.pick_of,
+            found, cpu = timed_posts(LineSearch(gen, judge, config), args.n * searches,
                                      args.seed)
-            groups = [found[i : i + args.pick_of] for i in range(0, len(found), args.pick_of)]
+            groups = [found[i : i + searches] for i in range(0, len(found), searches)]
             found = [group[0] for group in groups]
             posts = [text for text, _, _ in found]
-            if args.pick_of > 1:
-                picked = [gen.best_first([Candidate(*f) for f in g])[0] for g in groups]
-                name = f"{args.name or system}-pick{args.pick_of}"
+            for pick in (k for k in picks if k > 1):
+                picked = [gen.best_first([Candidate(*f) for f in g[:pick]])[0] for g in groups]
+                name = f"{args.name or system}-pick{pick}"
                 (args.out / f"{name}.txt").write_text(format_posts([c.text for c in picked]),
                                                       encoding="utf-8")
-                cpu /= args.pick_of  # a post's share; the picked ones cost pick_of times that
+            cpu /= searches  # a post's share; a pick of N costs N times that
             if len(found) > 1:  # what JUDGE_NATS weighs: the two terms' spread across posts
                 likelihood = torch.tensor([f[1] for f in found])
                 odds = torch.tensor([f[2] for f in found])
