@@ -136,7 +136,7 @@ class PoolConfig:
     # Generator.score; best of 8 read 2.00 / 2.05 against 1.55 / 1.55 for one (sheet K,
     # BENCHMARKS.md), at 8× the CPU of one search
     reply_searches: int = 8
-    channel_searches: int = 8  # with search "lines": searched posts gathered per channel post
+    channel_searches: int = 32  # with search "lines": searched posts gathered per channel post
 
 
 @dataclass(frozen=True)
