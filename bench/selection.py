@@ -15,6 +15,9 @@ With `--pick-of N` every search system also writes NAME-pickN.txt: each post the
 searched posts by `Generator.score`, as the channel picks among its gathered searches. Given
 several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
 largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
+`--pick-judge W` (repeatable) also writes NAME-pickN-jW.txt, picked with the judge's log-odds
+weighted W instead of `JUDGE_NATS`; NAME-searches.jsonl keeps every search (post, text,
+likelihood, judge) for picking again.
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
 """
@@ -22,6 +25,7 @@ count; run it on one thread (it sets one) and name the CPU when reporting.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import random
 import sys
@@ -37,7 +41,7 @@ from common.corpus import format_posts, read_split  # noqa: E402
 from generator import modeldir  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
 from generator.judge import LINE_BREAK  # noqa: E402
-from generator.sample import Candidate, Generator  # noqa: E402
+from generator.sample import JUDGE_NATS, Candidate, Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
 
 SYSTEMS = ("likelihood64", "search", "search-fluency", "markov")
@@ -107,6 +111,9 @@ def main() -> int:
                         help="searches a post; with N > 1 also write NAME-pickN.txt, each post the "
                              "best of N searches by Generator.score (the channel's choice), and "
                              "NAME.txt the first of each N; repeatable, sizes nested")
+    parser.add_argument("--pick-judge", type=float, action="append", default=[],
+                        help="also pick with the judge's log-odds weighted W (Generator.score "
+                             f"weighs {JUDGE_NATS}): NAME-pickN-jW.txt; repeatable")
     parser.add_argument("--name", help="file name of the search systems' posts (default: the "
                                        "system's)")
     parser.add_argument("--out", type=Path, required=True)
@@ -137,11 +144,21 @@ def main() -> int:
             groups = [found[i : i + searches] for i in range(0, len(found), searches)]
             found = [group[0] for group in groups]
             posts = [text for text, _, _ in found]
+            stem = args.name or system
+            with (args.out / f"{stem}-searches.jsonl").open("w", encoding="utf-8") as out:
+                for post, group in enumerate(groups):
+                    for text, likelihood, odds in group:
+                        out.write(json.dumps({"post": post, "text": text, "likelihood": likelihood,
+                                              "judge": odds}, ensure_ascii=False) + "\n")
             for pick in (k for k in picks if k > 1):
                 picked = [gen.best_first([Candidate(*f) for f in g[:pick]])[0] for g in groups]
-                name = f"{args.name or system}-pick{pick}"
-                (args.out / f"{name}.txt").write_text(format_posts([c.text for c in picked]),
-                                                      encoding="utf-8")
+                (args.out / f"{stem}-pick{pick}.txt").write_text(
+                    format_posts([c.text for c in picked]), encoding="utf-8")
+                for weight in args.pick_judge:
+                    picked = [max(g[:pick], key=lambda f, w=weight: f[1] + w * f[2])
+                              for g in groups]
+                    (args.out / f"{stem}-pick{pick}-j{weight:g}.txt").write_text(
+                        format_posts([f[0] for f in picked]), encoding="utf-8")
             cpu /= searches  # a post's share; a pick of N costs N times that
             if len(found) > 1:  # what JUDGE_NATS weighs: the two terms' spread across posts
                 likelihood = torch.tensor([f[1] for f in found])
