@@ -16,7 +16,7 @@ searched posts by `Generator.score`, as the channel picks among its gathered sea
 several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
 largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
 `--pick-judge W` (repeatable) also writes NAME-pickN-jW.txt, picked with the judge's log-odds
-weighted W instead of `JUDGE_NATS`; NAME-searches.jsonl keeps every search (post, text,
+weighted W added to the likelihood; NAME-searches.jsonl keeps every search (post, text,
 likelihood, judge) for picking again.
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
@@ -41,7 +41,7 @@ from common.corpus import format_posts, read_split  # noqa: E402
 from generator import modeldir  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
 from generator.judge import LINE_BREAK  # noqa: E402
-from generator.sample import JUDGE_NATS, Candidate, Generator  # noqa: E402
+from generator.sample import Candidate, Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
 
 SYSTEMS = ("likelihood64", "search", "search-fluency", "markov")
@@ -112,8 +112,9 @@ def main() -> int:
                              "best of N searches by Generator.score (the channel's choice), and "
                              "NAME.txt the first of each N; repeatable, sizes nested")
     parser.add_argument("--pick-judge", type=float, action="append", default=[],
-                        help="also pick with the judge's log-odds weighted W (Generator.score "
-                             f"weighs {JUDGE_NATS}): NAME-pickN-jW.txt; repeatable")
+                        help="also pick with the judge's log-odds weighted W added to the "
+                             "likelihood (Generator.score weighs it 0 since sheet N; 0.2 "
+                             "before): NAME-pickN-jW.txt; repeatable")
     parser.add_argument("--name", help="file name of the search systems' posts (default: the "
                                        "system's)")
     parser.add_argument("--out", type=Path, required=True)
@@ -160,7 +161,7 @@ def main() -> int:
                     (args.out / f"{stem}-pick{pick}-j{weight:g}.txt").write_text(
                         format_posts([f[0] for f in picked]), encoding="utf-8")
             cpu /= searches  # a post's share; a pick of N costs N times that
-            if len(found) > 1:  # what JUDGE_NATS weighs: the two terms' spread across posts
+            if len(found) > 1:  # the two terms' spread across posts
                 likelihood = torch.tensor([f[1] for f in found])
                 odds = torch.tensor([f[2] for f in found])
                 print(f"{system}: spread across posts: likelihood {likelihood.std():.4f} "

@@ -34,11 +34,6 @@ NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) float
 # unit model's one: at 0.85 a 4k-unigram model invented 10.0% of its words, at 0.6 3.8%, at 0.5
 # 2.4% (real posts 2.6%; the character model 6.1% at 0.85); BENCHMARKS.md.
 DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
-# Nats per character that one unit of the judge's log-odds weighs in `score`, across posts of
-# separate searches (within one search both terms are z-scored): the spread of the judge's
-# log-odds over search posts is 5× that of their mean log-likelihood per character (0.289
-# against 0.058, bench/selection.py).
-JUDGE_NATS = 0.2
 
 
 class Candidate(NamedTuple):
@@ -138,9 +133,10 @@ class Generator:
     def score(self, candidates: list[Candidate]) -> list[float]:
         """Ranking scores of candidates of this model, higher better: the one place that says
         which candidate is best (each /bugurt's, a pooled reply's, the channel's): the model's
-        mean log-likelihood per character, plus JUDGE_NATS × the judge's log-odds of a searched
-        post."""
-        return [c.likelihood + JUDGE_NATS * (c.judge or 0.0) for c in candidates]
+        mean log-likelihood per character. The judge steers the search line by line but not
+        this pick: with its log-odds added (0.2 nats a unit) two readers rated the best of 8
+        searched posts below the pick by likelihood alone (sheet N, BENCHMARKS.md)."""
+        return [c.likelihood for c in candidates]
 
     def best_first(self, candidates: list[Candidate]) -> list[Candidate]:
         """Candidates sorted by `score`, best first (ties keep their order)."""

@@ -21,7 +21,7 @@ from bot.settings import RuntimeSettings
 from common.config import config_from_dict
 from common.db import MIGRATIONS, TYPES, open_database, storage_url
 from generator import gate
-from generator.sample import JUDGE_NATS, Candidate
+from generator.sample import Candidate
 from tests.fakes.telegram import FakeTelegram
 from tests.pipeline import (
     ADMIN,
@@ -290,10 +290,10 @@ def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path,
     assert scores == sorted(scores, reverse=True)  # best first: the pool keeps reply[0]
 
 
-def test_a_ready_reply_by_lines_is_the_best_of_searched_posts_scored_with_their_judge(
+def test_a_ready_reply_by_lines_is_the_best_of_searched_posts_by_likelihood(
         tmp_path, bot_model):
     """pool.search lines (the default): a reply is the best of pool.reply_searches posts built
-    line by line, and their scores count the judge's log-odds."""
+    line by line under the judge, picked by their likelihood alone."""
     raw = bot_config(tmp_path, bot_model)
     raw["pool"] = {"reply_searches": 3}
     config = config_from_dict(raw)
@@ -313,4 +313,4 @@ def test_a_ready_reply_by_lines_is_the_best_of_searched_posts_scored_with_their_
     for post in found:
         assert post.text.endswith("\n#neurobugurt") and post.judge is not None
         assert gate.form_reason(post.text.removesuffix("\n#neurobugurt")) is None
-        assert slot.generator.score([post]) == [post.likelihood + JUDGE_NATS * post.judge]
+        assert slot.generator.score([post]) == [post.likelihood]
