@@ -338,7 +338,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise _type_error(key, "true or false", value, source)
     if hint is int:
-        if isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value.strip()):
+        # strip() first: it drops characters int() refuses around a number (\x1c-\x1f)
+        if isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value := value.strip()):
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
             return value

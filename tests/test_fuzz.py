@@ -89,6 +89,7 @@ def load_with_env(folder, key: str, value: str) -> Config:
        st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40))
 @example("schedule.misfire_grace_seconds", "١٢")  # Arabic-Indic digits
 @example("bot.temperatures", "0.5, 1e999")
+@example("vk.post_community", "0\x1f")  # str.strip() drops \x1f, int() does not
 def test_any_env_value_gives_a_config_or_one_line(tmp_path, key, value):
     try:
         assert isinstance(load_with_env(tmp_path, key, value), Config)
