@@ -161,8 +161,9 @@ def test_any_prime_text_gets_a_post_or_one_short_answer(runner, prime):
     replies = [r for r in out.getvalue().split("\n\n") if r.strip()]
     event("post" if replies[-1].endswith("#neurobugurt") else replies[-1][:20])
     start = built.slot.generator.vocab.normalize_prime(clean_prime(args))
-    if replies[-1].endswith("#neurobugurt") and len(replies) == 2:  # no characters left out
-        assert replies[0].startswith(start), (start, replies[0])
+    if len(replies) == 2:  # one answer a sender: no characters left out
+        for reply in replies:  # a sender may get a post while the other is told to try again
+            assert not reply.endswith("#neurobugurt") or reply.startswith(start), (start, reply)
     assert 2 <= len(replies) <= 4
     for reply in replies:
         reply = reply.strip("\n")
