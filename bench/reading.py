@@ -58,32 +58,51 @@ def real_posts(path: str, n: int, seed: int) -> list[str]:
 
 
 def prepare(args) -> int:
+    """The sheet holds each distinct post once: a post two sources share (the same pick from the
+    same searches) is read once and counts for both, so readers see no repeats to recognise."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = [(f"real:{args.real}", p) for p in real_posts(args.real, args.n, args.seed)]
     for model in args.model or []:
         entries += [(f"model:{model}", p) for p in sample_posts(model, args.n, args.seed)]
-    for spec in args.file or []:  # posts picked elsewhere, one a block
+    for spec in args.file or []:  # posts picked elsewhere, one a block; #i is a post's place
         label, path = spec.split("=", 1)
-        entries += [(f"file:{label}", p) for p in parse_posts(Path(path).read_text("utf-8"))]
-    random.Random(args.seed).shuffle(entries)
-    sheet = [f"### Post {i}\n{text}\n" for i, (_, text) in enumerate(entries, 1)]
+        entries += [(f"file:{label}#{i}", p)
+                    for i, p in enumerate(parse_posts(Path(path).read_text("utf-8")))]
+    sources: dict[str, list[str]] = defaultdict(list)  # text → its sources, first seen first
+    for source, text in entries:
+        sources[text].append(source)
+    texts = list(sources)
+    random.Random(args.seed).shuffle(texts)
+    sheet = [f"### Post {i}\n{text}\n" for i, text in enumerate(texts, 1)]
     (out / "sheet.txt").write_text("\n".join(sheet), encoding="utf-8")
-    key = {str(i): source for i, (source, _) in enumerate(entries, 1)}
-    (out / "key.json").write_text(json.dumps(key, indent=1), encoding="utf-8")
-    print(f"{len(entries)} posts in {out / 'sheet.txt'}; the key is {out / 'key.json'}")
+    key = {str(i): sources[text] for i, text in enumerate(texts, 1)}
+    (out / "key.json").write_text(json.dumps(key, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(f"{len(texts)} posts ({len(entries)} with the shared ones) in {out / 'sheet.txt'}; "
+          f"the key is {out / 'key.json'}")
     return 0
 
 
-def score(args) -> int:
-    folder = Path(args.dir)
+def read_ratings(folder: Path, ratings_file: str | None) -> dict[str, dict]:
+    """Each rating under every source of its post ("file:LABEL#i"; an older key names one
+    source a post)."""
     key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
-    by_source: dict[str, list[dict]] = defaultdict(list)
-    for line in Path(args.ratings or folder / "ratings.jsonl").read_text(
+    rated: dict[str, dict] = {}
+    for line in Path(ratings_file or folder / "ratings.jsonl").read_text(
             encoding="utf-8").splitlines():
         if line.strip():
             rating = json.loads(line)
-            by_source[key[str(rating["id"])]].append(rating)
+            sources = key[str(rating["id"])]
+            for source in [sources] if isinstance(sources, str) else sources:
+                rated[source] = rating
+    return rated
+
+
+def score(args) -> int:
+    rated = read_ratings(Path(args.dir), args.ratings)
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for source, rating in rated.items():
+        by_source[source.partition("#")[0]].append(rating)
     print("| source | posts | coherence 1–5 | humour 1–5 | readable |")
     print("|---|---|---|---|---|")
     for source, ratings in sorted(by_source.items()):
@@ -92,7 +111,25 @@ def score(args) -> int:
               f"| {statistics.mean(r['coherence'] for r in ratings):.2f} "
               f"| {statistics.mean(r['humour'] for r in ratings):.2f} "
               f"| {readable}/{len(ratings)} ({100 * readable / len(ratings):.0f}%) |")
+    for pair in args.pair or []:
+        print(paired(rated, *pair.split(",", 1)))
     return 0
+
+
+def paired(rated: dict[str, dict], a: str, b: str) -> str:
+    """Two file sources picked from the same searches, compared on the posts where their picks
+    differ (post i of each): the shared picks add the same rating to both."""
+    differ = [(rated[f"file:{a}#{i}"], rated[f"file:{b}#{i}"]) for i in range(len(rated))
+              if f"file:{a}#{i}" in rated and f"file:{b}#{i}" in rated
+              and rated[f"file:{a}#{i}"] is not rated[f"file:{b}#{i}"]]
+    if not differ:
+        return f"{a} and {b}: no post differs"
+    mean_a = statistics.mean(ra["coherence"] for ra, _ in differ)
+    mean_b = statistics.mean(rb["coherence"] for _, rb in differ)
+    wins = sum(ra["coherence"] > rb["coherence"] for ra, rb in differ)
+    losses = sum(ra["coherence"] < rb["coherence"] for ra, rb in differ)
+    return (f"{a} vs {b} on the {len(differ)} posts that differ: coherence {mean_a:.2f} vs "
+            f"{mean_b:.2f} ({wins} higher, {losses} lower, {len(differ) - wins - losses} level)")
 
 
 def invented_share(posts: list[str], corpus_words: set[str], morph) -> tuple[float, int]:
@@ -133,6 +170,9 @@ def main() -> int:
     s = sub.add_parser("score", help="the ratings against the key, per source")
     s.add_argument("--dir", required=True)
     s.add_argument("--ratings", help="one reader's file (default: DIR/ratings.jsonl)")
+    s.add_argument("--pair", action="append", metavar="A,B",
+                   help="two --file labels picked from the same searches: compare them on the "
+                        "posts where they differ (repeat)")
     w = sub.add_parser("words", help="share of invented words, generated vs real")
     w.add_argument("--model", action="append", required=True, help="DIR or DIR@T (repeat)")
     w.add_argument("--real", required=True)
