@@ -100,6 +100,9 @@ def main() -> int:
     parser.add_argument("--lines-drawn", type=int, default=SearchConfig.lines_drawn)
     parser.add_argument("--beam", type=int, default=SearchConfig.beam)
     parser.add_argument("--temperature", type=float, default=SearchConfig.temperature)
+    parser.add_argument("--opening-temperature", type=float,
+                        default=SearchConfig.opening_temperature,
+                        help="the first line's temperature (default: --temperature)")
     parser.add_argument("--top-p", type=float, default=SearchConfig.top_p)
     parser.add_argument("--typical-p", type=float, default=SearchConfig.typical_p)
     parser.add_argument("--cohesion-weight", type=float, default=SearchConfig.cohesion_weight)
@@ -126,7 +129,8 @@ def main() -> int:
     train, _, _ = read_split(args.corpus)
     args.out.mkdir(parents=True, exist_ok=True)
     config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam,
-                          temperature=args.temperature, top_p=args.top_p,
+                          temperature=args.temperature,
+                          opening_temperature=args.opening_temperature, top_p=args.top_p,
                           typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
                           judge_weight=args.judge_weight, cool_end=args.cool_end)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")

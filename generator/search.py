@@ -43,6 +43,10 @@ class SearchConfig:
     # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
     cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
     temperature: float = 0.45  # read best of 0.35/0.45/0.6/0.75 (sheets E, F: BENCHMARKS.md)
+    # the first line's temperature (None: `temperature`). Cooled, openings collapse onto the
+    # corpus's commonest: 91% of the searches' posts opened with "ТЫ" and 40% named a "СЫЧ",
+    # against 25% and 8% of real posts (BENCHMARKS.md)
+    opening_temperature: float | None = None
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
     # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
     # nearest the step's entropy, as many as hold this probability; 1.0 keeps every unit
@@ -101,7 +105,10 @@ class LineSearch:
         beams, finished = [start], []
         for depth in range(cfg.max_lines):
             with self.lock, torch.inference_mode():
-                candidates = self._expand(beams, rng, may_end=depth + 1 >= cfg.min_lines)
+                temperature = cfg.temperature if depth or cfg.opening_temperature is None \
+                    else cfg.opening_temperature
+                candidates = self._expand(beams, rng, may_end=depth + 1 >= cfg.min_lines,
+                                          temperature=temperature)
             if not candidates:
                 break
             _score(candidates, cfg.judge_weight, cfg.cohesion_weight)
@@ -123,8 +130,8 @@ class LineSearch:
     def _passes(self, text: str) -> bool:
         return gate.form_reason(text) is None and self.gen.novelty.copy_reason(text) is None
 
-    def _expand(self, beams: list[Partial], rng: torch.Generator, may_end: bool
-                ) -> list[tuple[Partial, bool]]:
+    def _expand(self, beams: list[Partial], rng: torch.Generator, may_end: bool,
+                temperature: float) -> list[tuple[Partial, bool]]:
         """Every usable next line of every beam: (the longer partial post, whether it ended)."""
         k = self.config.lines_drawn
         rows = len(beams) * k
@@ -132,7 +139,7 @@ class LineSearch:
         state = _stack([b.state for b in parent])
         logits = torch.cat([b.logits for b in parent])
         drawn, logp, last, final, final_logits = self._draw_lines(state, logits, rows, rng,
-                                                                  may_end)
+                                                                  may_end, temperature)
         keep = []
         for r in range(rows):
             line = self.gen.vocab.decode(drawn[r])
@@ -166,7 +173,7 @@ class LineSearch:
         return out
 
     def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
-                    rng: torch.Generator, may_end: bool):
+                    rng: torch.Generator, may_end: bool, temperature: float):
         """Sample one line per row. Returns the tokens of each line (line break excluded), its
         log-probability (line break or END included), whether it ended the post (None: cut at
         the length cap), and the state and logits after each row's line break."""
@@ -185,7 +192,7 @@ class LineSearch:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
             own = torch.log_softmax(logits, -1)  # the model's own (temperature 1) log-probs
-            probs = nucleus(logits / cfg.temperature, cfg.top_p)
+            probs = nucleus(logits / temperature, cfg.top_p)
             if cfg.typical_p < 1.0:
                 probs = typical(probs, cfg.typical_p)
             if may_end and not cfg.cool_end:

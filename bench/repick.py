@@ -1,0 +1,98 @@
+"""Pick again among searched posts by other rules, for a blind reading beside the shipped pick.
+
+    .venv/bin/python bench/selection.py --model generator/bundled -n 60 --seed 501 \
+        --system search --pick-of 16 --out runs/len      # writes runs/len/search-searches.jsonl
+    .venv/bin/python bench/repick.py --model generator/bundled \
+        --searches runs/len/search-searches.jsonl --pick-of 8 --pick-of 16 --out runs/len
+
+For each post's first N searches (N of each --pick-of) it writes OUT/RULE-pickN.txt, one rule a
+file, in post order, so that `reading.py score --pair` compares two rules where they differ:
+- likelihood: the highest mean log-likelihood per character (`Generator.score`, shipped);
+- worst-line: the lowest bits per character of the post's worst line, read in context: a
+  reader stops at the first line that makes no sense, which a post's mean can hide;
+- short: the fewest lines, then likelihood (readers rated shorter posts more coherent: sheet
+  M's coherence against characters, Spearman −0.40 / −0.47);
+- after-opening: the mean log-likelihood per character of the lines after the first, for
+  searches whose opening is drawn hot (`--opening-temperature`): scored with it, the pick
+  would prefer the commonest openings again.
+It also prints, over all searches, how the rules' quantities go together (Spearman).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from common.corpus import format_posts  # noqa: E402
+from generator.judge import LINE_BREAK, LineReader, lstm_state  # noqa: E402
+from generator.sample import Generator  # noqa: E402
+
+RULES = {  # rule → key to maximise over a post's searches
+    "likelihood": lambda s: s["likelihood"],
+    "worst-line": lambda s: -max(b / c for b, c in zip(s["bits"], s["chars"], strict=True)),
+    "short": lambda s: (-len(s["bits"]), s["likelihood"]),
+    "after-opening": lambda s: -sum(s["bits"][1:]) / sum(s["chars"][1:]),
+}
+
+
+def line_bits(gen: Generator, texts: list[str]) -> list[tuple[list[float], list[int]]]:
+    """(bits of each line, its characters) of each post, read in context from the post's
+    start; a line's characters count what ends it (the line break, or the post's end)."""
+    reader = LineReader(gen.model, gen.vocab, lstm_state(gen.start_state))
+    posts = [text.split(LINE_BREAK) for text in texts]
+    ids = [[reader.line_ids(line, i == len(p) - 1) for i, line in enumerate(p)] for p in posts]
+    out = []
+    for p, (_, bits) in zip(posts, reader.read_sorted(ids), strict=True):
+        chars = [len(line) + (1 if i == len(p) - 1 else len(LINE_BREAK))
+                 for i, line in enumerate(p)]
+        out.append((bits.tolist(), chars))
+    return out
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = (torch.tensor(x).argsort().argsort().float() for x in (a, b))
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="generator/bundled")
+    parser.add_argument("--searches", type=Path, required=True, help="NAME-searches.jsonl")
+    parser.add_argument("--pick-of", type=int, action="append", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    gen = Generator.load(args.model)
+    searches = [json.loads(line) for line in args.searches.read_text("utf-8").splitlines()]
+    for s, (bits, chars) in zip(searches, line_bits(gen, [s["text"] for s in searches]),
+                                strict=True):
+        s["bits"], s["chars"] = bits, chars
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for s in searches:
+        groups[s["post"]].append(s)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for pick in args.pick_of:
+        for rule, key in RULES.items():
+            picked = [max(groups[post][:pick], key=key)["text"] for post in sorted(groups)]
+            (args.out / f"{rule}-pick{pick}.txt").write_text(format_posts(picked), "utf-8")
+    likelihood = [s["likelihood"] for s in searches]
+    worst = [-RULES["worst-line"](s) for s in searches]
+    lines = [len(s["bits"]) for s in searches]
+    print(f"{len(searches)} searches of {len(groups)} posts; lines a search "
+          f"{sum(lines) / len(lines):.2f}; Spearman: likelihood–worst line "
+          f"{spearman(likelihood, worst):+.2f}, likelihood–lines "
+          f"{spearman(likelihood, lines):+.2f}, "
+          f"worst line–lines {spearman(worst, lines):+.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
