@@ -62,9 +62,11 @@ def prepare(args) -> int:
     same searches) is read once and counts for both, so readers see no repeats to recognise."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = [(f"real:{args.real}", p) for p in real_posts(args.real, args.n, args.seed)]
+    entries = [(f"real:{args.real}#{i}", p)
+               for i, p in enumerate(real_posts(args.real, args.n, args.seed))]
     for model in args.model or []:
-        entries += [(f"model:{model}", p) for p in sample_posts(model, args.n, args.seed)]
+        entries += [(f"model:{model}#{i}", p)
+                    for i, p in enumerate(sample_posts(model, args.n, args.seed))]
     for spec in args.file or []:  # posts picked elsewhere, one a block; #i is a post's place
         label, path = spec.split("=", 1)
         entries += [(f"file:{label}#{i}", p)
@@ -83,25 +85,25 @@ def prepare(args) -> int:
     return 0
 
 
-def read_ratings(folder: Path, ratings_file: str | None) -> dict[str, dict]:
-    """Each rating under every source of its post ("file:LABEL#i"; an older key names one
-    source a post)."""
+def read_ratings(folder: Path, ratings_file: str | None) -> list[tuple[str, dict]]:
+    """(source, rating) for every source of each rated post ("file:LABEL#i"; an older key
+    names one source a post, without its place)."""
     key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
-    rated: dict[str, dict] = {}
+    rated: list[tuple[str, dict]] = []
     for line in Path(ratings_file or folder / "ratings.jsonl").read_text(
             encoding="utf-8").splitlines():
         if line.strip():
             rating = json.loads(line)
             sources = key[str(rating["id"])]
             for source in [sources] if isinstance(sources, str) else sources:
-                rated[source] = rating
+                rated.append((source, rating))
     return rated
 
 
 def score(args) -> int:
     rated = read_ratings(Path(args.dir), args.ratings)
     by_source: dict[str, list[dict]] = defaultdict(list)
-    for source, rating in rated.items():
+    for source, rating in rated:
         by_source[source.partition("#")[0]].append(rating)
     print("| source | posts | coherence 1–5 | humour 1–5 | readable |")
     print("|---|---|---|---|---|")
@@ -112,7 +114,7 @@ def score(args) -> int:
               f"| {statistics.mean(r['humour'] for r in ratings):.2f} "
               f"| {readable}/{len(ratings)} ({100 * readable / len(ratings):.0f}%) |")
     for pair in args.pair or []:
-        print(paired(rated, *pair.split(",", 1)))
+        print(paired(dict(rated), *pair.split(",", 1)))
     return 0
 
 

@@ -33,7 +33,7 @@ def test_shared_posts_are_read_once_and_count_for_each_source(tmp_path):
     assert sheet.count("### Post") == 5  # 2 real + 3 distinct picks, the shared one once
     assert sheet.count("ОБЩИЙ ПОСТ") == 1
     key = json.loads((sheet_dir / "key.json").read_text(encoding="utf-8"))
-    assert sorted(s for sources in key.values() for s in sources if "#" in s) == [
+    assert sorted(s for sources in key.values() for s in sources if s.startswith("file:")) == [
         "file:a#0", "file:a#1", "file:b#0", "file:b#1"]
     # A reader rating posts by what they hold: only "ТОЛЬКО Б" is coherent.
     posts = {int(block.split("\n", 1)[0]): block for block in sheet.split("### Post ")[1:]}
@@ -42,6 +42,7 @@ def test_shared_posts_are_read_once_and_count_for_each_source(tmp_path):
     (sheet_dir / "ratings.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in ratings), encoding="utf-8")
     table = reading("score", "--dir", str(sheet_dir), "--pair", "a,b")
+    assert f"| real:{real} | 2 | 2.00 |" in table
     assert "| file:a | 2 | 2.00 |" in table
     assert "| file:b | 2 | 3.50 |" in table
     assert "1/2 (50%)" in table
