@@ -44,8 +44,9 @@ class SearchConfig:
     cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
     temperature: float = 0.45  # read best of 0.35/0.45/0.6/0.75 (sheets E, F: BENCHMARKS.md)
     # the first line's temperature (None: `temperature`). Cooled, openings collapse onto the
-    # corpus's commonest: 91% of the searches' posts opened with "ТЫ" and 40% named a "СЫЧ",
-    # against 25% and 8% of real posts (BENCHMARKS.md)
+    # corpus's commonest (93% of the picks open with "ТЫ", real posts 25%); drawn at 1.0 they
+    # spread as real ones do (27%) but both readers of sheet P rated the posts lower (−0.28 /
+    # −0.07 against the shipped search): the stock openings carry what coherence there is
     opening_temperature: float | None = None
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
     # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is

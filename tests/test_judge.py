@@ -171,3 +171,25 @@ def test_cohesion_counts_lines_that_reuse_a_content_word_of_an_earlier_one():
     assert search_module.cohesion(lines) == pytest.approx(2 / 3)
     assert search_module.cohesion(["ОДНА СТРОКА"]) == 0.0
     assert search_module.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
+
+
+
+def test_the_opening_is_drawn_at_its_own_temperature(tiny):
+    """The first line alone is drawn at `opening_temperature`: equal to the search's, it changes
+    nothing; hot, the openings are less likely and the posts' likelihood falls."""
+    def posts(**config) -> list[tuple[str, float, float]]:
+        search = LineSearch(tiny, None, SearchConfig(lines_drawn=4, beam=2, min_lines=2,
+                                                     temperature=0.5, **config))
+        rng = torch.Generator().manual_seed(11)
+        with torch.inference_mode():
+            return [made for _ in range(6) if (made := search.post(rng)) is not None]
+
+    same = posts()
+    assert len(same) >= 3, "the tiny model's searches found too few posts at 0.5"
+    assert posts(opening_temperature=0.5) == same
+    hot = posts(opening_temperature=3.0)
+    assert hot, "no search with a hot opening passed the gate"
+    assert {t.split(LINE_BREAK)[0] for t, _, _ in hot}.isdisjoint(
+        t.split(LINE_BREAK)[0] for t, _, _ in same)
+    mean = lambda found: sum(likelihood for _, likelihood, _ in found) / len(found)  # noqa: E731
+    assert mean(hot) < mean(same)
