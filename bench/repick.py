@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -31,9 +32,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common.corpus import format_posts  # noqa: E402
-from generator.judge import LINE_BREAK, LineReader, lstm_state  # noqa: E402
+from common.corpus import LINE_BREAK, format_posts  # noqa: E402
 from generator.sample import Generator  # noqa: E402
+from generator.vocab import END  # noqa: E402
 
 RULES = {  # rule → key to maximise over a post's searches
     "likelihood": lambda s: s["likelihood"],
@@ -45,15 +46,39 @@ RULES = {  # rule → key to maximise over a post's searches
 
 def line_bits(gen: Generator, texts: list[str]) -> list[tuple[list[float], list[int]]]:
     """(bits of each line, its characters) of each post, read in context from the post's
-    start; a line's characters count what ends it (the line break, or the post's end)."""
-    reader = LineReader(gen.model, gen.vocab, lstm_state(gen.start_state))
+    start through the sampler's cell, all posts side by side; a line's tokens and characters
+    include what ends it (the line break, or the post's end)."""
     posts = [text.split(LINE_BREAK) for text in texts]
-    ids = [[reader.line_ids(line, i == len(p) - 1) for i, line in enumerate(p)] for p in posts]
+    line_of: list[list[int]] = []  # each token's line
+    tokens: list[list[int]] = []
+    for lines in posts:
+        ids, where = [], []
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            piece = gen.vocab.encode(line) + ([END] if last else gen.vocab.encode(LINE_BREAK))
+            ids += piece
+            where += [i] * len(piece)
+        tokens.append(ids)
+        line_of.append(where)
+    rows, steps = len(tokens), max(map(len, tokens))
+    grid = torch.full((rows, steps), END)
+    for r, ids in enumerate(tokens):
+        grid[r, : len(ids)] = torch.tensor(ids)
+    logp = torch.zeros(rows, steps)
+    state = gen.start_state.repeat(rows)
+    logits = gen.start_logits.expand(rows, -1)
+    with torch.inference_mode():
+        for t in range(steps):
+            logp[:, t] = torch.log_softmax(logits.float(), -1).gather(1, grid[:, t : t + 1])[:, 0]
+            logits = gen.cell.step(grid[:, t], state)
     out = []
-    for p, (_, bits) in zip(posts, reader.read_sorted(ids), strict=True):
-        chars = [len(line) + (1 if i == len(p) - 1 else len(LINE_BREAK))
-                 for i, line in enumerate(p)]
-        out.append((bits.tolist(), chars))
+    for r, lines in enumerate(posts):
+        bits = [0.0] * len(lines)
+        for t, i in enumerate(line_of[r]):
+            bits[i] -= float(logp[r, t]) / math.log(2)
+        chars = [len(line) + (1 if i == len(lines) - 1 else len(LINE_BREAK))
+                 for i, line in enumerate(lines)]
+        out.append((bits, chars))
     return out
 
 

@@ -6,18 +6,16 @@
         --out runs/selection/sheet --file likelihood64=runs/selection/likelihood64.txt ...
 
 Systems (each writes OUT/NAME.txt, posts blank-line separated, no tag):
-- likelihood64: best of 64 whole posts by mean log-likelihood per character (the pool today);
-- search: line-by-line search (generator/search.py) under fluency and the model's judge;
-- search-fluency: the same search without the judge;
+- likelihood64: best of 64 whole posts by mean log-likelihood per character;
+- search: line-by-line search (generator/search.py), what the pool serves;
 - markov: a word Markov chain (markovify, state 2) over the corpus lines, as many lines as a
   real training post has (drawn at random): the peer to beat.
 With `--pick-of N` every search system also writes NAME-pickN.txt: each post the best of N
 searched posts by `Generator.score`, as the channel picks among its gathered searches. Given
 several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
 largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
-`--pick-judge W` (repeatable) also writes NAME-pickN-jW.txt, picked with the judge's log-odds
-weighted W added to the likelihood; NAME-searches.jsonl keeps every search (post, text,
-likelihood, judge) for picking again.
+NAME-searches.jsonl keeps every search (post, text, likelihood) for picking again
+(bench/repick.py).
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
 """
@@ -37,14 +35,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common.corpus import format_posts, read_split  # noqa: E402
-from generator import modeldir  # noqa: E402
+from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
-from generator.judge import LINE_BREAK  # noqa: E402
 from generator.sample import Candidate, Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
 
-SYSTEMS = ("likelihood64", "search", "search-fluency", "markov")
+SYSTEMS = ("likelihood64", "search", "markov")
 
 
 def likelihood_posts(gen: Generator, n: int, seed: int) -> tuple[list[str], float]:
@@ -58,7 +54,7 @@ def likelihood_posts(gen: Generator, n: int, seed: int) -> tuple[list[str], floa
 
 
 def timed_posts(search: LineSearch, n: int, seed: int
-                ) -> tuple[list[tuple[str, float, float]], float]:
+                ) -> tuple[list[tuple[str, float]], float]:
     """n searched posts as `LineSearch.post` gives them (searches that found none are run
     again, up to 3n in all), and the CPU seconds they took, the failed searches' included."""
     rng = torch.Generator().manual_seed(seed)
@@ -106,7 +102,6 @@ def main() -> int:
     parser.add_argument("--top-p", type=float, default=SearchConfig.top_p)
     parser.add_argument("--typical-p", type=float, default=SearchConfig.typical_p)
     parser.add_argument("--cohesion-weight", type=float, default=SearchConfig.cohesion_weight)
-    parser.add_argument("--judge-weight", type=float, default=SearchConfig.judge_weight)
     parser.add_argument("--cool-end", action="store_true",
                         help="cool the post's end like every other unit (SearchConfig.cool_end; "
                              "the search's default until sheets J and K)")
@@ -114,12 +109,7 @@ def main() -> int:
                         help="searches a post; with N > 1 also write NAME-pickN.txt, each post the "
                              "best of N searches by Generator.score (the channel's choice), and "
                              "NAME.txt the first of each N; repeatable, sizes nested")
-    parser.add_argument("--pick-judge", type=float, action="append", default=[],
-                        help="also pick with the judge's log-odds weighted W added to the "
-                             "likelihood (Generator.score weighs it 0 since sheet N; 0.2 "
-                             "before): NAME-pickN-jW.txt; repeatable")
-    parser.add_argument("--name", help="file name of the search systems' posts (default: the "
-                                       "system's)")
+    parser.add_argument("--name", help="file name of the search's posts (default: search)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -132,7 +122,7 @@ def main() -> int:
                           temperature=args.temperature,
                           opening_temperature=args.opening_temperature, top_p=args.top_p,
                           typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
-                          judge_weight=args.judge_weight, cool_end=args.cool_end)
+                          cool_end=args.cool_end)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
         if system == "likelihood64":
@@ -140,37 +130,24 @@ def main() -> int:
         elif system == "markov":
             posts, cpu = markov_posts(train, args.n, args.seed)
         else:
-            judge = modeldir.load_judge(args.model) if system == "search" else None
-            if system == "search" and judge is None:
-                print(f"search: {args.model} has no judge (python -m generator judge)")
-                continue
-            found, cpu = timed_posts(LineSearch(gen, judge, config), args.n * searches,
-                                     args.seed)
+            found, cpu = timed_posts(LineSearch(gen, config), args.n * searches, args.seed)
             groups = [found[i : i + searches] for i in range(0, len(found), searches)]
-            found = [group[0] for group in groups]
-            posts = [text for text, _, _ in found]
+            posts = [group[0][0] for group in groups]
             stem = args.name or system
             with (args.out / f"{stem}-searches.jsonl").open("w", encoding="utf-8") as out:
                 for post, group in enumerate(groups):
-                    for text, likelihood, odds in group:
-                        out.write(json.dumps({"post": post, "text": text, "likelihood": likelihood,
-                                              "judge": odds}, ensure_ascii=False) + "\n")
+                    for text, likelihood in group:
+                        out.write(json.dumps({"post": post, "text": text, "likelihood": likelihood},
+                                             ensure_ascii=False) + "\n")
             for pick in (k for k in picks if k > 1):
                 picked = [gen.best_first([Candidate(*f) for f in g[:pick]])[0] for g in groups]
                 (args.out / f"{stem}-pick{pick}.txt").write_text(
                     format_posts([c.text for c in picked]), encoding="utf-8")
-                for weight in args.pick_judge:
-                    picked = [max(g[:pick], key=lambda f, w=weight: f[1] + w * f[2])
-                              for g in groups]
-                    (args.out / f"{stem}-pick{pick}-j{weight:g}.txt").write_text(
-                        format_posts([f[0] for f in picked]), encoding="utf-8")
             cpu /= searches  # a post's share; a pick of N costs N times that
-            if len(found) > 1:  # the two terms' spread across posts
-                likelihood = torch.tensor([f[1] for f in found])
-                odds = torch.tensor([f[2] for f in found])
-                print(f"{system}: spread across posts: likelihood {likelihood.std():.4f} "
-                      f"nats/char, judge {odds.std():.3f} log-odds")
-        name = args.name if args.name and system.startswith("search") else system
+            if len(found) > 1:
+                spread = torch.tensor([f[1] for f in found]).std()
+                print(f"{system}: likelihood spread across searches {spread:.4f} nats/char")
+        name = args.name if args.name and system == "search" else system
         (args.out / f"{name}.txt").write_text(format_posts(posts), encoding="utf-8")
         lines = sum(len(p.split(LINE_BREAK)) for p in posts) / max(1, len(posts))
         print(f"{system}: {len(posts)} posts, {cpu / max(1, len(posts)):.2f} CPU s a post, "

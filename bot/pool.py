@@ -3,7 +3,7 @@
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
 - 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
   default) each is the best by `Generator.score` of `pool.reply_searches` posts built line by
-  line under the model's judge (`Generator.searched`); with `whole`, the best of
+  line (`Generator.searched`); with `whole`, the best of
   `pool.reply_candidates` whole samples drawn `bot.candidates` at a time. `/bugurt` and inline
   queries take them; a post is taken by the one
   UPDATE … RETURNING that marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL),

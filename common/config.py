@@ -128,9 +128,9 @@ class PoolConfig:
     # 64 read at coherence 2.25-2.33 against 1.42 for best of 16 (BENCHMARKS.md)
     reply_candidates: int = 64
     channel_candidates: int = 256  # gathered for the next channel post; the best is published
-    # "lines": a ready post is built line by line under the model's judge (generator/search.py),
-    # which read better than best of 64 whole posts (BENCHMARKS.md); "whole": the best of
-    # reply_candidates whole posts by likelihood
+    # "lines": a ready post is built line by line (generator/search.py), which read better
+    # than best of 64 whole posts (BENCHMARKS.md); "whole": the best of reply_candidates whole
+    # posts by likelihood
     search: str = "lines"
     # with search "lines": a ready reply is the best of this many searched posts by
     # Generator.score; best of 8 read 2.00 / 2.05 against 1.55 / 1.55 for one (sheet K,

@@ -17,6 +17,7 @@ from common.atomic import write_text_atomic
 
 VAL_FRACTION = 0.1
 SEPARATOR = "@"
+LINE_BREAK = f"\n{SEPARATOR}\n"  # between two lines of a post
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")  # one or more blank lines
 
 

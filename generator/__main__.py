@@ -18,7 +18,7 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, format_posts, read_split, split_paths
 from common.log import setup_logging
-from generator import judge, modeldir, tokenizer
+from generator import modeldir, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.plan import plan_run
@@ -28,20 +28,13 @@ from generator.vocab import Tokenizer
 log = logging.getLogger("generator")
 
 
-# Training posts the judge reads (and as many corrupted copies): reading them through the model
-# is most of its cost, about 0.3 CPU s a post at the bundle's size on an AVX2 core; 300 posts
-# held out 0.581, 1,200 posts 0.575 (BENCHMARKS.md), so /retrain pays for no more.
-JUDGE_POSTS = 400
-
-
 def main() -> int:
     args = _parser().parse_args()
     setup_logging()
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args.config)
-    commands = {"train": train, "judge": judge_command, "sample": sample, "eval": evaluate,
-                "export": export}
+    commands = {"train": train, "sample": sample, "eval": evaluate, "export": export}
     return commands[args.command](args, config)
 
 
@@ -84,15 +77,6 @@ def _parser() -> argparse.ArgumentParser:
             kind = int if f.name == "max_steps" else type(f.default)
             t.add_argument("--" + f.name.replace("_", "-"), type=kind)
     t.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    t.add_argument("--no-judge", action="store_true",
-                   help="skip training the coherence judge after the model (see `judge`)")
-    j = sub.add_parser("judge", help="(re)train the coherence judge of a model directory: real "
-                                     "posts against real posts made incoherent")
-    j.add_argument("--model", help="model directory (default: generator.model_dir)")
-    j.add_argument("--corpus", help="corpus file (default: corpus.path; its split is used)")
-    for sp in (t, j):
-        sp.add_argument("--judge-posts", type=int, default=JUDGE_POSTS,
-                        help="training posts the judge learns from (and as many corrupted)")
     s = sub.add_parser("sample", help="print finished posts")
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
     s.add_argument("-n", type=int, default=1)
@@ -111,9 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="directory to write (e.g. generator/bundled)")
     x.add_argument("--base", action="store_true",
                    help="a base model to fine-tune from (--init-from): model.pt and metrics "
-                        "only, no novelty index or judge (those of a pretraining mixture are "
-                        "tens of MB and no use to a served model)")
-    for sp in (t, j, s, e, x):
+                        "only, no novelty index (that of a pretraining mixture is tens of MB "
+                        "and no use to a served model)")
+    for sp in (t, s, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
@@ -167,45 +151,11 @@ def train(args, config: Config) -> int:
     summary = trainer.run()
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()
-    if rank == 0:
-        if not args.no_judge:  # after the group: the other ranks need not wait
-            _train_judge(out, train_posts, val_posts, args.judge_posts)
-        # the last stdout line, which the bot's retrain and the benches read
+    if rank == 0:  # the last stdout line, which the bot's retrain and the benches read
         print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
               f"chars_per_sec={summary['chars_per_sec']:.1f} "
               f"best_val_bpc={summary['best_val_bpc']:.4f}")
     return 0
-
-
-def judge_command(args, config: Config) -> int:
-    model_dir = _model_dir(args, config)
-    modeldir.read_model(model_dir)  # a clear error before reading a corpus for nothing
-    train_posts, val_posts = _read_corpus(Path(args.corpus or config.corpus.path))
-    if not _train_judge(model_dir, train_posts, val_posts, args.judge_posts):
-        raise UserError("too few posts of two or more lines in the corpus to train a judge")
-    return 0
-
-
-def _train_judge(model_dir: Path, train_posts: list[str], val_posts: list[str],
-                 max_posts: int) -> bool:
-    """Train the coherence judge of the model saved in `model_dir` and save it; False (with a
-    warning, nothing written) when the corpus has too few posts to learn from."""
-    from generator.sample import Generator  # noqa: PLC0415 - keeps `train` start-up lean
-
-    threads = torch.get_num_threads()
-    gen = Generator.load(model_dir)  # one thread: the reads are many small sequences
-    reader = judge.LineReader(gen.model, gen.vocab, judge.lstm_state(gen.start_state))
-    made = judge.train_judge(reader, train_posts, val_posts, max_posts)
-    torch.set_num_threads(threads)
-    if made is None:
-        log.warning("no judge for %s: too few posts of two or more lines; the search goes by "
-                    "fluency alone", model_dir)
-        return False
-    net, info = made
-    modeldir.save_judge(model_dir, net, info)
-    print(f"judge_summary: held_out_accuracy={info['held_out_accuracy']['all']:.4f} "
-          f"posts={info['train_posts']} seconds={info['read_seconds'] + info['seconds']:.1f}")
-    return True
 
 
 def _streams(vocab: Tokenizer, train_posts: list[str], val_posts: list[str]) -> Streams:
@@ -274,7 +224,7 @@ def evaluate(args, config: Config) -> int:
 
 
 def export(args, config: Config) -> int:
-    """model.pt with bf16 weights (half the size) + the novelty index, judge and metrics beside
+    """model.pt with bf16 weights (half the size) + the novelty index and metrics beside
     it (only the metrics for --base)."""
     src, out = Path(args.model), Path(args.out)
     model, vocab, info = modeldir.load_model(src)

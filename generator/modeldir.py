@@ -8,12 +8,11 @@ A model directory holds:
 - `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
                   states, the same "vocab") that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
-- `judge.pt`      the coherence judge (judge.py) of this model's line features; optional:
-                  without it the line-by-line search goes by fluency alone;
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
 - `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows.
 
-A `ranker.pt` left by older versions (an n-gram ranker, since removed) is ignored.
+A `ranker.pt` or `judge.pt` left by older versions (an n-gram ranker and a coherence judge,
+both removed when blind readings found they did not pay) is ignored.
 
 Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
 never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).
@@ -32,7 +31,6 @@ import math
 import os
 import pickle
 import zipfile
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +39,6 @@ import torch
 from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
 from generator.gate import NoveltyIndex
-from generator.judge import JudgeConfig, JudgeNet
 from generator.model import LSTMModel, ModelConfig
 from generator.tokenizer import from_stored
 from generator.vocab import Tokenizer
@@ -53,7 +50,6 @@ VERSION = 1
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
-JUDGE_FILE = "judge.pt"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
 
@@ -191,28 +187,6 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
-# ----- judge.pt -----
-def save_judge(model_dir: str | os.PathLike, net: JudgeNet, info: dict) -> None:
-    _save_pt(Path(model_dir) / JUDGE_FILE, {"kind": "judge", "config": asdict(net.config),
-                                            "weights": net.state_dict(), "info": info})
-
-
-def load_judge(model_dir: str | os.PathLike) -> JudgeNet | None:
-    """The directory's coherence judge, or None when it has none (trained before judges, or on
-    too few posts): the search then goes by fluency alone."""
-    path = Path(model_dir) / JUDGE_FILE
-    if not path.exists():
-        return None
-    payload = _load_pt(path)
-    try:
-        net = JudgeNet(JudgeConfig(**payload["config"]))
-        net.load_state_dict(payload["weights"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ModelFormatError(f"{path} holds no readable judge ({_reason(exc)}): retrain it "
-                               "(python -m generator judge) or delete it") from None
-    return net.eval()
-
-
 def loss_curves(model_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     """{"train": …, "validation": …}: (characters trained, bits per character) points of the
     metrics. Lines written before the trainer logged `train_bpc` (their `train_loss` was nats
@@ -249,14 +223,14 @@ def plot_losses(model_dir: str | os.PathLike) -> Path | None:
 
 
 # ----- the directory as a whole -----
-SERVING_EXTRAS = (NOVELTY_FILE, JUDGE_FILE, METRICS_FILE)
-BASE_EXTRAS = (METRICS_FILE,)  # a base is fine-tuned from, never served: no index, no judge
+SERVING_EXTRAS = (NOVELTY_FILE, METRICS_FILE)
+BASE_EXTRAS = (METRICS_FILE,)  # a base is fine-tuned from, never served: no novelty index
 
 
 def copy_extras(src: str | os.PathLike, dst: str | os.PathLike,
                 names: tuple[str, ...] = SERVING_EXTRAS) -> None:
     """Copy the files `names` of `src` that exist into `dst` (export writes model.pt itself):
-    by default the novelty index, judge and metrics a served model needs."""
+    by default the novelty index and metrics a served model needs."""
     for name in names:
         if (Path(src) / name).exists():
             write_bytes_atomic(Path(dst) / name, (Path(src) / name).read_bytes())

@@ -21,7 +21,6 @@ from typing import NamedTuple
 import torch
 
 from generator import gate, modeldir
-from generator.judge import JudgeNet
 from generator.model import FastLSTM, LSTMModel
 from generator.search import LineSearch, SearchConfig, nucleus
 from generator.vocab import END, UNK, Tokenizer
@@ -39,13 +38,12 @@ DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
 class Candidate(NamedTuple):
     text: str
     likelihood: float  # the model's mean log-probability per character
-    judge: float | None = None  # the judge's log-odds that the post is coherent (searched posts)
 
 
 class Generator:
     def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: gate.NoveltyIndex,
-                 info: dict, judge: JudgeNet | None = None):
-        self.model, self.vocab, self.novelty, self.judge = model, vocab, novelty, judge
+                 info: dict):
+        self.model, self.vocab, self.novelty = model, vocab, novelty
         # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
         # counts as one, as the character model always scored it
         self.token_chars = torch.tensor([
@@ -63,8 +61,8 @@ class Generator:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Generator:
-        """The model of a directory (any other file in it, such as an old ranker.pt, is not
-        read)."""
+        """The model of a directory (any other file in it, such as an old ranker.pt or
+        judge.pt, is not read)."""
         # One character step is a handful of small products: a second thread only adds
         # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
         torch.set_num_threads(1)
@@ -75,7 +73,7 @@ class Generator:
                     hidden=model.config.hidden)
         info.setdefault("val_bpc", None)
         info.setdefault("trained_chars", 0)
-        return cls(model, vocab, novelty, info, modeldir.load_judge(model_dir))
+        return cls(model, vocab, novelty, info)
 
     def generate(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
@@ -103,16 +101,16 @@ class Generator:
 
     def searched(self, temperature: float | None = None, seed: int | None = None,
                  config: SearchConfig | None = None) -> Candidate | None:
-        """One post built line by line (search.py) under this model's judge, tagged; None when no
-        finished post passed the gate. The sampler's lock is held one line at a time, so an
+        """One post built line by line (search.py), tagged; None when no finished post passed
+        the gate. The sampler's lock is held one line at a time, so an
         on-demand request waits for one line step, not a whole search."""
         config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
-        found = LineSearch(self, self.judge, config, lock=self._lock).post(rng)
+        found = LineSearch(self, config, lock=self._lock).post(rng)
         if found is None:
             return None
-        text, likelihood, judge = found
-        return Candidate(gate.finish(text), likelihood, judge if self.judge else None)
+        text, likelihood = found
+        return Candidate(gate.finish(text), likelihood)
 
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
               top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:
@@ -133,9 +131,9 @@ class Generator:
     def score(self, candidates: list[Candidate]) -> list[float]:
         """Ranking scores of candidates of this model, higher better: the one place that says
         which candidate is best (each /bugurt's, a pooled reply's, the channel's): the model's
-        mean log-likelihood per character. The judge steers the search line by line but not
-        this pick: with its log-odds added (0.2 nats a unit) two readers rated the best of 8
-        searched posts below the pick by likelihood alone (sheet N, BENCHMARKS.md)."""
+        mean log-likelihood per character. Two readers rated the best of 8 searched posts
+        below the pick by likelihood alone when a coherence judge's log-odds were added (sheet
+        N, BENCHMARKS.md); other rules (fewest lines, best worst line) read below it too (O)."""
         return [c.likelihood for c in candidates]
 
     def best_first(self, candidates: list[Candidate]) -> list[Candidate]:

@@ -1,4 +1,4 @@
-"""Line-by-line search: a post built one line at a time under the judge and a fluency term.
+"""Line-by-line search: a post built one line at a time under a fluency and a cohesion term.
 
 Best-of-N over whole posts keeps one lucky draw of ~6 lines; here every line is chosen: from each
 of the `beam` posts kept so far, `lines_drawn` continuations of the next line are sampled from the
@@ -6,13 +6,14 @@ model's state (one batch), each is scored, and the best `beam` partial posts go 
 model ends the posts. A continuation's score is the z-score, among the continuations of that
 step, of
 - fluency: the post's mean log-likelihood per character so far (the model's own view), plus
-- `judge_weight` × the coherence judge's log-odds that the post so far is real (judge.py), plus
 - `cohesion_weight` × the share of its lines that reuse a content word of an earlier line,
-so no term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
-ones): chosen by likelihood, nearly every post opened with the corpus's commonest line. Lines
-that repeat the post (`_repeats`), hold the unknown symbol or run over MAX_LINE characters are
-dropped; a post may end only after `min_lines` lines (its end drawn at the model's own rate,
-`cool_end`), and finished posts pass the same quality gate as sampled ones.
+so neither term's scale decides alone. (A coherence judge trained on corrupted real posts was a
+third term until blind readings found it did not pay: BENCHMARKS.md, sheets P and Q.) The
+opening lines are kept as drawn (`beam` distinct ones): chosen by likelihood, nearly every post
+opened with the corpus's commonest line. Lines that repeat the post (`_repeats`), hold the
+unknown symbol or run over MAX_LINE characters are dropped; a post may end only after
+`min_lines` lines (its end drawn at the model's own rate, `cool_end`), and finished posts pass
+the same quality gate as sampled ones.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from common.corpus import LINE_BREAK
 from generator import gate
-from generator.judge import LINE_BREAK, JudgeNet, LineReader, line_scalars, lstm_state
 from generator.model import CellState
 from generator.vocab import END
 
@@ -38,7 +39,6 @@ class SearchConfig:
     beam: int = 4  # partial posts kept after every line
     min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
     max_lines: int = 14
-    judge_weight: float = 1.0
     # weight of lexical cohesion, the share of lines that reuse a content word of an earlier
     # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
     cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
@@ -62,15 +62,13 @@ class SearchConfig:
 
 @dataclass
 class Partial:
-    """A post being built: its lines, the model's state after them, the judge's state."""
+    """A post being built: its lines and the model's state after them."""
 
     lines: list[str]
     state: CellState  # one row
     logits: torch.Tensor  # (1, V): the next token's
-    judge_state: torch.Tensor | None  # (1, 1, W)
     log_likelihood: float = 0.0  # natural log, over the characters so far
     chars: int = 0
-    judge: float = 0.0  # log-odds after the last line
     score: float = 0.0
 
     @property
@@ -85,24 +83,22 @@ class Partial:
 class LineSearch:
     """Builds posts line by line from a `Generator`'s model (its cell, vocab, gate, novelty)."""
 
-    def __init__(self, generator, judge: JudgeNet | None, config: SearchConfig | None = None,
+    def __init__(self, generator, config: SearchConfig | None = None,
                  lock: threading.Lock | None = None):
-        self.gen, self.judge = generator, judge
+        self.gen = generator
         self.config = config or SearchConfig()
         self.lock = lock or contextlib.nullcontext()  # held for one line step at a time
-        self.reader = LineReader(generator.model, generator.vocab,
-                                 lstm_state(generator.start_state))
         self.line_break = generator.vocab.encode(LINE_BREAK)
         # the separator's first token ends a line; a lone newline (a unit of its own in a
         # subword vocabulary) would make a line without @, which the gate refuses
         newline = generator.vocab.encode("\n")
         self.banned = newline if len(newline) == 1 and newline != self.line_break[:1] else []
 
-    def post(self, rng: torch.Generator) -> tuple[str, float, float] | None:
-        """(text, mean log-likelihood per character, judge log-odds) of the best post found, or
-        None when no finished post passed the gate."""
+    def post(self, rng: torch.Generator) -> tuple[str, float] | None:
+        """(text, mean log-likelihood per character) of the best post found, or None when no
+        finished post passed the gate."""
         cfg, gen = self.config, self.gen
-        start = Partial([], gen.start_state, gen.start_logits, None)
+        start = Partial([], gen.start_state, gen.start_logits)
         beams, finished = [start], []
         for depth in range(cfg.max_lines):
             with self.lock, torch.inference_mode():
@@ -112,7 +108,7 @@ class LineSearch:
                                           temperature=temperature)
             if not candidates:
                 break
-            _score(candidates, cfg.judge_weight, cfg.cohesion_weight)
+            _score(candidates, cfg.cohesion_weight)
             ended = [c for c, last in candidates if last]
             finished += [c for c in ended if self._passes(c.text)]
             going = [c for c, last in candidates if not last]
@@ -124,9 +120,9 @@ class LineSearch:
                 break
         if not finished:
             return None
-        _score([(c, True) for c in finished], cfg.judge_weight, cfg.cohesion_weight)
+        _score([(c, True) for c in finished], cfg.cohesion_weight)
         best = max(finished, key=lambda c: c.score)
-        return best.text, best.log_likelihood / max(1, best.chars), best.judge
+        return best.text, best.log_likelihood / max(1, best.chars)
 
     def _passes(self, text: str) -> bool:
         return gate.form_reason(text) is None and self.gen.novelty.copy_reason(text) is None
@@ -149,28 +145,12 @@ class LineSearch:
                     or _repeats(line, parent[r].lines)):
                 continue
             keep.append((r, line))
-        if not keep:
-            return []
-        ends = [bool(last[r]) for r, _ in keep]
-        alone = [None] * len(keep)
-        if self.judge is not None:  # the judge's features: each line read alone too
-            alone = self.reader.read([[self.reader.line_ids(line, end)]
-                                      for (_, line), end in zip(keep, ends, strict=True)])
         out = []
-        for (r, line), end, read in zip(keep, ends, alone, strict=True):
-            p = parent[r]
+        for r, line in keep:
+            p, end = parent[r], bool(last[r])
             chars = len(line) + (1 if end else len(LINE_BREAK))
-            judge, judge_state = p.judge, None
-            if read is not None:
-                features = line_scalars(torch.tensor([-logp[r] / math.log(2) / chars]),
-                                        read[1] / chars, torch.tensor([chars]), read[0],
-                                        p.state.top)
-                with torch.no_grad():
-                    odds, judge_state = self.judge(features[None], p.judge_state)
-                judge = float(odds[0, -1])
             out.append((Partial(p.lines + [line], _row(final, r), final_logits[r : r + 1],
-                                judge_state, p.log_likelihood + logp[r], p.chars + chars,
-                                judge), end))
+                                p.log_likelihood + logp[r], p.chars + chars), end))
         return out
 
     def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
@@ -298,13 +278,10 @@ def cohesion(lines: list[str]) -> float:
     return linked / max(1, len(lines) - 1)
 
 
-def _score(candidates: list[tuple[Partial, bool]], judge_weight: float,
-           cohesion_weight: float) -> None:
-    """Set each partial post's score among them: z(fluency) + judge_weight · z(judge) +
-    cohesion_weight · z(cohesion)."""
+def _score(candidates: list[tuple[Partial, bool]], cohesion_weight: float) -> None:
+    """Set each partial post's score among them: z(fluency) + cohesion_weight · z(cohesion)."""
     fluency = torch.tensor([c.log_likelihood / max(1, c.chars) for c, _ in candidates])
-    judge = torch.tensor([c.judge for c, _ in candidates])
-    scores = _z(fluency) + judge_weight * _z(judge)
+    scores = _z(fluency)
     if cohesion_weight:
         scores += cohesion_weight * _z(torch.tensor([c.cohesion for c, _ in candidates]))
     for (c, _), s in zip(candidates, scores.tolist(), strict=True):

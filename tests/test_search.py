@@ -1,0 +1,117 @@
+"""The line-by-line search and its parts, at tiny sizes, offline."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from common.corpus import LINE_BREAK
+from generator import gate
+from generator import search as search_module
+from generator.sample import Generator
+from generator.search import LineSearch, SearchConfig
+from generator.vocab import END
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny(bot_model):
+    return Generator.load(bot_model)
+
+
+@pytest.mark.parametrize("cool_end", [True, False])
+def test_search_builds_gated_posts_line_by_line(tiny, cool_end):
+    search = LineSearch(tiny, SearchConfig(lines_drawn=6, beam=2, min_lines=3, cool_end=cool_end))
+    rng = torch.Generator().manual_seed(3)
+    posts = []
+    with torch.inference_mode():
+        for _ in range(3):
+            made = search.post(rng)
+            if made is not None:
+                posts.append(made)
+    assert posts, "no search passed the gate on the tiny model"
+    for text, likelihood in posts:
+        lines = text.split(LINE_BREAK)
+        assert gate.form_reason(text) is None
+        assert len(lines) >= 3 and len(set(lines)) == len(lines)
+        assert likelihood < 0
+
+
+def test_nucleus_keeps_the_smallest_set_of_units_reaching_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = search_module.nucleus(logits, 0.75)
+    assert (kept[0] > 0).tolist() == [True, True, False, False]
+    assert torch.allclose(search_module.nucleus(logits, 1.0), logits.softmax(-1))
+
+
+def test_typical_keeps_the_units_whose_surprisal_is_nearest_the_entropy():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])  # entropy 1.14 nats; 0.3's surprisal is 1.20
+    assert (search_module.typical(probs, 0.2)[0] > 0).tolist() == [False, True, False, False]
+    assert (search_module.typical(probs, 0.5)[0] > 0).tolist() == [True, True, False, False]
+    assert torch.equal(search_module.typical(probs, 1.0), probs)
+    cut = torch.tensor([[0.6, 0.4, 0.0, 0.0]])  # a nucleus cut first: those units stay out
+    assert (search_module.typical(cut, 1.0)[0] > 0).tolist() == [True, True, False, False]
+
+
+def test_end_at_rate_gives_the_end_its_own_mass_and_the_rest_keep_their_ratios():
+    cooled = torch.zeros(2, 6)
+    cooled[:, 3:] = torch.tensor([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
+    cooled[:, END] = torch.tensor([0.0, 0.2])  # cooled END: nothing, and part of a nucleus
+    out = search_module.end_at_rate(cooled, torch.tensor([0.3, 0.1]))
+    assert torch.allclose(out.sum(-1), torch.ones(2))
+    assert out[:, END].tolist() == pytest.approx([0.3, 0.1])
+    assert out[0, 3:].tolist() == pytest.approx([0.49, 0.14, 0.07])  # 0.7 of the other 0.7
+    assert out[1, 3].item() == 0.0  # a unit cooled (or cut) to nothing stays nothing
+
+
+def test_a_line_that_repeats_the_post_is_refused():
+    earlier = ["ТЫ ИДЕШЬ В ШКОЛУ", "КАЗАЛОСЬ БЫ"]
+    assert search_module._repeats("КАЗАЛОСЬ БЫ", earlier)
+    assert search_module._repeats("ЗАВТРА ЗАВТРА", earlier)
+    assert search_module._repeats("И СНОВА ТЫ ИДЕШЬ В ШКОЛУ", earlier)  # a 3-word phrase again
+    assert not search_module._repeats("НО ШКОЛА ЗАКРЫТА", earlier)
+
+
+def test_cohesion_counts_lines_that_reuse_a_content_word_of_an_earlier_one():
+    lines = ["ТЫ ПОКУПАЕШЬ ХОЛОДИЛЬНИК", "ПРИВОЗИШЬ ХОЛОДИЛЬНИКИ ДОМОЙ", "ПОТОМ ИДЕШЬ СПАТЬ",
+             "ПОТОМ ПРИВОЗИШЬ"]
+    # line 2 reuses ХОЛОД-; line 3 reuses nothing; line 4 reuses ПРИВО- (ПОТОМ ties nothing)
+    assert search_module.cohesion(lines) == pytest.approx(2 / 3)
+    assert search_module.cohesion(["ОДНА СТРОКА"]) == 0.0
+    assert search_module.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
+
+
+def test_the_opening_is_drawn_at_its_own_temperature(tiny):
+    """The first line alone is drawn at `opening_temperature`: equal to the search's, it changes
+    nothing; hot, the openings are less likely and the posts' likelihood falls."""
+    def posts(**config) -> list[tuple[str, float]]:
+        search = LineSearch(tiny, SearchConfig(lines_drawn=4, beam=2, min_lines=2,
+                                               temperature=0.5, **config))
+        rng = torch.Generator().manual_seed(11)
+        with torch.inference_mode():
+            return [made for _ in range(6) if (made := search.post(rng)) is not None]
+
+    same = posts()
+    assert len(same) >= 3, "the tiny model's searches found too few posts at 0.5"
+    assert posts(opening_temperature=0.5) == same
+    hot = posts(opening_temperature=3.0)
+    assert hot, "no search with a hot opening passed the gate"
+    assert {t.split(LINE_BREAK)[0] for t, _ in hot}.isdisjoint(
+        t.split(LINE_BREAK)[0] for t, _ in same)
+    mean = lambda found: sum(likelihood for _, likelihood in found) / len(found)  # noqa: E731
+    assert mean(hot) < mean(same)
+
+
+def test_a_model_directory_with_an_old_judge_still_serves(bot_model, tmp_path):
+    """judge.pt, written by versions that had a coherence judge, is left unread."""
+    old = tmp_path / "old"
+    shutil.copytree(bot_model, old)
+    (old / "judge.pt").write_bytes(b"a judge of an older version")
+    gen = Generator.load(old)
+    made = [gen.searched(seed=seed, config=SearchConfig(lines_drawn=6, beam=2))
+            for seed in range(4)]
+    assert any(made), "no search passed the gate on the tiny model"
+    assert all(m.text.endswith("\n" + gate.TAG) for m in made if m)
