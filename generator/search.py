@@ -178,7 +178,7 @@ class LineSearch:
                 probs = typical(probs, cfg.typical_p)
             if may_end and not cfg.cool_end:
                 probs = end_at_rate(probs, own[:, END].exp())
-            token = torch.multinomial(probs, 1, generator=rng)[:, 0]
+            token = draw(probs, rng)
             logp += torch.where(open_rows, own.gather(1, token[:, None])[:, 0], torch.zeros(rows))
             logits = cell.step(token, state)
             closing = open_rows & ((token == stop) | (token == END))
@@ -212,6 +212,19 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_probs, order = probs.sort(-1, descending=True)
     drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keep the smallest set reaching it
     return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
+
+
+def draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """One unit a row, (rows,), from (rows, V) probabilities (unnormalised allowed): the first
+    unit whose cumulative probability passes a uniform draw, one uniform number a row.
+    torch.multinomial drew the same but took 2.2 ms a call at 32 rows × 4k units, 60% of a
+    search's CPU; this takes 0.08 ms (BENCHMARKS.md). A unit of probability 0 adds no step to
+    the cumulative sum, so it is never the first to pass."""
+    cdf = probs.cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand(len(probs), 1, generator=rng, dtype=cdf.dtype) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # rounding may reach it
+    return torch.searchsorted(cdf, u, right=True)[:, 0]
 
 
 def typical(probs: torch.Tensor, mass: float) -> torch.Tensor:

@@ -115,3 +115,15 @@ def test_a_model_directory_with_an_old_judge_still_serves(bot_model, tmp_path):
             for seed in range(4)]
     assert any(made), "no search passed the gate on the tiny model"
     assert all(m.text.endswith("\n" + gate.TAG) for m in made if m)
+
+
+def test_draw_follows_the_probabilities_and_never_draws_a_unit_of_none():
+    probs = torch.tensor([[0.0, 5.0, 3.0, 0.0, 1.5, 0.5, 0.0]])  # unnormalised, zeros inside
+    rng = torch.Generator().manual_seed(0)
+    drawn = search_module.draw(probs.expand(100_000, -1).contiguous(), rng)
+    share = torch.bincount(drawn, minlength=7) / len(drawn)
+    assert share[[0, 3, 6]].tolist() == [0.0, 0.0, 0.0]
+    assert share.tolist() == pytest.approx((probs[0] / probs.sum()).tolist(), abs=0.01)
+    one = torch.zeros(3, 5)
+    one[torch.arange(3), torch.tensor([4, 0, 2])] = 1.0  # a single unit left: always it
+    assert search_module.draw(one, rng).tolist() == [4, 0, 2]
