@@ -133,9 +133,10 @@ class PoolConfig:
     # posts by likelihood
     search: str = "lines"
     # with search "lines": a ready reply is the best of this many searched posts by
-    # Generator.score; best of 8 read 2.00 / 2.05 against 1.55 / 1.55 for one (sheet K,
-    # BENCHMARKS.md), at 8× the CPU of one search
-    reply_searches: int = 8
+    # Generator.score; best of 8 read 2.00 / 2.05 against 1.55 / 1.55 for one (sheet K), best
+    # of 16 above best of 8 for both readers of sheet O (BENCHMARKS.md); 16 searches cost less
+    # CPU than 8 did before the search drew units without torch.multinomial
+    reply_searches: int = 16
     channel_searches: int = 32  # with search "lines": searched posts gathered per channel post
 
 
