@@ -133,11 +133,13 @@ class PoolConfig:
     # posts by likelihood
     search: str = "lines"
     # with search "lines": a ready reply is the best of this many searched posts by
-    # Generator.score; best of 8 read 2.00 / 2.05 against 1.55 / 1.55 for one (sheet K), best
-    # of 16 above best of 8 for both readers of sheet O (BENCHMARKS.md); 16 searches cost less
-    # CPU than 8 did before the search drew units without torch.multinomial
-    reply_searches: int = 16
-    channel_searches: int = 32  # with search "lines": searched posts gathered per channel post
+    # Generator.score. More read better on every sheet that compared them (best of 8 over one,
+    # 16 over 8, 32 over 8, 64 over 16: sheets K, O, Q, R in BENCHMARKS.md); 32 searches cost
+    # what 8 did before the search drew units without torch.multinomial
+    reply_searches: int = 32
+    # with search "lines": searched posts gathered per channel post (about 30 CPU s on the
+    # bundle, what 32 cost before; best of 64 read above best of 16 for both readers of sheet R)
+    channel_searches: int = 64
 
 
 @dataclass(frozen=True)
