@@ -33,8 +33,9 @@ from generator.vocab import END
 
 @dataclass
 class SearchConfig:
-    # continuations sampled from each kept post at every line: 8 × 4 cost 9.9 CPU s a post on
-    # the bundle, 0.7× a best-of-64 reply (bench/selection.py, BENCHMARKS.md)
+    # continuations sampled from each kept post at every line: 8 × 4 cost 0.45 CPU s a search
+    # on the bundle (AMX Xeon, bench/search_speed.py; 9.9 s when first measured, on an AVX2
+    # EPYC with the judge and torch.multinomial: BENCHMARKS.md)
     lines_drawn: int = 8
     beam: int = 4  # partial posts kept after every line
     min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
