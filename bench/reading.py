@@ -121,9 +121,9 @@ def score(args) -> int:
 def paired(rated: dict[str, dict], a: str, b: str) -> str:
     """Two file sources picked from the same searches, compared on the posts where their picks
     differ (post i of each): the shared picks add the same rating to both."""
-    differ = [(rated[f"file:{a}#{i}"], rated[f"file:{b}#{i}"]) for i in range(len(rated))
-              if f"file:{a}#{i}" in rated and f"file:{b}#{i}" in rated
-              and rated[f"file:{a}#{i}"] is not rated[f"file:{b}#{i}"]]
+    places = [source.rpartition("#")[2] for source in rated if source.startswith(f"file:{a}#")]
+    both = [(rated[f"file:{a}#{i}"], rated.get(f"file:{b}#{i}")) for i in places]
+    differ = [(ra, rb) for ra, rb in both if rb is not None and ra is not rb]
     if not differ:
         return f"{a} and {b}: no post differs"
     mean_a = statistics.mean(ra["coherence"] for ra, _ in differ)

@@ -22,7 +22,7 @@ import torch
 
 from generator import gate, modeldir
 from generator.model import FastLSTM, LSTMModel
-from generator.search import LineSearch, SearchConfig, nucleus
+from generator.search import LineSearch, SearchConfig, draw, nucleus
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
@@ -221,5 +221,4 @@ def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: fl
     if top_k:
         kth = logits.topk(min(top_k, logits.shape[1]), dim=1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
-    return torch.multinomial(nucleus(logits, 1.0 if top_p is None else top_p), 1,
-                             generator=rng)[:, 0]
+    return draw(nucleus(logits, 1.0 if top_p is None else top_p), rng)

@@ -217,7 +217,8 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 def draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """One unit a row, (rows,), from (rows, V) probabilities (unnormalised allowed): the first
-    unit whose cumulative probability passes a uniform draw, one uniform number a row.
+    unit whose cumulative probability passes a uniform draw, one uniform number a row. The
+    search and the whole-post sampler's top-k / top-p path both draw through it.
     torch.multinomial drew the same but took 2.2 ms a call at 32 rows × 4k units, 60% of a
     search's CPU; this takes 0.08 ms (BENCHMARKS.md). A unit of probability 0 adds no step to
     the cumulative sum, so it is never the first to pass."""

@@ -19,6 +19,7 @@ import re
 
 import sentencepiece as spm
 
+from common.corpus import LINE_BREAK
 from generator.vocab import END, UNK, CharVocab, Tokenizer
 
 KINDS = ("char", "unigram")  # the choices of `train --tokenizer`
@@ -68,7 +69,8 @@ class Unigram(Tokenizer):
                 model_type="unigram",
                 vocab_size=vocab_size, normalization_rule_name="identity",
                 add_dummy_prefix=False, remove_extra_whitespaces=False,
-                split_by_whitespace=True, user_defined_symbols=["\n@\n", "\n"], byte_fallback=True,
+                split_by_whitespace=True, user_defined_symbols=[LINE_BREAK, "\n"],
+                byte_fallback=True,
                 character_coverage=CHARACTER_COVERAGE, eos_id=END, unk_id=UNK, bos_id=-1,
                 pad_id=-1, max_sentence_length=1 << 20, minloglevel=2, num_threads=2)
         except RuntimeError as exc:

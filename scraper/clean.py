@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.corpus import SEPARATOR
+from common.corpus import LINE_BREAK
 
 # Characters that change nothing visible: zero-width spaces/joiners, BOM, word joiner.
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
@@ -154,7 +154,7 @@ def _bugurt_of(lines: list[Line]) -> str | None:
     lettered = any(ch.isalpha() for s in worded for line in s for ch in line)
     if len(worded) < 2 or not lettered:
         return None
-    return f"\n{SEPARATOR}\n".join("\n".join(step) for step in steps)
+    return LINE_BREAK.join("\n".join(step) for step in steps)
 
 
 def _blocks(lines: list[Line]) -> list[list[list[str]]]:
