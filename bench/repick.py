@@ -15,6 +15,11 @@ file, in post order, so that `reading.py score --pair` compares two rules where 
 - after-opening: the mean log-likelihood per character of the lines after the first, for
   searches whose opening is drawn hot (`--opening-temperature`): scored with it, the pick
   would prefer the commonest openings again.
+With `--second-model DIR` (another model, its own units; a base without a novelty index is read
+too) two more rules read each search again under that model:
+- second: its mean log-likelihood per character (another model's view, not the sampler's own
+  view of its cooled draws);
+- both: the sum of the two models' means per character (a product of the two experts).
 It also prints, over all searches, how the rules' quantities go together (Spearman).
 """
 
@@ -33,6 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common.corpus import LINE_BREAK, format_posts  # noqa: E402
+from generator import modeldir  # noqa: E402
+from generator.gate import NoveltyIndex  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.vocab import END  # noqa: E402
 
@@ -82,6 +89,19 @@ def line_bits(gen: Generator, texts: list[str]) -> list[tuple[list[float], list[
     return out
 
 
+def batched(score, gen: Generator, texts: list[str], size: int = 256) -> list:
+    """score(gen, texts) a batch at a time: one grid of every search would hold their
+    log-probabilities over the whole vocabulary at once."""
+    return [out for i in range(0, len(texts), size) for out in score(gen, texts[i : i + size])]
+
+
+def load_scorer(model_dir: Path) -> Generator:
+    """A model only read from: a base (`export --base`) has no novelty index, which reading
+    needs none of, so an empty one stands in."""
+    model, vocab, info = modeldir.load_model(model_dir)
+    return Generator(model, vocab, NoveltyIndex.build([]), info)
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     ra, rb = (torch.tensor(x).argsort().argsort().float() for x in (a, b))
     return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
@@ -92,20 +112,31 @@ def main() -> int:
     parser.add_argument("--model", default="generator/bundled")
     parser.add_argument("--searches", type=Path, required=True, help="NAME-searches.jsonl")
     parser.add_argument("--pick-of", type=int, action="append", required=True)
+    parser.add_argument("--second-model", type=Path,
+                        help="read every search again under this model: rules second and both")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     gen = Generator.load(args.model)
     searches = [json.loads(line) for line in args.searches.read_text("utf-8").splitlines()]
-    for s, (bits, chars) in zip(searches, line_bits(gen, [s["text"] for s in searches]),
-                                strict=True):
+    texts = [s["text"] for s in searches]
+    for s, (bits, chars) in zip(searches, batched(line_bits, gen, texts), strict=True):
         s["bits"], s["chars"] = bits, chars
+    rules = dict(RULES)
+    if args.second_model:
+        second = load_scorer(args.second_model)
+        for s, (bits, chars) in zip(searches, batched(line_bits, second, texts), strict=True):
+            s["second"] = -sum(bits) * math.log(2) / sum(chars)  # nats a character
+        rules["second"] = lambda s: s["second"]
+        rules["both"] = lambda s: s["likelihood"] + s["second"]
+        pairs = [s["likelihood"] for s in searches], [s["second"] for s in searches]
+        print(f"Spearman: likelihood–second {spearman(*pairs):+.2f}")
     groups: dict[int, list[dict]] = defaultdict(list)
     for s in searches:
         groups[s["post"]].append(s)
     args.out.mkdir(parents=True, exist_ok=True)
     for pick in args.pick_of:
-        for rule, key in RULES.items():
+        for rule, key in rules.items():
             picked = [max(groups[post][:pick], key=key)["text"] for post in sorted(groups)]
             (args.out / f"{rule}-pick{pick}.txt").write_text(format_posts(picked), "utf-8")
     likelihood = [s["likelihood"] for s in searches]
