@@ -20,6 +20,11 @@ too) two more rules read each search again under that model:
 - second: its mean log-likelihood per character (another model's view, not the sampler's own
   view of its cooled draws);
 - both: the sum of the two models' means per character (a product of the two experts).
+With `--context K` one more:
+- context: likelihood plus how much each line owes to the post's own earlier lines: the bits a
+  character the lines after the first lose when read after K other posts' openings instead
+  (pointwise mutual information of a line and its context: a stock line that could follow
+  anything gains nothing). The two terms are put on one scale by their spread over all searches.
 It also prints, over all searches, how the rules' quantities go together (Spearman).
 """
 
@@ -28,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -95,6 +102,28 @@ def batched(score, gen: Generator, texts: list[str], size: int = 256) -> list:
     return [out for i in range(0, len(texts), size) for out in score(gen, texts[i : i + size])]
 
 
+def context_gain(gen: Generator, searches: list[dict], k: int, seed: int) -> list[float]:
+    """Bits a character of each search's lines after the first, read after k openings of
+    other posts' searches minus read in the post's own context (s["bits"] of line_bits). A
+    line is read with what ends it in its post: the post's end, or a line break (a stand-in
+    line follows)."""
+    rng = random.Random(seed)
+    texts, where = [], []
+    for j, s in enumerate(searches):
+        lines = s["text"].split(LINE_BREAK)
+        others = [o for o in searches if o["post"] != s["post"]]
+        for i in range(1, len(lines)):
+            tail = [] if i == len(lines) - 1 else ["."]
+            for _ in range(k):
+                opening = rng.choice(others)["text"].split(LINE_BREAK)[0]
+                texts.append(LINE_BREAK.join([opening, lines[i], *tail]))
+                where.append((j, i))
+    gain = [0.0] * len(searches)
+    for (j, i), (bits, _) in zip(where, batched(line_bits, gen, texts), strict=True):
+        gain[j] += (bits[1] - searches[j]["bits"][i]) / k
+    return [g / max(1, sum(s["chars"][1:])) for g, s in zip(gain, searches, strict=True)]
+
+
 def load_scorer(model_dir: Path) -> Generator:
     """A model only read from: a base (`export --base`) has no novelty index, which reading
     needs none of, so an empty one stands in."""
@@ -114,6 +143,8 @@ def main() -> int:
     parser.add_argument("--pick-of", type=int, action="append", required=True)
     parser.add_argument("--second-model", type=Path,
                         help="read every search again under this model: rules second and both")
+    parser.add_argument("--context", type=int, metavar="K",
+                        help="rule context: each line read after K other openings too")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -131,6 +162,15 @@ def main() -> int:
         rules["both"] = lambda s: s["likelihood"] + s["second"]
         pairs = [s["likelihood"] for s in searches], [s["second"] for s in searches]
         print(f"Spearman: likelihood–second {spearman(*pairs):+.2f}")
+    if args.context:
+        for s, gain in zip(searches, context_gain(gen, searches, args.context, 0), strict=True):
+            s["context"] = gain
+        spread = [statistics.stdev(s[key] for s in searches) for key in ("likelihood", "context")]
+        rules["context"] = lambda s: s["likelihood"] / spread[0] + s["context"] / spread[1]
+        pairs = [s["likelihood"] for s in searches], [s["context"] for s in searches]
+        print(f"context gain: mean {statistics.mean(pairs[1]):.3f} bits a character, spread "
+              f"{spread[1]:.3f} (likelihood {spread[0]:.3f} nats); Spearman with likelihood "
+              f"{spearman(*pairs):+.2f}")
     groups: dict[int, list[dict]] = defaultdict(list)
     for s in searches:
         groups[s["post"]].append(s)
