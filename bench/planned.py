@@ -8,7 +8,12 @@ For each post: with --plan-per post, one plan is drawn and each of the N searche
 the pick is the best by the post's likelihood given the plan. With --plan-per search, every
 search draws its own plan; the pick is the best by the likelihood of plan and post together (a
 post of an easy plan is likelier given it, so the plan's own bits are counted). Writes
-OUT/NAME-pickN.txt (posts without their plan) and OUT/NAME-plans.txt (the picks with theirs).
+OUT/NAME-pickN.txt (posts without their plan) and OUT/NAME-plans.txt (the picks with theirs),
+and prints the share of plan words the picks use (stems; 100% in the corpus by construction).
+
+With `--val-bits CORPUS` it first prints whether the model reads its plan at all: the bits a
+character of the lines after the first of CORPUS's validation posts (the plan corpus's), read
+after their own plan, after another post's, and after an empty one.
 CPU seconds are the process's own, one thread.
 """
 
@@ -26,7 +31,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common.corpus import LINE_BREAK, format_posts  # noqa: E402
+from bench.plan_corpus import stem  # noqa: E402
+from bench.repick import batched, line_bits  # noqa: E402
+from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig, draw  # noqa: E402
 from generator.vocab import END  # noqa: E402
@@ -62,6 +69,35 @@ def draw_plan(gen: Generator, temperature: float, rng: torch.Generator):
     return text, loglik, len(text) + 1, started
 
 
+def plan_bits(gen: Generator, corpus: Path, n: int = 400) -> dict[str, float]:
+    """Bits a character of the lines after the first of n validation posts (three lines or
+    more) after their own plan, another post's (shuffled), and an empty one."""
+    _, val, _ = read_split(corpus)
+    posts = [p.split("\n", 1) for p in val if p.count(LINE_BREAK) >= 2][:n]
+    plans, bodies = [p[0] for p in posts], [p[1] for p in posts]
+    shuffled = plans[1:] + plans[:1]
+
+    def after_first(texts: list[str]) -> float:
+        read = batched(line_bits, gen, texts)
+        return sum(sum(b[1:]) for b, _ in read) / sum(sum(c[1:]) for _, c in read)
+
+    return {name: after_first([f"{plan}\n{body}" for plan, body in zip(ps, bodies, strict=True)])
+            for name, ps in (("own", plans), ("another", shuffled),
+                             ("empty", [PLAN] * len(plans)))}
+
+
+def plan_words_used(shown: list[str]) -> float:
+    """The share of the picks' plan words whose stem is a stem of their post."""
+    used = total = 0
+    for text in shown:
+        plan, post = text.split("\n", 1)
+        stems = {stem(w) for w in post.split()}
+        keys = plan.split()[1:]
+        used += sum(stem(k) in stems for k in keys)
+        total += len(keys)
+    return used / max(1, total)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -71,10 +107,17 @@ def main() -> int:
     parser.add_argument("--plan-temperature", type=float, default=0.6)
     parser.add_argument("--plan-per", choices=["post", "search"], default="post")
     parser.add_argument("--name", default="planned")
+    parser.add_argument("--val-bits", type=Path, metavar="CORPUS",
+                        help="first print the bits of CORPUS's validation posts after own, "
+                             "another and empty plans")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     gen = Generator.load(args.model)
+    if args.val_bits:
+        bits = plan_bits(gen, args.val_bits)
+        print("bits a character after the first line: " +
+              ", ".join(f"{name} plan {value:.4f}" for name, value in bits.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
     started = time.process_time()
@@ -105,7 +148,8 @@ def main() -> int:
     (args.out / f"{args.name}-plans.txt").write_text(format_posts(shown), "utf-8")
     lines = sum(len(p.split(LINE_BREAK)) for p in picks) / max(1, len(picks))
     print(f"{args.name}: {len(picks)} posts, {cpu / max(1, len(picks)):.1f} CPU s a post "
-          f"(best of {args.pick_of}), {lines:.1f} lines a post")
+          f"(best of {args.pick_of}), {lines:.1f} lines a post, plan words used "
+          f"{plan_words_used(shown):.0%}")
     return 0
 
 
