@@ -31,14 +31,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.plan_corpus import stem  # noqa: E402
+from bench.plan_corpus import PLAN, stem  # noqa: E402
 from bench.repick import batched, line_bits  # noqa: E402
 from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig, draw  # noqa: E402
 from generator.vocab import END  # noqa: E402
 
-PLAN = "ПЛАН:"
 MAX_PLAN_TOKENS = 40
 
 
