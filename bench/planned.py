@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_generator import machine  # noqa: E402
 from bench.plan_corpus import PLAN, stem  # noqa: E402
 from bench.repick import batched, line_bits  # noqa: E402
 from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
@@ -118,7 +118,7 @@ def main() -> int:
         print("bits a character after the first line: " +
               ", ".join(f"{name} plan {value:.4f}" for name, value in bits.items()))
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
+    print(f"CPU: {machine()}, model {args.model}")
     started = time.process_time()
     picks, shown = [], []
     for i in range(args.n):

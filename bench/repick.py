@@ -108,14 +108,15 @@ def context_gain(gen: Generator, searches: list[dict], k: int, seed: int) -> lis
     line is read with what ends it in its post: the post's end, or a line break (a stand-in
     line follows)."""
     rng = random.Random(seed)
+    others = {post: [o for o in searches if o["post"] != post] for post in
+              dict.fromkeys(s["post"] for s in searches)}  # each post's, built once
     texts, where = [], []
     for j, s in enumerate(searches):
         lines = s["text"].split(LINE_BREAK)
-        others = [o for o in searches if o["post"] != s["post"]]
         for i in range(1, len(lines)):
             tail = [] if i == len(lines) - 1 else ["."]
             for _ in range(k):
-                opening = rng.choice(others)["text"].split(LINE_BREAK)[0]
+                opening = rng.choice(others[s["post"]])["text"].split(LINE_BREAK)[0]
                 texts.append(LINE_BREAK.join([opening, lines[i], *tail]))
                 where.append((j, i))
     gain = [0.0] * len(searches)

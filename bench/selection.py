@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_generator import machine  # noqa: E402
 from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
 from generator.sample import Candidate, Generator  # noqa: E402
@@ -123,7 +123,7 @@ def main() -> int:
                           opening_temperature=args.opening_temperature, top_p=args.top_p,
                           typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
                           cool_end=args.cool_end)
-    print(f"CPU: {platform.processor() or platform.machine()}, model {args.model}")
+    print(f"CPU: {machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
         if system == "likelihood64":
             posts, cpu = likelihood_posts(gen, args.n, args.seed)

@@ -7,11 +7,9 @@ import subprocess
 import sys
 from collections import Counter
 
+from bench import plan_corpus
 from common.corpus import parse_posts
 from tests.paths import REPO
-
-sys.path.insert(0, str(REPO / "bench"))
-import plan_corpus  # noqa: E402
 
 
 def test_each_line_gives_its_rarest_known_content_word():

@@ -7,13 +7,11 @@ import json
 import subprocess
 import sys
 
+from bench import repick
 from common.corpus import LINE_BREAK, parse_posts
 from generator.sample import Generator
 from tests.paths import REPO
 from tests.pipeline import made_up_bugurts
-
-sys.path.insert(0, str(REPO / "bench"))
-import repick  # noqa: E402
 
 TOLERANCE = 0.02  # bits a character
 
