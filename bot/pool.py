@@ -3,16 +3,22 @@
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
 - 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
   default) each is the best by `Generator.score` of `pool.reply_searches` posts built line by
-  line (`Generator.searched`); with `whole`, the best of
-  `pool.reply_candidates` whole samples drawn `bot.candidates` at a time. `/bugurt` and inline
-  queries take them; a post is taken by the one
-  UPDATE … RETURNING that marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL),
-  so no post is handed out twice, across threads and processes.
-- 'channel': searched posts until `pool.channel_searches` are gathered, or with `whole`
-  every gated sample of batches until `pool.channel_candidates`,
-  all at one temperature (the ratings bandit's draw); the next channel post is the one of them
-  with the highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are
-  dropped.
+  line, run side by side under the feed's memory (generator/feed.py: no line, 4-word phrase or
+  opening of the last `pool.memory` replies again, no long corpus line copied); with `whole`,
+  the best of `pool.reply_candidates` whole samples drawn `bot.candidates` at a time.
+  `/bugurt` and inline queries take them; a post is taken by the one UPDATE … RETURNING that
+  marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL), so no post is handed
+  out twice, across threads and processes. A model's starter feed (`generator feed --save`)
+  is stored as ready replies the first time a pool serves that model, so a fresh bot has posts
+  at once.
+- 'channel': searched posts, under the channel's own memory (its published posts), until
+  `pool.channel_searches` are gathered, or with `whole` every gated sample of batches until
+  `pool.channel_candidates`, all at one temperature (the ratings bandit's draw); the next
+  channel post is the one of them with the highest `score` (`best_channel`), stored as
+  `Generator.score` gave it; the rest are dropped.
+
+Handed-out rows are the feeds' memory: they stay while among the last `pool.memory` of their
+kind, or a day, whichever is longer, whatever model wrote them.
 
 Every bot process sharing the database runs a worker; a batch is stored only up to the target
 size, counted under a lock (`add`), so together they fill the pool without overfilling it.
@@ -21,7 +27,7 @@ the event loop (the
 loop only runs the short take queries), yields to people (it waits while on-demand requests
 queue for the sampler), keeps its CPU time within `pool.cpu_share` of a core by sleeping after
 each batch, pauses while a retrain trains (`paused`), and stops after its batch in flight on
-`close`. Rows survive restarts and kill -9; a model swap deletes the old model's rows.
+`close`. Rows survive restarts and kill -9; a model swap deletes the old model's ready rows.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from bot.ratings import Ratings
 from common.config import Config
 from common.db import Database
 from generator import feed
+from generator.modeldir import load_starter
 from generator.sample import Candidate, Generator
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,25 @@ class PoolStore:
                 "DELETE FROM pool WHERE kind = 'channel' AND used_at IS NULL AND model_dir = :m"
             ), {"m": model_dir})
         return (row.text, row.temperature) if row else None
+
+    def seed(self, model_dir: str, posts: list[str], temperatures: tuple[float, ...]) -> int:
+        """Store a model's starter feed as ready replies (temperatures taken in turn), once per
+        model across every process and restart (marked in bot_state); how many were stored."""
+        key = f"starter:{model_dir}"
+        with self.db.write() as conn:
+            self.db.lock(conn, POOL_LOCK)
+            if conn.execute(sa.text("SELECT 1 FROM bot_state WHERE key = :key"),
+                            {"key": key}).first():
+                return 0
+            conn.execute(sa.text("INSERT INTO bot_state (key, value) VALUES (:key, :value)"),
+                         {"key": key, "value": str(len(posts))})
+            if posts:  # score: no likelihood was kept with them (replies are taken in order)
+                conn.execute(sa.text(
+                    "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
+                    " VALUES (:m, 'reply', :t, :text, 0, :now)"
+                ), [{"m": model_dir, "t": temperatures[i % len(temperatures)], "text": post,
+                     "now": time.time()} for i, post in enumerate(posts)])
+        return len(posts)
 
     def ready(self, model_dir: str) -> dict[float, int]:
         """Ready reply posts of the model per temperature (to 3 decimals)."""
@@ -186,6 +212,7 @@ class Pool:
         self.drawing = False  # a batch is in flight (paused() lets it finish)
         # A batch's rows go in only while its model is served: a swap's drop waits for them.
         self._swap_lock = threading.Lock()
+        self._seeded: set[str] = set()  # models whose starter feed this process has stored
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
         slot.on_swap.append(self.model_changed)
 
@@ -330,6 +357,10 @@ class Pool:
         """('reply', T) for the emptiest temperature below pool.size, else ('channel', T) while
         fewer than pool.channel_candidates are gathered, else None (nothing to do)."""
         self.store.drop_others(model_dir, self.rules.memory)
+        if self.size and model_dir not in self._seeded:
+            self._seeded.add(model_dir)
+            if stored := self.store.seed(model_dir, load_starter(model_dir), self.temperatures):
+                log.info("pool: %d posts of the starter feed of %s are ready", stored, model_dir)
         ready = self.store.ready(model_dir)
         emptiest = min(self.temperatures, key=lambda t: ready.get(round(t, 3), 0))
         if ready.get(round(emptiest, 3), 0) < self.size:

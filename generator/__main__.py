@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--kind", choices=["channel", "reply"], default="channel",
                    help="the channel's posts (pool.channel_searches searches each) or the "
                         "replies' (pool.reply_searches)")
+    f.add_argument("--save", action="store_true",
+                   help="also write the posts into the model directory as its starter feed, "
+                        "which a bot's pool hands out first")
     e = sub.add_parser("eval", help="bits per character of a model on a corpus file")
     e.add_argument("--model", help="model directory (default: generator.model_dir)")
     e.add_argument("--text", required=True, help="corpus file to score")
@@ -235,6 +238,8 @@ def feed(args, config: Config) -> int:
         print(post + "\n", flush=True)
     if not posts:
         raise UserError("no search finished a post: try another --seed or model")
+    if args.save:
+        modeldir.save_starter(_model_dir(args, config), posts)
     if len(posts) < args.n:
         log.warning("only %d of %d posts were finished", len(posts), args.n)
     return 0

@@ -117,7 +117,8 @@ class Generator:
         an on-demand request waits for one step, not a whole search."""
         config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
         found = LineSearch(self, config, lock=self._lock, avoid=avoid).posts(rng, count)
-        return [Candidate(gate.finish(text), likelihood) for text, likelihood in filter(None, found)]
+        return [Candidate(gate.finish(text), likelihood)
+                for text, likelihood in filter(None, found)]
 
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
               top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:

@@ -12,12 +12,23 @@ import torch
 
 from bot.pool import PoolStore
 from common.corpus import LINE_BREAK
+from common.db import open_database
 from generator import feed, gate, modeldir
 from generator.feed import FeedMemory, FeedRules
 from generator.gate import NoveltyIndex
 from generator.sample import Candidate, Generator
 from generator.search import LineSearch, SearchConfig
-from tests.pipeline import bot_config, run, write_config
+from tests.pipeline import (
+    OTHER,
+    READER,
+    AppThread,
+    ask,
+    bot_config,
+    query,
+    run,
+    wait_until,
+    write_config,
+)
 
 torch.set_num_threads(1)
 CORPUS = ["ТЫ ИДЕШЬ В ШКОЛУ\n@\nА ТАМ НИКОГО НЕТ СОВСЕМ\n@\nПРОСЫПАЕШЬСЯ",
@@ -165,3 +176,30 @@ def test_a_model_directory_without_line_filter_still_feeds(bot_model, tmp_path):
     modeldir.save_novelty(old, index)
     posts = feed.feed(Generator.load(old), 2, 2, (0.8,), FeedRules(), seed=3)
     assert posts
+
+
+def test_a_starter_feed_is_stored_once_per_model_in_turn_over_the_temperatures(database):
+    store, posts = PoolStore(database), [f"ПОСТ {i}\n@\nСТРОКА\n{gate.TAG}" for i in range(5)]
+    assert store.seed("m", posts, (0.4, 0.5)) == 5
+    assert store.ready("m") == {0.4: 3, 0.5: 2}
+    assert [store.take("m", 0.5)[0] for _ in range(5)] == [posts[i] for i in (1, 3, 0, 2, 4)]
+    assert store.seed("m", posts, (0.4, 0.5)) == 0  # once, even after it was handed out
+    assert PoolStore(open_database(database.engine.url)).seed("m", posts, (0.4,)) == 0
+    assert store.seed("other", [], (0.4,)) == 0 and store.ready("other") == {}
+
+
+def test_a_fresh_bot_hands_out_its_models_starter_feed_first(tmp_path, bot_model, telegram):
+    model = shutil.copytree(bot_model, tmp_path / "model")
+    starter = [f"СТАРТОВЫЙ ПОСТ {i}\n@\nГОТОВ С ПЕРВОЙ СЕКУНДЫ\n{gate.TAG}" for i in range(4)]
+    modeldir.save_starter(model, starter)
+    assert modeldir.load_starter(model) == starter
+    raw = bot_config(tmp_path, model, telegram, channel=False, temperatures=[0.85])
+    raw["pool"] = {"size": 2, "channel_candidates": 0, "channel_searches": 0}
+    database = tmp_path / "data" / "neurobugurt.sqlite3"
+    with AppThread(raw):
+        # more ready posts than pool.size: the worker samples nothing while they last
+        wait_until(lambda: len(query(database, "SELECT id FROM pool")) == 4, 60, "the starter")
+        first = ask(telegram, "/bugurt", READER)
+        second = ask(telegram, "/bugurt", OTHER)
+    assert [first, second] == starter[:2]
+    assert [text for (text,) in query(database, "SELECT text FROM pool ORDER BY id")] == starter
