@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from common.corpus import LINE_BREAK
-from generator import gate
-from generator import sampling
+from generator import gate, sampling
 from generator import search as search_module
 from generator.sample import Generator
 from generator.search import LineSearch, SearchConfig
