@@ -40,10 +40,14 @@ def make(args) -> int:
     gen = Generator.load(args.model)
     temperatures = tuple(float(t) for t in args.temperatures.split(","))
     began = time.process_time()
-    posts = feed.feed(gen, args.n, args.searches, temperatures, rules, args.seed)
-    seconds = time.process_time() - began
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("".join(p + "\n\n" for p in posts), encoding="utf-8")
+    posts = []
+    with open(args.out, "w", encoding="utf-8") as out:  # each post as it comes
+        for post in feed.feed(gen, args.n, args.searches, temperatures, rules, args.seed):
+            out.write(post + "\n\n")
+            out.flush()
+            posts.append(post)
+    seconds = time.process_time() - began
     print(f"{args.out}: {len(posts)} posts, {rules}, best of {args.searches}, "
           f"{seconds / max(1, len(posts)):.1f} CPU s a post on {machine()}")
     return 0

@@ -233,9 +233,10 @@ def feed(args, config: Config) -> int:
     log.info("feed of %d %s posts, best of %d searches each, seed %d", args.n, args.kind,
              searches, seed)
     rules = feeds.FeedRules(memory=config.pool.memory)
-    posts = feeds.feed(gen, args.n, max(1, searches), config.bot.temperatures, rules, seed)
-    for post in posts:
+    posts = []
+    for post in feeds.feed(gen, args.n, max(1, searches), config.bot.temperatures, rules, seed):
         print(post + "\n", flush=True)
+        posts.append(post)
     if not posts:
         raise UserError("no search finished a post: try another --seed or model")
     if args.save:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -117,19 +118,20 @@ def searched(generator: Generator, memory: FeedMemory | None, searches: int,
 
 
 def feed(generator: Generator, n: int, searches: int, temperatures: tuple[float, ...],
-         rules: FeedRules, seed: int) -> list[str]:
-    """n posts in a row as a channel shows them: each the best of `searches` searches at a
-    temperature drawn from `temperatures`, remembered for the next. The same seed gives the
-    same feed."""
+         rules: FeedRules, seed: int) -> Iterator[str]:
+    """n posts in a row as a channel shows them, each as soon as it is made: the best of
+    `searches` searches at a temperature drawn from `temperatures`, remembered for the next.
+    The same seed gives the same feed. Fewer than n when rounds finish no post (at most 2n
+    rounds)."""
     memory = FeedMemory(rules, generator.novelty)
     pick = random.Random(seed)
     rng = torch.Generator().manual_seed(seed)
-    posts: list[str] = []
-    for _ in range(n * 2):  # a round may finish no post; give up after twice the rounds
+    made = 0
+    for _ in range(n * 2):
         post = next_post(generator, memory, searches, pick.choice(temperatures), rng)
         if post is not None:
-            posts.append(post.text)
             memory.add(post.text)
-        if len(posts) == n:
-            break
-    return posts
+            made += 1
+            yield post.text
+        if made == n:
+            return

@@ -114,12 +114,12 @@ def test_a_search_writes_no_line_its_avoid_refuses(tiny):
 
 def test_a_feed_repeats_no_line_and_the_same_seed_gives_the_same_feed(tiny):
     rules = FeedRules(memory=50)
-    posts = feed.feed(tiny, 6, 3, (0.8,), rules, seed=9)
+    posts = list(feed.feed(tiny, 6, 3, (0.8,), rules, seed=9))
     assert len(posts) == 6
     lines = [line for post in posts for line in feed.lines_of(post)]
     assert len(lines) == len(set(lines)), "a line of the feed was written twice"
     assert all(post.endswith("\n" + gate.TAG) for post in posts)
-    assert feed.feed(tiny, 6, 3, (0.8,), rules, seed=9) == posts
+    assert list(feed.feed(tiny, 6, 3, (0.8,), rules, seed=9)) == posts
     # a feed that goes on after these posts writes none of their lines
     memory = FeedMemory(rules, tiny.novelty, posts)
     rng = torch.Generator().manual_seed(9)
@@ -174,7 +174,7 @@ def test_a_model_directory_without_line_filter_still_feeds(bot_model, tmp_path):
     index = modeldir.load_novelty(old)
     index.line_filter = None
     modeldir.save_novelty(old, index)
-    posts = feed.feed(Generator.load(old), 2, 2, (0.8,), FeedRules(), seed=3)
+    posts = list(feed.feed(Generator.load(old), 2, 2, (0.8,), FeedRules(), seed=3))
     assert posts
 
 
