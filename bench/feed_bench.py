@@ -3,6 +3,7 @@
     .venv/bin/python bench/feed_bench.py make --out runs/feeds/new.txt -n 30 --seed 1 \
         [--searches 64] [--temperatures 0.4,0.45,0.5] [--rule memory=0 --rule opening_window=0]
     .venv/bin/python bench/feed_bench.py stats --corpus data/bugurt/corpus.txt FILE...
+    .venv/bin/python bench/feed_bench.py plot --sheet bench/readings/DIR --out PNG LABEL=FILE...
 
 `make` writes n consecutive posts of `generator.feed.feed` (what `python -m generator feed`
 prints) with FeedRules changed by each --rule; `--rule memory=0 --rule opening_window=0 --rule
@@ -10,7 +11,10 @@ copy_words=999` is the pick before the feed's rules. `stats` prints, for each fi
 sample format), as a Markdown table: lines also found in another post of the file, pairs of
 posts sharing two lines or more, lines copied verbatim from the corpus's training split, the
 share of posts opening with "ТЫ", mean lines a post, and the same for windows of the validation
-split's real posts of the file's size (median and 90th percentile over every window).
+split's real posts of the file's size (median and 90th percentile over every window). `plot`
+draws the trade-off: each feed a point, its readers' mean coherence (from the sheet's key and
+every `ratings*.jsonl` in it, the file's LABEL being its source there) against the share of its
+lines found in another post of the feed, and its humour against the same.
 """
 
 from __future__ import annotations
@@ -90,6 +94,41 @@ def stats(args) -> int:
     return 0
 
 
+def plot(args) -> int:
+    import matplotlib  # noqa: PLC0415 - a development dependency of this command only
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # noqa: PLC0415
+
+    from bench.reading import read_ratings  # noqa: PLC0415
+
+    train, _, _ = read_split(Path(args.corpus))
+    corpus_lines = {line for post in train for line in feed.lines_of(post)}
+    sheet = Path(args.sheet)
+    rated = [r for f in sorted(sheet.glob("ratings*.jsonl")) for r in read_ratings(sheet, str(f))]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for spec in args.files:
+        label, _, path = spec.partition("=")
+        posts = [feed.lines_of(p) for p in Path(path).read_text("utf-8").split("\n\n")
+                 if p.strip()]
+        shared = measure(posts, corpus_lines)["shared"]
+        mine = [r for source, r in rated if source.startswith(f"file:{label}#")]
+        for axis, key in zip(axes, ("coherence", "humour"), strict=True):
+            value = statistics.mean(r[key] for r in mine)
+            axis.scatter(shared * 100, value)
+            axis.annotate(label, (shared * 100, value), textcoords="offset points",
+                          xytext=(4, 4))
+    for axis, key in zip(axes, ("coherence", "humour"), strict=True):
+        axis.set_xlabel("lines also in another post of the feed, %")
+        axis.set_ylabel(f"{key} 1–5, mean of the readers")
+        axis.grid(alpha=0.3)
+    fig.suptitle(f"Feeds of 30 posts: repetition against what readers rated ({sheet.name})")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=100)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,8 +143,13 @@ def main() -> int:
     s = sub.add_parser("stats")
     s.add_argument("--corpus", default="data/bugurt/corpus.txt")
     s.add_argument("files", nargs="+")
+    p = sub.add_parser("plot")
+    p.add_argument("--corpus", default="data/bugurt/corpus.txt")
+    p.add_argument("--sheet", required=True, help="a reading's folder: key.json, ratings*.jsonl")
+    p.add_argument("--out", required=True)
+    p.add_argument("files", nargs="+", metavar="LABEL=FILE")
     args = parser.parse_args()
-    return make(args) if args.command == "make" else stats(args)
+    return {"make": make, "stats": stats, "plot": plot}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -203,3 +203,13 @@ def test_a_fresh_bot_hands_out_its_models_starter_feed_first(tmp_path, bot_model
         second = ask(telegram, "/bugurt", OTHER)
     assert [first, second] == starter[:2]
     assert [text for (text,) in query(database, "SELECT text FROM pool ORDER BY id")] == starter
+
+
+def test_feed_bench_counts_shared_lines_pairs_and_copies():
+    from bench.feed_bench import measure
+
+    posts = [["А", "Б", "В"], ["А", "Б", "Г"], ["Д", "Е"], ["ТЫ ЖЕ", "Е"]]
+    m = measure(posts, corpus_lines={"В", "Д"})
+    assert m["shared"] == 6 / 10  # А, Б twice each, Е twice
+    assert m["pairs"] == 1  # posts 1 and 2 share two lines; 3 and 4 only one
+    assert m["copied"] == 2 / 10 and m["ty"] == 1 / 4 and m["lines"] == 10 / 4
