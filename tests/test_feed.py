@@ -52,7 +52,8 @@ def test_memory_refuses_a_remembered_line_a_shared_phrase_and_a_repeated_opening
     assert not memory.refuses("ДЕДА С КОТОМ", 2)  # 2 words shared: a different line
     assert memory.refuses("КОРОЧЕ ИДУ ДОМОЙ", 0)  # opens as the last post did
     assert not memory.refuses("КОРОЧЕ ИДУ ДОМОЙ", 1)  # the same words inside a post are fine
-    assert not memory.refuses(gate.TAG, 1) and not memory.lines[gate.TAG]  # the tag is no line
+    assert not memory.refuses(gate.TAG, 1) and not memory.lines["NEURO"]  # the tag is no line
+    assert memory.refuses("вижу дедов с баяном в вагоне", 2)  # other endings, other case
 
 
 def test_memory_refuses_corpus_lines_of_three_words_and_keeps_short_ones():
