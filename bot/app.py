@@ -22,7 +22,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
-from bot.i18n import RUSSIAN_READERS, Texts, load_all
+from bot.i18n import FALLBACK, READERS, Texts, load_all
 from bot.inbox import TAKE_OVER_SECONDS, Inbox, InboxProcessor, InboxQueue
 from bot.leader import LEAD_SECONDS, ProcessLife
 from bot.publish import TelegramChannel
@@ -103,12 +103,15 @@ async def _post_init(app: Application) -> None:
 
 
 async def _set_menus(bot: Bot, catalogs: dict[str, Texts]) -> None:
-    """The command menu in English for every user, and in Russian for those whose Telegram
-    speaks a language answered in Russian (bot/i18n.py)."""
-    await bot.set_my_commands([BotCommand(n, text) for n, text in menu(catalogs["en"])])
-    russian = [BotCommand(n, text) for n, text in menu(catalogs["ru"])]
-    for code in sorted(RUSSIAN_READERS):
-        await bot.set_my_commands(russian, language_code=code)
+    """The command menu in the fallback language (English) for every user, and for each
+    language_code answered in another language (ru, uk, be: Russian) in that one."""
+    def commands(language: str) -> list[BotCommand]:
+        return [BotCommand(name, text) for name, text in menu(catalogs[language])]
+
+    await bot.set_my_commands(commands(FALLBACK))
+    for code, language in sorted(READERS.items()):
+        if language != FALLBACK:
+            await bot.set_my_commands(commands(language), language_code=code)
 
 
 async def _start_job(context: ContextTypes.DEFAULT_TYPE) -> None:

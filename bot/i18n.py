@@ -1,13 +1,14 @@
 """The bot's words in its reader's language: gettext catalogs, one `Texts` per language.
 
-Code holds message ids only: `tr.t("start")`, `tr.n("cooldown", seconds, seconds=seconds)`
-(plurals through gettext's ngettext, so Russian gets its three forms), `N_("stage.train")` for an
-id kept now and put into words later. The words live in `locales/<language>/LC_MESSAGES/bot.po`;
+Code holds message ids only: `tr.t("start")`, `tr.n("cooldown", seconds)` (plurals through
+gettext's ngettext, so Russian gets its three forms; the number is the words' {count}), and
+`N_("retrain.stage.train")` for an id kept now and put into words where it is shown. The words live in `locales/<language>/LC_MESSAGES/bot.po`;
 `make install` compiles them to `bot.mo`, which is what this module reads.
 
 Adding a line the bot says: write `tr.t("new.id", field=...)` where it is said, add `new.id` with
 its words to locales/ru/…/bot.po and locales/en/…/bot.po (`make messages` adds the empty
-entries), then `make install`. tests/test_i18n.py fails while either catalog lacks it.
+entries), then `make install`. tests/test_i18n.py fails while either catalog lacks it. Adding
+a language: README.md, section Languages.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from common.config import LANGUAGES
 
 DOMAIN = "bot"
 LOCALES = Path(__file__).resolve().parent.parent / "locales"
-FALLBACK = "en"  # a reader whose language has no catalog
-# Telegram language codes answered in Russian: its readers read Russian bugurts.
-RUSSIAN_READERS = frozenset({"ru", "uk", "be"})
+FALLBACK = "en"  # a reader whose language_code READERS does not name
+# Telegram language codes → the catalog that answers them. Ukrainian and Belarusian readers
+# read the Russian bugurts, so they are answered in Russian too.
+READERS = {"ru": "ru", "uk": "ru", "be": "ru", "en": "en"}
 
 
 class Texts:
@@ -57,7 +59,7 @@ def language_of(code: str | None, default: str) -> str:
     None); `default` (bot.language) when Telegram sent none."""
     if not code:
         return default
-    return "ru" if code.split("-")[0].lower() in RUSSIAN_READERS else FALLBACK
+    return READERS.get(code.split("-")[0].lower(), FALLBACK)
 
 
 def catalog_path(language: str, suffix: str = ".mo", locales: Path = LOCALES) -> Path:

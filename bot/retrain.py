@@ -90,7 +90,7 @@ class RetrainJob:
         self.lock = lock  # held for the whole run: one retrain across the bot's processes
         self.stage = ""  # a message id (N_): translated where it is shown
         self.last_result: Say = lambda tr: tr.t("retrain.none_yet")
-        self.tr = texts_for("en")  # the language of the admin who started the running retrain
+        self.tr = texts_for(config.bot.language)  # that of the admin who started the last run
         self._task: asyncio.Task | None = None
         self._procs: set[asyncio.subprocess.Process] = set()
         self._progress: Say | None = None
