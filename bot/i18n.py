@@ -2,8 +2,9 @@
 
 Code holds message ids only: `tr.t("start")`, `tr.n("cooldown", seconds)` (plurals through
 gettext's ngettext, so Russian gets its three forms; the number is the words' {count}), and
-`N_("retrain.stage.train")` for an id kept now and put into words where it is shown. The words live in `locales/<language>/LC_MESSAGES/bot.po`;
-`make install` compiles them to `bot.mo`, which is what this module reads.
+`N_("retrain.stage.train")` for an id kept now and put into words where it is shown. The words
+live in `locales/<language>/LC_MESSAGES/bot.po`; `make install` compiles them to `bot.mo`, which
+is what this module reads.
 
 Adding a line the bot says: write `tr.t("new.id", field=...)` where it is said, add `new.id` with
 its words to locales/ru/…/bot.po and locales/en/…/bot.po (`make messages` adds the empty
