@@ -13,7 +13,7 @@ from bot.i18n import texts_for
 from bot.prime import MAX_PRIME_CHARS
 from bot.terminal import run_terminal
 from common.config import config_from_dict
-from tests.pipeline import AppThread, ask, bot_config
+from tests.pipeline import ADMIN, AppThread, ask, bot_config
 
 RU, EN = texts_for("ru"), texts_for("en")
 RUSSIAN, UKRAINIAN, ENGLISH, NO_CODE = 501, 502, 503, 504
@@ -39,7 +39,8 @@ def _inline_error(telegram, user: int) -> str:
 def test_each_reader_is_answered_in_their_language(tmp_path, bot_model, telegram):
     raw = bot_config(tmp_path, bot_model, telegram, channel=False)
     del raw["bot"]["language"]  # the default: ru
-    for user, code in ((RUSSIAN, "ru"), (UKRAINIAN, "uk"), (ENGLISH, "en"), (NO_CODE, None)):
+    for user, code in ((RUSSIAN, "ru"), (UKRAINIAN, "uk"), (ENGLISH, "en"), (NO_CODE, None),
+                       (ADMIN, "be")):
         telegram.speaks(user, code)
     with AppThread(raw):
         assert _russian(ask(telegram, "/start", RUSSIAN)) == RU.t("start")
@@ -61,6 +62,15 @@ def test_each_reader_is_answered_in_their_language(tmp_path, bot_model, telegram
         assert ask(telegram, "/frobnicate", ENGLISH) == "I don't know /frobnicate. /help lists " \
                                                         "what I can do."
         assert ask(telegram, "привет", NO_CODE) == RU.t("not_a_command")
+
+        # An admin's replies: /status's labels and what it reports, /help, /schedule, /pause.
+        status = ask(telegram, "/status", ADMIN).splitlines()
+        assert all(_russian(line.split(":")[0]) for line in status)
+        assert RU.t("retrain.none_yet") in status[-3] and "ещё не было" in status[4]
+        assert RU.t("help.admin") in ask(telegram, "/help", ADMIN)
+        assert _russian(ask(telegram, "/schedule 0 25 * * *", ADMIN)).startswith(
+            "Не могу поставить расписание «0 25 * * *»: в поле «час» нельзя «25».")
+        assert ask(telegram, "/pause", ADMIN) == _russian(RU.t("paused"))
 
         assert _russian(_inline_error(telegram, RUSSIAN)) == RU.t("inline.error")
         assert _inline_error(telegram, ENGLISH) == EN.t("inline.error")
