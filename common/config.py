@@ -144,6 +144,9 @@ class PoolConfig:
     # with search "lines": searched posts gathered per channel post (about 30 CPU s on the
     # bundle, what 32 cost before; best of 64 read above best of 16 for both readers of sheet R)
     channel_searches: int = 64
+    # posts of each feed (replies, channel) remembered against repetition: a line of one of
+    # them, or a 4-word phrase, is not written again (generator/feed.py); 0: no memory
+    memory: int = 200
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,7 @@ def _check_counts(config: Config, source: str) -> None:
         ("pool.reply_candidates", pool.reply_candidates, 1),
         ("pool.reply_searches", pool.reply_searches, 1),
         ("pool.channel_searches", pool.channel_searches, 0),
+        ("pool.memory", pool.memory, 0),
         ("inline.posts", inline.posts, 1), ("inline.per_minute", inline.per_minute, 1),
     ):
         if value < least:

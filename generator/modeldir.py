@@ -9,7 +9,10 @@ A model directory holds:
                   states, the same "vocab") that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
-- `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows.
+- `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows;
+- `starter.txt`   a starter feed: posts `generator feed --save` made for this model, in the
+                  sample format, that a bot's pool hands out first (bot/pool.py), so that a
+                  fresh bot, or a model just swapped in, has ready posts at once.
 
 A `ranker.pt` or `judge.pt` left by older versions (an n-gram ranker and a coherence judge,
 both removed when blind readings found they did not pay) is ignored.
@@ -52,6 +55,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
+STARTER_FILE = "starter.txt"
 
 
 class ModelDirError(UserError):
@@ -141,6 +145,20 @@ def load_novelty(model_dir: str | os.PathLike) -> NoveltyIndex:
                             ) from None
 
 
+# ----- starter.txt -----
+def save_starter(model_dir: str | os.PathLike, posts: list[str]) -> None:
+    write_text_atomic(Path(model_dir) / STARTER_FILE, "".join(p + "\n\n" for p in posts))
+
+
+def load_starter(model_dir: str | os.PathLike) -> list[str]:
+    """The starter feed's posts, in order; none when the directory has no (readable) one."""
+    try:
+        text = (Path(model_dir) / STARTER_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [post.strip("\n") for post in text.split("\n\n") if post.strip()]
+
+
 # ----- metrics.jsonl -----
 def append_metrics(model_dir: str | os.PathLike, record: dict) -> None:
     """One progress line. An append, not a replace: a reader polling the file while training
@@ -223,7 +241,7 @@ def plot_losses(model_dir: str | os.PathLike) -> Path | None:
 
 
 # ----- the directory as a whole -----
-SERVING_EXTRAS = (NOVELTY_FILE, METRICS_FILE)
+SERVING_EXTRAS = (NOVELTY_FILE, METRICS_FILE, STARTER_FILE)
 BASE_EXTRAS = (METRICS_FILE,)  # a base is fine-tuned from, never served: no novelty index
 
 
