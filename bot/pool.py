@@ -218,14 +218,6 @@ class Pool:
 
     # ---- the event loop's side ----------------------------------------------------------------
 
-    def describe(self) -> str:
-        """'12 ready (0.7: 4, 0.85: 4, 1: 4), 37 channel candidates' for /status."""
-        ready = self.store.ready(self.slot.model_dir)
-        per = ", ".join(f"{t:g}: {n}" for t, n in sorted(ready.items()))
-        gathered, _ = self.store.gathered(self.slot.model_dir)
-        return (f"{sum(ready.values())} ready{f' ({per})' if per else ''}, "
-                f"{gathered} channel candidates")
-
     def take(self, temperature: float, n: int = 1) -> list[str]:
         """Up to n ready posts of the served model (none: the caller samples on demand)."""
         posts = self.store.take(self.slot.model_dir, temperature, n) if self.size else []

@@ -15,21 +15,19 @@ from typing import TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import texts
 from bot.chat import Sender
+from bot.i18n import Texts, load_all
 from bot.runner import split_command
 from bot.wiring import build_runner, vk_publisher
 from common.config import Config
-
-BANNER = "Neurobugurt terminal chat (no telegram.token set). Type /help; Ctrl-D quits."
-TERMINAL_USER = Sender(user_id=0, is_admin=True)
 
 
 class TerminalChat:
     """The Runner's Chat on a text stream; an edit prints the new text as a new line."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, tr: Texts) -> None:
         self.out = out
+        self.tr = tr
         self._said = 0
 
     async def say(self, text: str) -> object:
@@ -41,7 +39,7 @@ class TerminalChat:
         self._print(text)
 
     async def photo(self, path: Path, caption: str) -> None:
-        self._print(f"[{caption}: picture saved to {path}]")
+        self._print(self.tr.t("terminal.picture", caption=caption, path=path))
 
     async def typing(self) -> None:
         """A terminal shows nothing while a post is written."""
@@ -64,15 +62,17 @@ async def run_terminal(
     stdout: TextIO = sys.stdout,
     sweep_seconds: float = 15.0,
 ) -> None:
+    tr = load_all()[config.bot.language]  # the terminal's user is bot.language's reader
+    user = Sender(user_id=0, is_admin=True, texts=tr)
     # UTC like PTB's JobQueue: the posting job's crontab carries schedule.timezone itself.
     scheduler = AsyncIOScheduler(timezone="UTC")
     runner = build_runner(config, config_path, scheduler, vk_publisher(config))
     scheduler.start()
     scheduler.add_job(runner.sweep, "interval", seconds=sweep_seconds, id="sweep")
-    chat = TerminalChat(stdout)
+    chat = TerminalChat(stdout, tr)
     try:
         await runner.start()
-        await chat.say(BANNER)
+        await chat.say(tr.t("terminal.banner"))
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         reader = threading.Thread(
             target=_read_lines, args=(stdin, asyncio.get_running_loop(), queue), daemon=True
@@ -83,10 +83,10 @@ async def run_terminal(
             if not line:
                 continue
             if not line.startswith("/"):
-                await chat.say(texts.NOT_A_COMMAND)
+                await chat.say(tr.t("not_a_command"))
                 continue
             name, _, args = split_command(line)
-            await runner.command(name, args, TERMINAL_USER, chat)
+            await runner.command(name, args, user, chat)
         await runner.wait_idle()
     finally:
         await runner.close()

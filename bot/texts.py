@@ -1,88 +1,41 @@
-"""Every line the bot says, in one place: short, saying what happened and what to do.
+"""The bot's lines made of several parts (/status, /top, a publish summary, /retrain's reports).
 
-The exception: each command's /help line and menu description sit with the command itself, in
-the command table at the end of runner.py.
+Every word a reader sees is a message id put into their language by a `Texts` (bot/i18n.py);
+the words themselves are in locales/. One-part lines are said where they happen:
+`chat.say(tr.t("start"))`.
 """
 
 from __future__ import annotations
 
 import datetime as dtm
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from bot.i18n import N_, Texts
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
+from common.crontab import CrontabError
 
-START = (
-    "Hi! I write bugurts: short capital-letter stories whose lines are separated by '@'.\n"
-    "Send /bugurt for a fresh one, or /bugurt YOUR TEXT for one that starts with your text.\n"
-    "/help lists all commands."
-)
-UNKNOWN = "I don't know /{name}. /help lists what I can do."
-ADMIN_ONLY = "/{name} is for the bot's admins only."
-NOT_A_COMMAND = "I answer commands: send /bugurt for a bugurt, or /help."
-COOLDOWN = "Please wait {seconds} s before the next /bugurt."
-PRIME_TOO_LONG = (
-    "Your beginning has {length} characters; at most {limit} fit. Please send a shorter one."
-)
-PRIME_EMPTY = (
-    "Your text has no characters I can write with; send /bugurt alone or with some words."
-)
-LEFT_OUT = "I left out characters I can't write: {chars}"
-BUSY = "I'm writing many bugurts right now; please try again in a minute."
-NO_GOOD_POST = "I couldn't write a good one this time; please try again."
-# Inline answers with no posts: the text of a button above the empty list (at most 64 chars).
-INLINE_TOO_LONG = "Too long: start a bugurt with at most {limit} characters"
-INLINE_NO_CHARS = "No letters I can write with: try words"
-INLINE_SLOW_DOWN = "Too many queries: please wait a minute"
-INLINE_BUSY = "I'm writing many bugurts now: try again in a minute"
-INLINE_NO_GOOD_POST = "No good bugurt this time: please try again"
-INLINE_ERROR = "Something went wrong on my side: please try again"
-NO_TARGETS = (
-    "Nothing to publish to: set telegram.channel, or vk.post_token and vk.post_community, "
-    "in the config."
-)
-PAUSED = "Scheduled posting paused. /resume starts it again."
-ALREADY_PAUSED = "Scheduled posting is already paused. /resume starts it again."
-RESUMED = "Scheduled posting resumed: {schedule}."
-NOT_PAUSED = "Scheduled posting was not paused: {schedule}."
-SCHEDULE_USAGE = (
-    "Now: {schedule}.\nTo change it: /schedule MIN HOUR DAY MONTH WEEKDAY, "
-    "e.g. /schedule 0 */4 * * *"
-)
-BAD_CRONTAB = "Can't use '{line}' as a schedule: {error}. Example: /schedule 0 */4 * * *"
-SCHEDULED = "Schedule set: {schedule}."
-RETRAIN_STARTING = "Retrain: starting…"
-RETRAIN_SCRAPING = "scraping new posts"
-RETRAIN_EVALUATING = "evaluating both models"
-RETRAIN_PLOT = "Bits per character while training: train and validation"
-RETRAIN_RUNNING = "A retrain is already running ({stage}); /status shows its progress."
-RETRAIN_ELSEWHERE = "Another bot process is retraining; try again when it is done."
-NO_ROLLBACK = "There is no previous model to go back to."
-ROLLED_BACK = "Serving the previous model again: {model_dir}."
-VOTE_UNKNOWN = "This post is not in my records any more."
-VOTED_UP = "Thanks! 👍 counted."
-VOTED_DOWN = "Thanks! 👎 counted."
-INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+RESULTS = {"sent": N_("publish.sent"), "pending": N_("publish.pending"),
+           "failed": N_("publish.failed")}  # an outbox Result's status
+# /schedule's refusals by CrontabError.reason, and the crontab fields in a line's order.
+CRONTAB_REASONS = {"field": N_("crontab.field"), "never": N_("crontab.never"),
+                   "weekday": N_("crontab.weekday")}
+CRONTAB_FIELDS = (N_("crontab.minute"), N_("crontab.hour"), N_("crontab.day"),
+                  N_("crontab.month"), N_("crontab.weekday_field"))
 
 
-def published(outbox_id: int, temperature: float, results: Sequence[Result]) -> str:
-    parts = []
-    for r in results:
-        if r.status == "sent":
-            parts.append(f"{r.target}: sent (id {r.detail})")
-        elif r.status == "pending":
-            parts.append(f"{r.target}: will retry ({r.detail})")
-        else:
-            parts.append(f"{r.target}: failed ({r.detail})")
-    return f"Post #{outbox_id} (temperature {temperature:g}): " + "; ".join(parts) + "."
+def published(tr: Texts, outbox_id: int, temperature: float, results: Sequence[Result]) -> str:
+    """'Post #3 (temperature 0.45): telegram: sent (id 12); vk: will retry (…).'"""
+    parts = [tr.t(RESULTS[r.status], target=r.target, detail=r.detail) for r in results]
+    return tr.t("publish.summary", id=outbox_id, temperature=temperature,
+                results="; ".join(parts))
 
 
-def top(rated: Sequence[Rated]) -> str:
+def top(tr: Texts, rated: Sequence[Rated]) -> str:
     if not rated:
-        return "No votes yet: readers vote with 👍/👎 under published posts."
-    lines = ["Readers' favourites:"]
+        return tr.t("top.none")
+    lines = [tr.t("top.title")]
     for r in rated:
         first = r.text.split("\n", 1)[0]
         first = first if len(first) <= 60 else first[:57] + "..."
@@ -90,7 +43,18 @@ def top(rated: Sequence[Rated]) -> str:
     return "\n".join(lines)
 
 
+def crontab_error(tr: Texts, exc: CrontabError) -> str:
+    """Why /schedule refused a line, in the reader's language."""
+    fields = dict(exc.fields)
+    if exc.reason == "field":
+        fields["field"] = tr.t(CRONTAB_FIELDS[int(fields["field"])])
+    if exc.reason == "fields":
+        return tr.n("crontab.fields", int(fields.pop("count")))
+    return tr.t(CRONTAB_REASONS[exc.reason], **fields)
+
+
 def status(
+    tr: Texts,
     model_dir: str,
     info: dict,
     schedule: str,
@@ -103,78 +67,64 @@ def status(
     uptime: float,
 ) -> str:
     bpc = info.get("val_bpc")
-    bpc_text = f"val bpc {bpc:.3f}" if isinstance(bpc, int | float) else "val bpc unknown"
-    params = info.get("params")
-    outbox = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("pending", "sent", "failed"))
+    bpc_text = f"{bpc:.3f}" if isinstance(bpc, int | float) else "?"
+    outbox = tr.t("status.outbox_counts", **{s: counts.get(s, 0)
+                                             for s in ("pending", "sent", "failed")})
     if last is None:
-        last_text = "none yet"
+        last_text = tr.t("status.no_post")
     else:
         when = dtm.datetime.fromtimestamp(last["created_at"], dtm.UTC)
-        last_text = f"#{last['id']} at {when:%Y-%m-%d %H:%M} UTC to {last['targets']}"
-    bandit = ", ".join(f"{a.temperature:g} (👍{a.ups} 👎{a.downs}, {a.posts} posts)" for a in arms)
+        last_text = tr.t("status.last_post", id=last["id"], when=when, targets=last["targets"])
+    bandit = ", ".join(tr.t("status.arm", temperature=a.temperature, ups=a.ups,
+                            downs=a.downs, posts=a.posts) for a in arms)
     hours, rest = divmod(int(uptime), 3600)
-    return "\n".join(
-        [
-            f"Model: {model_dir} ({bpc_text}, {params or '?'} parameters)",
-            f"Schedule: {schedule}",
-            f"Targets: {', '.join(targets) or 'none configured'}",
-            f"Outbox: {outbox}",
-            f"Last post: {last_text}",
-            f"Temperatures: {bandit}",
-            f"Retrain: {retrain}",
-            f"Pool: {pool}",
-            f"Uptime: {hours}h {rest // 60:02d}m",
-        ]
+    return tr.t(
+        "status", model=model_dir, bpc=bpc_text, params=info.get("params") or "?",
+        schedule=schedule, targets=", ".join(targets) or tr.t("status.no_targets"),
+        outbox=outbox, last=last_text, temperatures=bandit, retrain=retrain, pool=pool,
+        uptime=tr.t("status.uptime", hours=hours, minutes=rest // 60),
     )
 
 
-def retrain_progress(text: str) -> str:
-    return f"Retrain: {text}"
+def pool(tr: Texts, ready: Mapping[float, int], gathered: int) -> str:
+    """'12 ready (0.7: 4, 0.85: 4, 1: 4), 37 channel candidates' for /status."""
+    per = ", ".join(f"{t:g}: {n}" for t, n in sorted(ready.items()))
+    per = " (" + per + ")" if per else ""
+    return tr.t("status.pool", ready=sum(ready.values()), per=per, gathered=gathered)
 
 
 def retrain_training(
-    progress: float, chars_per_sec: float = 0.0, val_bpc: float | None = None
+    tr: Texts, progress: float, chars_per_sec: float = 0.0, val_bpc: float | None = None
 ) -> str:
     """'training 40%, 12,345 chars/s, val bpc 2.345' (the trainer's time estimate can overshoot)."""
-    text = f"training {100 * min(max(progress, 0.0), 1.0):.0f}%"
+    text = tr.t("retrain.training", percent=100 * min(max(progress, 0.0), 1.0))
     if chars_per_sec:
-        text += f", {chars_per_sec:,.0f} chars/s"
+        text += tr.t("retrain.speed", speed=chars_per_sec)
     if val_bpc is not None:
-        text += f", val bpc {val_bpc:.3f}"
+        text += tr.t("retrain.bpc", bpc=val_bpc)
     return text
 
 
-def retrain_no_corpus(corpus: Path) -> str:
-    return f"no corpus at {corpus}: set vk.token so the scrape can make one"
-
-
-def retrain_no_split(val_path: Path, config_path: str) -> str:
-    return (
-        f"the corpus has no validation split {val_path}: run `python -m scraper --config "
-        f"{config_path}` (it writes the corpus and both splits), then /retrain again"
-    )
-
-
-def retrain_result(new_bpc: float, old_bpc: float, swapped: str | None) -> str:
-    verdict = "better: now serving it" if swapped else "not better: keeping the served model"
-    return f"val bpc {new_bpc:.3f} vs {old_bpc:.3f}, {verdict}"
-
-
-def retrain_done(model_dir: Path, result: str) -> str:
-    return f"Retrain done. New model {model_dir}: {result}."
-
-
-def retrain_failed(stage: str, reason: str, swapped: str | None) -> str:
-    served = "The served model is unchanged."
+def retrain_result(tr: Texts, new_bpc: float, old_bpc: float, swapped: str | None) -> str:
     if swapped:
-        served = f"Now serving the new model {swapped}."
-    return f"Retrain failed at {stage}: {reason}\n{served}"
+        return tr.t("retrain.better", new=new_bpc, old=old_bpc)
+    return tr.t("retrain.not_better", new=new_bpc, old=old_bpc)
 
 
-def retrain_samples(posts: Sequence[str], swapped: str | None) -> str:
+def retrain_failed(tr: Texts, stage: str, reason: str, swapped: str | None) -> str:
+    served = (tr.t("retrain.now_serving", model_dir=swapped) if swapped
+              else tr.t("retrain.unchanged"))
+    return tr.t("retrain.failed", stage=tr.t(stage), reason=reason, served=served)
+
+
+def retrain_samples(tr: Texts, posts: Sequence[str], swapped: str | None) -> str:
     """The trained model's posts, labelled with what it is: served now, or rejected."""
-    model = "the new model (now served)" if swapped else "the rejected model (not served)"
+    if not posts and swapped:
+        return tr.t("retrain.no_samples_served")
     if not posts:
-        return f"Samples: {model} wrote none that passed the quality gate."
-    count = f"{len(posts)} sample" + ("s" if len(posts) > 1 else "")
-    return f"{count.capitalize()} from {model}:\n\n" + "\n\n".join(posts)
+        return tr.t("retrain.no_samples_rejected")
+    if swapped:
+        title = tr.n("retrain.samples_served", len(posts))
+    else:
+        title = tr.n("retrain.samples_rejected", len(posts))
+    return title + "\n\n" + "\n\n".join(posts)

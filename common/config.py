@@ -114,8 +114,12 @@ class BotConfig:
     # /retrain fine-tunes the served model on the fresh corpus (generator train --init-from);
     # false: trains from scratch, which rarely beats a model trained for hours in 15 minutes.
     retrain_warm_start: bool = True
+    # language of what no user asked for: terminal mode, messages to admins from the schedule;
+    # a Telegram user gets theirs from language_code (bot/i18n.py)
+    language: str = "ru"
 
 
+LANGUAGES = ("ru", "en")  # those with a message catalog in locales/ (BotConfig.language)
 SEARCHES = ("lines", "whole")  # how the pool builds a ready post (PoolConfig.search)
 
 
@@ -244,6 +248,7 @@ def _check_values(config: Config, source: str) -> None:
             f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.4, 0.45, 0.5]"
         )
     _check_counts(config, source)
+    _check_language(config, source)
     _check_webhook(config.telegram.webhook, source)
     schedule = config.schedule
     if schedule.misfire_grace_seconds <= 0:
@@ -267,6 +272,12 @@ def _check_values(config: Config, source: str) -> None:
         parse_crontab(schedule.cron, schedule.timezone)
     except CrontabError as exc:
         raise UserError(f"{source}: 'schedule.cron' {schedule.cron!r}: {exc}") from None
+
+
+def _check_language(config: Config, source: str) -> None:
+    if config.bot.language not in LANGUAGES:
+        raise UserError(f"{source}: 'bot.language' must be one of {', '.join(LANGUAGES)}, "
+                        f"not {config.bot.language!r}")
 
 
 def _check_counts(config: Config, source: str) -> None:
