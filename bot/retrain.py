@@ -43,6 +43,7 @@ from generator.modeldir import MODEL_FILE, plot_losses, read_metrics
 
 log = logging.getLogger(__name__)
 SAMPLES = 3  # posts shown from the trained model at the end
+STARTER_POSTS = 8  # a better model's starter feed: a burst of 8 readers served at once
 
 
 class RetrainFailed(Exception):
@@ -142,6 +143,10 @@ class RetrainJob:
             message = await chat.say(tr.t("retrain.starting"))
             served = self.slot.model_dir
             outcome = await self._stages(chat, message, served)
+            if outcome.better:
+                await self._set(chat, message, N_("retrain.stage.starter"),
+                                _said(N_("retrain.writing_starter")))
+                await self._starter(outcome.model_dir)
             self._at(N_("retrain.stage.swap"))
             if outcome.better:
                 await self.slot.serve(str(outcome.model_dir))
@@ -225,6 +230,17 @@ class RetrainJob:
                 self._eval(out, val_path), self._eval(Path(served_model_dir), val_path)
             )
         return Outcome(out, new_bpc, old_bpc)
+
+    async def _starter(self, model_dir: Path) -> None:
+        """The new model's starter feed (`generator feed --save`), written before the swap so
+        that its pool hands out ready posts at once; without one (it failed) the pool samples
+        them after the swap, as it would anyway."""
+        try:
+            await self._run_child(
+                ["generator", "feed", "--config", self.config_path, "--model", str(model_dir),
+                 "-n", str(STARTER_POSTS), "--kind", "reply", "--save", "--threads", "1"])
+        except RetrainFailed as exc:
+            log.warning("retrain: no starter feed for %s (%s)", model_dir, exc)
 
     async def _samples(self, model_dir: Path, served: bool) -> list[str]:
         """SAMPLES posts of the new model. A served one samples in the bot's sampling thread,

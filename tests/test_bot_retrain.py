@@ -11,7 +11,7 @@ import pytest
 from bot.retrain import prune
 from common.corpus import split_paths
 from generator.evaluate import text_bpc
-from generator.modeldir import LOSS_PLOT_FILE, load_model, loss_curves, read_metrics
+from generator.modeldir import LOSS_PLOT_FILE, load_model, load_starter, loss_curves, read_metrics
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.vk import TOKEN as VK_TOKEN
 from tests.fakes.vk import FakeVk, make_item
@@ -39,7 +39,7 @@ def _retrain(telegram: FakeTelegram, fails_at_once: bool = False) -> tuple[list[
     final = telegram.wait_for(
         "editMessageText",
         lambda p: p["text"].startswith(("Retrain done", "Retrain failed")),
-        timeout=90,
+        timeout=300,  # a minute's training, two evaluations and the starter feed, on a busy machine
         after=start,
     )
     edits = [c.params["text"] for c in telegram.calls[start:] if c.method == "editMessageText"]
@@ -179,6 +179,7 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
     wall = [make_item(i + 1, 1_600_000_000 + i * 3600, text)
             for i, text in enumerate(made_up_bugurts(300, seed=1))]
     raw = bot_config(tmp_path, weak, telegram, channel=False, retrain_minutes=1)
+    raw["pool"]["reply_searches"] = 2  # the starter feed's posts: quick on a loaded machine
     with FakeVk(posts=wall) as vk:
         raw["vk"].update(token=VK_TOKEN, api_url=vk.api_url, community="bugurt_thread")
         config_path = str(write_config(tmp_path, raw))
@@ -189,6 +190,7 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
             assert "Retrain: scraping new posts" in edits  # the scrape stage ran (VK token set)
             assert any(e.startswith("Retrain: training") and "%" in e for e in edits)
             assert "Retrain: evaluating both models" in edits
+            assert "Retrain: writing the new model's first ready posts" in edits
             assert "better: now serving it" in final, final
             photo = telegram.wait_for("sendPhoto", after=start)
             assert photo.params["photo"].startswith(b"\x89PNG")
@@ -203,6 +205,8 @@ def test_retrain_swaps_only_a_better_model_and_keeps_the_previous(tmp_path, tele
             new_model = status.split("Model: ", 1)[1].split(" (", 1)[0]
             # fine-tuned from the served model's weights, not trained from scratch
             assert load_model(new_model)[2]["init_from"] == str(weak)
+            # its starter feed was written before the swap: its pool had posts at once
+            assert len(load_starter(new_model)) == 8
         assert any(method == "execute" or method == "wall.get" for method, _ in vk.calls)
 
     # A restart keeps serving the swapped-in model; a worse one is trained but not served.
