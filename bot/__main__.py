@@ -1,4 +1,8 @@
-"""`python -m bot [--config PATH]`: serve Telegram, or a terminal chat when no token is set."""
+"""`python -m bot [--config PATH]`: serve Telegram, or a terminal chat when no token is set.
+
+`python -m bot export-judgements --out FILE.jsonl` writes every judgement out (bot/judgements.py);
+`python -m bot import-judgements --in FILE.jsonl` appends a file of them (a blind reading's).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
+from bot import judgements
 from bot.settings import RuntimeSettings
 from common import db
-from common.cli import run_cli
+from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.log import setup_logging
 
@@ -20,7 +26,12 @@ def main() -> int:
         description="Neurobugurt bot: Telegram chat and scheduled posting; "
         "a terminal chat on stdin/stdout when telegram.token is empty.",
     )
+    parser.add_argument("command", nargs="?", choices=("export-judgements", "import-judgements"),
+                        help="instead of serving: write out, or append, the judgements")
     parser.add_argument("--config", default="config.yaml", help="config file (config.yaml)")
+    parser.add_argument("--out", type=Path, help="export-judgements: the JSON-lines file")
+    parser.add_argument("--in", dest="source", type=Path,
+                        help="import-judgements: the JSON-lines file")
     parser.add_argument(
         "--health",
         action="store_true",
@@ -29,6 +40,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.health:
         return health(load_config(args.config))
+    if args.command:
+        return judgements_command(parser, args)
     setup_logging()
     # APScheduler logs every job run (the outbox sweep runs every few seconds) at INFO.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -44,9 +57,37 @@ def main() -> int:
     return 0
 
 
+def judgements_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """export-judgements / import-judgements: one line saying how many."""
+    path = args.out if args.command == "export-judgements" else args.source
+    if path is None:
+        parser.error(f"{args.command} needs {'--out' if args.out is None else '--in'} FILE.jsonl")
+    database = db.open_database(_url(load_config(args.config)))
+    try:
+        if args.command == "export-judgements":
+            try:
+                count = judgements.export(database, path)
+            except OSError as exc:
+                raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+            print(f"wrote {count} judgements to {path}")
+        else:
+            try:
+                count = judgements.import_file(database, path)
+            except OSError as exc:
+                raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+            print(f"added {count} judgements from {path}")
+    finally:
+        database.close()
+    return 0
+
+
+def _url(config: Config) -> str:
+    return db.storage_url(config.storage.db, config.storage.url)
+
+
 def health(config: Config, stale_after: float = 120.0) -> int:
     """0 when the running bot's periodic sweep wrote its heartbeat within `stale_after` s."""
-    database = db.open_database(db.storage_url(config.storage.db, config.storage.url))
+    database = db.open_database(_url(config))
     try:
         age = RuntimeSettings(database).seconds_since_beat()
     finally:

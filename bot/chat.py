@@ -18,6 +18,7 @@ TYPING_SECONDS = 4.5  # Telegram shows "typing" for 5 s after each chat action
 class Sender:
     user_id: int
     is_admin: bool
+    name: str = ""  # how other editors see who decided a review
 
 
 class Chat(Protocol):

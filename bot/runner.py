@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from bot import posts, texts
 from bot.chat import Chat, Sender, typing
+from bot.editors import Editors
+from bot.features import features
 from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
@@ -52,6 +54,7 @@ class Runner:
         schedule: Schedule,
         retrain: RetrainJob,
         pool: Pool,
+        editors: Editors,
     ) -> None:
         self.config = config
         self.db = database  # the database its parts share; closed here
@@ -63,6 +66,7 @@ class Runner:
         schedule.bind(self.scheduled_post)
         self.retrain = retrain
         self.pool = pool
+        self.editors = editors  # review mode (review.mode: editors)
         self.posts = Posts(slot, pool, config.pool.queue_limit, self._temperature)
         self.inline_answers = InlineAnswers(config, self.posts)
         self.rng = random.Random()  # the bandit's draws
@@ -92,6 +96,7 @@ class Runner:
 
     async def sweep(self, force: bool = False) -> None:
         """Deliver pending posts whose retry time has come (periodic job; all of them on start)."""
+        await self.editors.expire()  # reviews past their deadline (they may publish)
         if self.outbox.publishers:
             await self.outbox.deliver(force=force)
         self.settings.beat()  # `python -m bot --health` reads it: the event loop is alive
@@ -172,7 +177,13 @@ class Runner:
         await chat.say(texts.top(self.ratings.top(5)))
 
     async def _cmd_post(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(await self.publish("admin"))
+        await chat.say(await self.post("admin"))
+
+    async def post(self, source: str) -> str:
+        """A channel post now: published (auto), or sent to the editors (review mode)."""
+        if self.editors.on:
+            return await self.editors.open(source) if self.outbox.publishers else texts.NO_TARGETS
+        return await self.publish(source)
 
     async def publish(self, source: str) -> str:
         """Write a post at the bandit's temperature, store it, deliver it; a one-line summary."""
@@ -186,13 +197,14 @@ class Runner:
                 return texts.NO_GOOD_POST
             best = posts[0], temperature
         text, temperature = best
-        outbox_id = self.outbox.store(text, temperature, source)
+        outbox_id = self.outbox.store(text, temperature, source, self.slot.model_dir,
+                                      features(text, None, temperature))
         results = await self.outbox.deliver(outbox_id)
         return texts.published(outbox_id, temperature, results)
 
     async def scheduled_post(self) -> None:
         """The posting job's callback."""
-        log.info("scheduled post: %s", await self.publish("schedule"))
+        log.info("scheduled post: %s", await self.post("schedule"))
 
     async def _cmd_pause(self, args: str, sender: Sender, chat: Chat) -> None:
         paused = self.schedule.pause()
@@ -228,8 +240,12 @@ class Runner:
                 retrain=self.retrain.describe(),
                 pool=self.pool.describe(),
                 uptime=time.monotonic() - self.started,
+                review=self.editors.describe(),
             )
         )
+
+    async def _cmd_review(self, args: str, sender: Sender, chat: Chat) -> None:
+        await chat.say(self.editors.listing())
 
     async def _cmd_retrain(self, args: str, sender: Sender, chat: Chat) -> None:
         if self.retrain.start(chat):
@@ -253,6 +269,24 @@ class Runner:
     async def inline(self, query: str, user_id: int) -> InlineAnswer:
         """Posts for an inline query (`@bot` or `@bot TEXT`), or a one-line note why none."""
         return await self.inline_answers.answer(query, user_id)
+
+    # ---- reviews ------------------------------------------------------------------------------
+
+    async def review_tap(self, review_id: int, action: str, sender: Sender,
+                         in_review_chat: bool) -> str:
+        """An editor's button under a review (p<N>, next, none); the answer to the tap."""
+        return await self.editors.act(review_id, action, sender.user_id, sender.name,
+                                      sender.is_admin or in_review_chat)
+
+    async def review_reply(self, review_id: int, text: str, sender: Sender,
+                           in_review_chat: bool) -> str:
+        """A corrected text in reply to a review; the answer."""
+        return await self.editors.edit(review_id, text, sender.user_id, sender.name,
+                                       sender.is_admin or in_review_chat)
+
+    async def review_answer(self, line: str, sender: Sender) -> str | None:
+        """A typed answer to the newest open review (terminal); None if none is open."""
+        return await self.editors.answer(line, sender.user_id, sender.name)
 
     # ---- votes --------------------------------------------------------------------------------
 
@@ -286,13 +320,15 @@ COMMANDS = (
     Command("top", False, Runner._cmd_top, "/top: the posts readers liked most",
             menu="the posts readers liked most"),
     Command("help", False, Runner._cmd_help, "/help: this list", menu="all commands"),
-    Command("post", True, Runner._cmd_post, "/post: write and publish one post now"),
+    Command("post", True, Runner._cmd_post,
+            "/post: publish one post now (in review mode: ask the editors now)"),
     Command("pause", True, Runner._cmd_pause, "/pause: stop scheduled posting"),
     Command("resume", True, Runner._cmd_resume, "/resume: restart scheduled posting"),
     Command("schedule", True, Runner._cmd_schedule,
             "/schedule MIN HOUR DAY MONTH WEEKDAY: set the posting crontab"),
     Command("status", True, Runner._cmd_status,
-            "/status: model, schedule, outbox, last post, uptime"),
+            "/status: model, schedule, outbox, last post, reviews, uptime"),
+    Command("review", True, Runner._cmd_review, "/review: the reviews waiting for the editors"),
     Command("retrain", True, Runner._cmd_retrain,
             "/retrain: scrape, train, evaluate, and serve the new model if it is better"),
     Command("rollback", True, Runner._cmd_rollback, "/rollback: serve the previous model again"),

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
+from bot.review import EDIT, NONE, PICK, PUBLISHED, TIMEOUT, Candidate, Review
 
 START = (
     "Hi! I write bugurts: short capital-letter stories whose lines are separated by '@'.\n"
@@ -65,6 +66,22 @@ VOTE_UNKNOWN = "This post is not in my records any more."
 VOTED_UP = "Thanks! 👍 counted."
 VOTED_DOWN = "Thanks! 👎 counted."
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+# Review mode (bot/editors.py): what editors see and are told.
+REVIEW_NO_DESK = "Review mode has no editors to ask here: set telegram.admins or review.chat."
+REVIEW_NOT_EDITOR = "Only the channel's editors decide what is published."
+REVIEW_UNKNOWN = "This review is not in my records any more; nothing was published."
+REVIEW_NOT_SHOWN = "That post was not shown in this review; nothing was published."
+REVIEW_EMPTY_EDIT = "Your corrected text is empty; nothing was published."
+REVIEW_NO_MORE = "There are no more candidates: publish one shown, or tap None."
+REVIEW_SHOWN = "The next candidates were just shown."
+REVIEW_TYPED_HINT = (
+    "Type a number to publish that post, next for more, none for none this time, "
+    "or edit N LINE @ LINE @ LINE to publish a corrected post."
+)
+REVIEW_NEXT = "Next"
+REVIEW_NONE = "None this time"
+REVIEW_HOW = "Tap a number to publish that post, or reply to this message with a corrected text."
+NO_REVIEWS = "No review is waiting for the editors."
 
 
 def published(outbox_id: int, temperature: float, results: Sequence[Result]) -> str:
@@ -101,6 +118,7 @@ def status(
     retrain: str,
     pool: str,
     uptime: float,
+    review: str = "auto",
 ) -> str:
     bpc = info.get("val_bpc")
     bpc_text = f"val bpc {bpc:.3f}" if isinstance(bpc, int | float) else "val bpc unknown"
@@ -123,6 +141,7 @@ def status(
             f"Temperatures: {bandit}",
             f"Retrain: {retrain}",
             f"Pool: {pool}",
+            f"Review: {review}",
             f"Uptime: {hours}h {rest // 60:02d}m",
         ]
     )
@@ -178,3 +197,75 @@ def retrain_samples(posts: Sequence[str], swapped: str | None) -> str:
         return f"Samples: {model} wrote none that passed the quality gate."
     count = f"{len(posts)} sample" + ("s" if len(posts) > 1 else "")
     return f"{count.capitalize()} from {model}:\n\n" + "\n\n".join(posts)
+
+
+def _clock(seconds: float) -> str:
+    return f"{dtm.datetime.fromtimestamp(seconds, dtm.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def review_page(review: Review, candidates: Sequence[Candidate]) -> str:
+    """One page of a review: its candidates, numbered."""
+    first, last = candidates[0].number, candidates[-1].number
+    head = (f"Review #{review.id}: posts {first}–{last} of {review.total}, best first"
+            f" ({review.ranker}). Decide by {_clock(review.deadline)}.")
+    body = "\n\n".join(f"{c.number}.\n{c.text}" for c in candidates)
+    return f"{head}\n\n{body}\n\n{REVIEW_HOW}"
+
+
+def review_sent(review: Review, chats: int) -> str:
+    return (f"Review #{review.id} sent to {chats} editor chat(s): {review.shown} of"
+            f" {review.total} posts; decide by {_clock(review.deadline)}.")
+
+
+def review_more(first: int, last: int) -> str:
+    return f"Showing posts {first}–{last}."
+
+
+def _outcome(review: Review, name: str = "") -> str:
+    """How a review ended, in a few words."""
+    who = f" by {name}" if name else (f" by user {review.decided_by}" if review.decided_by
+                                      else "")
+    if review.decision == PICK:
+        return f"post {review.chosen} published{who}"
+    if review.decision == EDIT:
+        return f"a corrected post {review.chosen} published{who}"
+    if review.decision == NONE:
+        return f"none this time{who}; nothing published"
+    if review.decision == TIMEOUT and review.status == PUBLISHED:
+        return "no decision in time; the first post was published"
+    return "no decision in time; nothing published"
+
+
+def review_ended(review: Review) -> str:
+    return f"Review #{review.id} has already ended ({_outcome(review)}); nothing more published."
+
+
+def review_closed(review: Review, name: str, text: str | None) -> str:
+    """What every editor's messages of a review say once it ended."""
+    line = f"Review #{review.id} ended: {_outcome(review, name)}."
+    return f"{line}\n\n{text}" if text else line
+
+
+def review_decided(review: Review, results: Sequence[Result]) -> str:
+    """The answer to the editor whose tap ended the review."""
+    if review.outbox_id is None:
+        return f"Review #{review.id}: nothing published."
+    sent = ", ".join(f"{r.target} {r.status}" for r in results) or "stored"
+    return f"Published as post #{review.outbox_id} ({sent})."
+
+
+def reviews_pending(reviews: Sequence[Review]) -> str:
+    """'2 pending (#4 until 14:00 UTC, #5 until 18:00 UTC)', for /status."""
+    if not reviews:
+        return "none pending"
+    return f"{len(reviews)} pending (" + ", ".join(
+        f"#{r.id} until {_clock(r.deadline)}" for r in reviews) + ")"
+
+
+def reviews_listing(reviews: Sequence[Review]) -> str:
+    """/review: every open review, one a line."""
+    if not reviews:
+        return NO_REVIEWS
+    return "Waiting for the editors:\n" + "\n".join(
+        f"#{r.id} ({r.source}): {r.shown} of {r.total} posts shown, until {_clock(r.deadline)}"
+        for r in reviews)

@@ -6,17 +6,20 @@ the PTB Application are added by app.py.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
+from bot.editors import Desk, Editors, by_likelihood
 from bot.leader import ProcessLife, ProcessLock
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
 from bot.pool import Pool
 from bot.ratings import Ratings
 from bot.retrain import RetrainJob
+from bot.review import ReviewStore
 from bot.runner import Runner
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
@@ -36,6 +39,7 @@ def build_runner(
     retrain_poll_seconds: float = 3.0,
     database: db.Database | None = None,
     life: ProcessLife | None = None,
+    desk: Desk | None = None,
 ) -> Runner:
     """Open the database (unless given one), load the served model, and assemble the bot's
     parts (the pool worker starts with `Runner.start`). The Runner owns the database and this
@@ -72,7 +76,12 @@ def build_runner(
     )
     outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds,
                     life=life or ProcessLife(database))
-    return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool)
+    editors = Editors(config.review, ReviewStore(database, outbox), pool, slot, outbox,
+                      lambda: ratings.choose_temperature(config.bot.temperatures, random.Random()),
+                      by_likelihood)
+    editors.desk = desk
+    return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool,
+                  editors)
 
 
 def open_storage(config: Config) -> db.Database:

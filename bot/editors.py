@@ -1,0 +1,199 @@
+"""Review mode (`review.mode: editors`): the editors choose each channel post. Knows no Telegram.
+
+At each scheduled time (and on /post) the gathered channel candidates are taken from the pool,
+ranked, stored as a review, and the first `review.choices` are shown to the editors through a
+`Desk` (Telegram's: bot/review_desk.py; the terminal's: bot/terminal.py). An editor publishes
+one, asks for the next ones, declines, or sends a corrected text; the first decision wins
+(bot/review.py), the post goes through the outbox, and every editor's messages are changed to
+say how the review ended. An undecided review ends at its deadline (`review.on_timeout`), found
+by the periodic sweep, so a review outlives a restart or a killed process.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from bot import texts
+from bot.features import features
+from bot.model_slot import ModelSlot
+from bot.outbox import Outbox
+from bot.pool import Pool
+from bot.review import EDIT, NONE, OPEN, PICK, TIMEOUT, Candidate, Decision, Review, ReviewStore
+from common.config import ReviewConfig
+from generator.gate import TAG, finish
+
+log = logging.getLogger(__name__)
+NEXT = "next"  # the action of "the next ones"
+
+
+def by_likelihood(candidates: list[Candidate]) -> tuple[str, list[Candidate]]:
+    """Today's order: the pool's (and the sampler's) candidates come best by likelihood first."""
+    return "likelihood", candidates
+
+
+class Desk(Protocol):
+    """Where editors see reviews."""
+
+    async def show(self, review: Review, candidates: list[Candidate]) -> list[tuple[int, int, int]]:
+        """Show a page of a review's candidates to every editor; (chat id, message id, number
+        of the first candidate) of each message sent."""
+        ...
+
+    async def close(self, messages: list[tuple[int, int]], text: str) -> None:
+        """Change the review's messages to `text`, without buttons."""
+        ...
+
+
+class Editors:
+    def __init__(self, config: ReviewConfig, store: ReviewStore, pool: Pool, slot: ModelSlot,
+                 outbox: Outbox, temperature: Callable[[], float],
+                 order: Callable[[list[Candidate]], tuple[str, list[Candidate]]]) -> None:
+        self.config = config
+        self.store = store
+        self.pool = pool
+        self.slot = slot
+        self.outbox = outbox
+        self.temperature = temperature  # the bandit's draw, for candidates sampled on demand
+        self.order = order  # candidates → (which ranker ordered them, them best first)
+        self.desk: Desk | None = None  # set by the mode that runs (Telegram or the terminal)
+
+    @property
+    def on(self) -> bool:
+        return self.config.mode == "editors"
+
+    async def open(self, source: str) -> str:
+        """Send the editors a new review; a one-line summary."""
+        if self.desk is None:
+            return texts.REVIEW_NO_DESK
+        candidates = await self._candidates()
+        if not candidates:
+            return texts.NO_GOOD_POST
+        ranker, ranked = self.order(candidates)
+        ranked = [Candidate(i, c.text, c.temperature, c.features)
+                  for i, c in enumerate(ranked, start=1)]
+        shown = min(self.config.choices, len(ranked))
+        deadline = time.time() + 60 * self.config.timeout_minutes
+        review_id = self.store.open(source, self.slot.model_dir, ranker, ranked, shown, deadline)
+        review = self.store.get(review_id)
+        sent = await self.desk.show(review, ranked[:shown])
+        self.store.add_messages(review_id, sent)
+        log.info("review #%d: %d of %d candidates sent to %d editor chats", review_id, shown,
+                 len(ranked), len(sent))
+        return texts.review_sent(review, len(sent))
+
+    async def _candidates(self) -> list[Candidate]:
+        """The pool's gathered channel candidates; none gathered: review.choices sampled now."""
+        gathered = self.pool.review_candidates()
+        if gathered:
+            return [Candidate(0, text, t, features(text, score, t))
+                    for text, t, score in gathered]
+        temperature = self.temperature()
+        posts = await self.slot.generate(None, temperature, n=self.config.choices)
+        return [Candidate(0, text, temperature, features(text, None, temperature))
+                for text in posts]
+
+    async def act(self, review_id: int, action: str, user_id: int, name: str,
+                  is_editor: bool) -> str:
+        """An editor's tap: `p<N>` (publish N), `next`, or `none`; the answer to the tap."""
+        if not is_editor:
+            log.warning("user %s refused a review tap", user_id)
+            return texts.REVIEW_NOT_EDITOR
+        review = self.store.get(review_id)
+        if review is None:
+            return texts.REVIEW_UNKNOWN
+        if review.status != OPEN:
+            return texts.review_ended(review)
+        if action == NEXT:
+            return await self._more(review)
+        if action == NONE:
+            return await self._decide(review, Decision(NONE, user_id=user_id), name)
+        number = int(action.removeprefix("p"))
+        if not 1 <= number <= review.shown:
+            return texts.REVIEW_NOT_SHOWN
+        return await self._decide(review, Decision(PICK, number, user_id=user_id), name)
+
+    async def edit(self, review_id: int, text: str, user_id: int, name: str,
+                   is_editor: bool) -> str:
+        """An editor's corrected text for a review: published in place of the candidate it
+        comes closest to among those shown; the answer."""
+        if not is_editor:
+            return texts.REVIEW_NOT_EDITOR
+        review = self.store.get(review_id)
+        if review is None:
+            return texts.REVIEW_UNKNOWN
+        if review.status != OPEN:
+            return texts.review_ended(review)
+        text = text.strip()
+        if not text:
+            return texts.REVIEW_EMPTY_EDIT
+        shown = self.store.candidates(review.id, 1, review.shown)
+        before = max(shown, key=lambda c: difflib.SequenceMatcher(None, c.text, text).ratio())
+        tagged = text if text.endswith(TAG) else finish(text)
+        decision = Decision(EDIT, before.number, tagged, user_id)
+        return await self._decide(review, decision, name, tagged)
+
+    async def answer(self, line: str, user_id: int, name: str) -> str | None:
+        """A typed answer to the newest open review (the terminal): a number, `next`, `none`,
+        or `edit N TEXT` with its lines separated by ` @ `; None when no review is open."""
+        pending = self.store.pending()
+        if not pending:
+            return None
+        review = pending[-1]
+        word, _, rest = line.strip().partition(" ")
+        if word.isdigit():
+            return await self.act(review.id, f"p{word}", user_id, name, True)
+        if word.lower() in (NEXT, NONE):
+            return await self.act(review.id, word.lower(), user_id, name, True)
+        if word.lower() == "edit" and rest.strip():
+            text = "\n@\n".join(part.strip() for part in rest.split(" @ "))
+            return await self.edit(review.id, text, user_id, name, True)
+        return texts.REVIEW_TYPED_HINT
+
+    async def expire(self) -> None:
+        """End every open review whose deadline has passed (periodic): review.on_timeout."""
+        for review in self.store.expired(time.time()):
+            best = self.config.on_timeout == "publish_best"
+            await self._decide(review, Decision(TIMEOUT, 1 if best else None), "")
+
+    async def _more(self, review: Review) -> str:
+        more = self.store.show_more(review, self.config.choices)
+        if more is None:
+            return texts.REVIEW_NO_MORE if review.shown >= review.total else texts.REVIEW_SHOWN
+        page = self.store.candidates(review.id, review.shown + 1, more)
+        sent = await self.desk.show(self.store.get(review.id), page) if self.desk else []
+        self.store.add_messages(review.id, sent)
+        return texts.review_more(review.shown + 1, more)
+
+    async def _decide(self, review: Review, decision: Decision, name: str,
+                      tagged: str | None = None) -> str:
+        """Make the decision if it is the first; deliver; tell every editor."""
+        publish = None
+        if decision.number is not None:
+            (publish,) = self.store.candidates(review.id, decision.number, decision.number)
+        ended = self.store.decide(review, decision, publish, tagged)
+        if ended is None:
+            return texts.review_ended(self.store.get(review.id))
+        results = await self.outbox.deliver(ended.outbox_id) if ended.outbox_id else []
+        log.info("review #%d: %s %s by %s", review.id, decision.decision, decision.number,
+                 decision.user_id)
+        if self.desk is not None:
+            await self.desk.close(self.store.messages(review.id),
+                                  texts.review_closed(ended, name, tagged or
+                                                      (publish.text if publish else None)))
+        return texts.review_decided(ended, results)
+
+    def describe(self) -> str:
+        """'editors, 2 pending (#4 until 14:00 UTC, #5 …)' for /status."""
+        if not self.on:
+            pending = self.store.pending()
+            return "auto" + (f", {len(pending)} reviews still open" if pending else "")
+        return "editors, " + texts.reviews_pending(self.store.pending())
+
+    def listing(self) -> str:
+        """/review: the open reviews, one a line."""
+        return texts.reviews_listing(self.store.pending())
+
