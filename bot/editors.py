@@ -117,9 +117,9 @@ class Editors:
         return await self._decide(review, Decision(PICK, number, user_id=user_id), name)
 
     async def edit(self, review_id: int, text: str, user_id: int, name: str,
-                   is_editor: bool) -> str:
-        """An editor's corrected text for a review: published in place of the candidate it
-        comes closest to among those shown; the answer."""
+                   is_editor: bool, number: int | None = None) -> str:
+        """An editor's corrected text for a review: published in place of candidate `number`,
+        or else of the one shown it comes closest to; the answer."""
         if not is_editor:
             return texts.REVIEW_NOT_EDITOR
         review = self.store.get(review_id)
@@ -130,7 +130,9 @@ class Editors:
         text = text.strip()
         if not text:
             return texts.REVIEW_EMPTY_EDIT
-        shown = self.store.candidates(review.id, 1, review.shown)
+        if number is not None and not 1 <= number <= review.shown:
+            return texts.REVIEW_NOT_SHOWN
+        shown = self.store.candidates(review.id, number or 1, number or review.shown)
         before = max(shown, key=lambda c: difflib.SequenceMatcher(None, c.text, text).ratio())
         tagged = text if text.endswith(TAG) else finish(text)
         decision = Decision(EDIT, before.number, tagged, user_id)
@@ -138,20 +140,23 @@ class Editors:
 
     async def answer(self, line: str, user_id: int, name: str) -> str | None:
         """A typed answer to the newest open review (the terminal): a number, `next`, `none`,
-        or `edit N TEXT` with its lines separated by ` @ `; None when no review is open."""
+        or `edit N TEXT` with its lines separated by ` @ `; None when it is none of these."""
+        word, _, rest = line.strip().partition(" ")
+        if not (word.isdigit() or word.lower() in (NEXT, NONE, "edit")):
+            return None
         pending = self.store.pending()
         if not pending:
-            return None
+            return texts.NO_REVIEWS
         review = pending[-1]
-        word, _, rest = line.strip().partition(" ")
         if word.isdigit():
             return await self.act(review.id, f"p{word}", user_id, name, True)
         if word.lower() in (NEXT, NONE):
             return await self.act(review.id, word.lower(), user_id, name, True)
-        if word.lower() == "edit" and rest.strip():
-            text = "\n@\n".join(part.strip() for part in rest.split(" @ "))
-            return await self.edit(review.id, text, user_id, name, True)
-        return texts.REVIEW_TYPED_HINT
+        number, _, rest = rest.strip().partition(" ")
+        if not (number.isdigit() and rest.strip()):
+            return texts.REVIEW_TYPED_HINT
+        text = "\n@\n".join(part.strip() for part in rest.split(" @ "))
+        return await self.edit(review.id, text, user_id, name, True, int(number))
 
     async def expire(self) -> None:
         """End every open review whose deadline has passed (periodic): review.on_timeout."""

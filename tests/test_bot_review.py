@@ -275,3 +275,28 @@ def test_the_first_decision_wins_across_database_connections(database):
     judged = judgements.read(database)
     assert sorted(j.kind for j in judged) == ["pass", "pass", "pick"]
     assert {j.source for j in judged} == {f"editor:{won[0].decided_by}"}
+
+
+def test_auto_mode_publishes_the_best_as_before_and_keeps_the_votes(tmp_path, bot_model,
+                                                                   telegram):
+    url = f"sqlite:///{tmp_path / 'data' / 'neurobugurt.sqlite3'}"
+    best_first = _gather(url, str(bot_model))
+    raw = _config(tmp_path, bot_model, telegram, url)
+    del raw["review"]  # the default: auto
+    with AppThread(raw):
+        assert ask(telegram, "/post", ADMIN).startswith("Post #1 (temperature 0.45)")
+        assert _channel(telegram) == [best_first[0]]
+        assert _pages(telegram, ADMIN) == [] and _pages(telegram, OTHER) == []
+        assert "Review: auto" in ask(telegram, "/status", ADMIN)
+        (post,) = telegram.messages_in(CHANNEL_ID)
+        for value in ("1", "1", "-1"):  # the same vote twice is one judgement; a change another
+            _tap(telegram, post, f"vote:1:{value}", READER)
+    database = open_database(url)
+    try:
+        with database.read() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM reviews").scalar_one() == 0
+        judged = judgements.read(database)
+    finally:
+        database.close()
+    assert [(j.kind, j.value, j.text, j.model_dir) for j in judged] == [
+        ("vote", 1.0, best_first[0], str(bot_model)), ("vote", -1.0, best_first[0], str(bot_model))]
