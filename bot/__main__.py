@@ -1,7 +1,8 @@
 """`python -m bot [--config PATH]`: serve Telegram, or a terminal chat when no token is set.
 
 `python -m bot export-judgements --out FILE.jsonl` writes every judgement out (bot/judgements.py);
-`python -m bot import-judgements --in FILE.jsonl` appends a file of them (a blind reading's).
+`python -m bot import-judgements --in FILE.jsonl` appends a file of them (a blind reading's);
+`python -m bot fit-ranker` fits the ranker of review candidates on them (bot/ranker.py).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ def main() -> int:
         description="Neurobugurt bot: Telegram chat and scheduled posting; "
         "a terminal chat on stdin/stdout when telegram.token is empty.",
     )
-    parser.add_argument("command", nargs="?", choices=("export-judgements", "import-judgements"),
-                        help="instead of serving: write out, or append, the judgements")
+    parser.add_argument("command", nargs="?",
+                        choices=("export-judgements", "import-judgements", "fit-ranker"),
+                        help="instead of serving: write out or append the judgements, or fit"
+                        " the ranker of review candidates on them")
     parser.add_argument("--config", default="config.yaml", help="config file (config.yaml)")
     parser.add_argument("--out", type=Path, help="export-judgements: the JSON-lines file")
     parser.add_argument("--in", dest="source", type=Path,
@@ -40,6 +43,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.health:
         return health(load_config(args.config))
+    if args.command == "fit-ranker":
+        return fit_ranker(load_config(args.config))
     if args.command:
         return judgements_command(parser, args)
     setup_logging()
@@ -76,6 +81,19 @@ def judgements_command(parser: argparse.ArgumentParser, args: argparse.Namespace
             except OSError as exc:
                 raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
             print(f"added {count} judgements from {path}")
+    finally:
+        database.close()
+    return 0
+
+
+def fit_ranker(config: Config) -> int:
+    """Fit the ranker for the served model on the stored judgements; say what ranks now."""
+    from bot.ranker import Ranking  # torch and the generator: not for --health
+
+    database = db.open_database(_url(config))
+    try:
+        served = RuntimeSettings(database).served_model(config.generator.model_dir)
+        print(Ranking(lambda: served).refit(database))
     finally:
         database.close()
     return 0

@@ -22,17 +22,13 @@ from bot.features import features
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
 from bot.pool import Pool
+from bot.ranker import Ranking
 from bot.review import EDIT, NONE, OPEN, PICK, TIMEOUT, Candidate, Decision, Review, ReviewStore
 from common.config import ReviewConfig
 from generator.gate import TAG, finish
 
 log = logging.getLogger(__name__)
 NEXT = "next"  # the action of "the next ones"
-
-
-def by_likelihood(candidates: list[Candidate]) -> tuple[str, list[Candidate]]:
-    """Today's order: the pool's (and the sampler's) candidates come best by likelihood first."""
-    return "likelihood", candidates
 
 
 class Desk(Protocol):
@@ -50,15 +46,14 @@ class Desk(Protocol):
 
 class Editors:
     def __init__(self, config: ReviewConfig, store: ReviewStore, pool: Pool, slot: ModelSlot,
-                 outbox: Outbox, temperature: Callable[[], float],
-                 order: Callable[[list[Candidate]], tuple[str, list[Candidate]]]) -> None:
+                 outbox: Outbox, temperature: Callable[[], float], ranking: Ranking) -> None:
         self.config = config
         self.store = store
         self.pool = pool
         self.slot = slot
         self.outbox = outbox
         self.temperature = temperature  # the bandit's draw, for candidates sampled on demand
-        self.order = order  # candidates → (which ranker ordered them, them best first)
+        self.ranking = ranking  # orders the candidates: the learnt ranker, or likelihood
         self.desk: Desk | None = None  # set by the mode that runs (Telegram or the terminal)
 
     @property
@@ -72,7 +67,7 @@ class Editors:
         candidates = await self._candidates()
         if not candidates:
             return texts.NO_GOOD_POST
-        ranker, ranked = self.order(candidates)
+        ranker, ranked = self.ranking.order(candidates)
         ranked = [Candidate(i, c.text, c.temperature, c.features)
                   for i, c in enumerate(ranked, start=1)]
         shown = min(self.config.choices, len(ranked))

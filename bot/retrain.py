@@ -71,6 +71,7 @@ class RetrainJob:
         pause_pool: Callable[[], AbstractContextManager] = nullcontext,
         *,
         lock: ProcessLock,
+        fit_ranker: Callable[[], str] | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -81,6 +82,7 @@ class RetrainJob:
         self.poll_seconds = poll_seconds  # between progress edits; Telegram limits edit rates
         self.pause_pool = pause_pool  # held while training and evaluating
         self.lock = lock  # held for the whole run: one retrain across the bot's processes
+        self.fit_ranker = fit_ranker  # refits the judgements' ranker for the served model
         self.stage = ""
         self.last_result = "none since start"
         self._task: asyncio.Task | None = None
@@ -141,6 +143,9 @@ class RetrainJob:
                 await chat.photo(png, texts.RETRAIN_PLOT)
             posts = await self._samples(outcome.model_dir, swapped is not None)
             await chat.say(texts.retrain_samples(posts, swapped))
+            if self.fit_ranker is not None:
+                self.stage, self._progress = "ranker", ""
+                await chat.say(await asyncio.to_thread(self.fit_ranker))
             self.stage, self._progress = "prune", ""
             keep = {self.slot.model_dir, self.slot.previous() or "", str(outcome.model_dir),
                     self.config.generator.model_dir}  # served, rollback, latest, configured

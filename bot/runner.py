@@ -241,6 +241,7 @@ class Runner:
                 pool=self.pool.describe(),
                 uptime=time.monotonic() - self.started,
                 review=self.editors.describe(),
+                ranking=self.editors.ranking.describe(),
             )
         )
 

@@ -119,6 +119,7 @@ def status(
     pool: str,
     uptime: float,
     review: str = "auto",
+    ranking: str = "likelihood",
 ) -> str:
     bpc = info.get("val_bpc")
     bpc_text = f"val bpc {bpc:.3f}" if isinstance(bpc, int | float) else "val bpc unknown"
@@ -142,6 +143,7 @@ def status(
             f"Retrain: {retrain}",
             f"Pool: {pool}",
             f"Review: {review}",
+            f"Ranking: {ranking}",
             f"Uptime: {hours}h {rest // 60:02d}m",
         ]
     )
@@ -269,3 +271,11 @@ def reviews_listing(reviews: Sequence[Review]) -> str:
     return "Waiting for the editors:\n" + "\n".join(
         f"#{r.id} ({r.source}): {r.shown} of {r.total} posts shown, until {_clock(r.deadline)}"
         for r in reviews)
+
+
+def ranker_fitted(ranker: object | None, pairs: int, needed: int) -> str:
+    """After a ranker fit: what ranks review candidates now."""
+    if ranker is None:
+        return (f"Ranker not fitted: the judgements make {pairs} pairs, {needed} are needed;"
+                " likelihood orders review candidates.")
+    return f"Ranker fitted on {pairs} pairs. Review candidates are ordered by {ranker.describe()}."

@@ -12,11 +12,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
-from bot.editors import Desk, Editors, by_likelihood
+from bot.editors import Desk, Editors
 from bot.leader import ProcessLife, ProcessLock
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
 from bot.pool import Pool
+from bot.ranker import Ranking
 from bot.ratings import Ratings
 from bot.retrain import RetrainJob
 from bot.review import ReviewStore
@@ -63,6 +64,7 @@ def build_runner(
     schedule.add_store()
     ratings = Ratings(database)
     pool = Pool(database, slot, config)
+    ranking = Ranking(lambda: slot.model_dir)
     retrain = RetrainJob(
         config,
         config_path,
@@ -73,12 +75,13 @@ def build_runner(
         poll_seconds=retrain_poll_seconds,
         pause_pool=pool.paused,
         lock=ProcessLock(database, "retrain"),
+        fit_ranker=lambda: ranking.refit(database),
     )
     outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds,
                     life=life or ProcessLife(database))
     editors = Editors(config.review, ReviewStore(database, outbox), pool, slot, outbox,
                       lambda: ratings.choose_temperature(config.bot.temperatures, random.Random()),
-                      by_likelihood)
+                      ranking)
     editors.desk = desk
     return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool,
                   editors)
