@@ -16,22 +16,11 @@ from bot.pool import PoolStore
 from bot.review import PICK, Candidate, Decision, ReviewStore
 from common.db import open_database
 from generator.sample import Candidate as Sampled
-from tests import pg
 from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
 from tests.pipeline import ADMIN, OTHER, READER, AppThread, ask, bot_config, wait_until
 
 EDITORS = (ADMIN, OTHER)
 GATHERED = 7  # channel candidates in the pool: pages of 5 and 2
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage_url(request, tmp_path):
-    """The bot's database URL: a SQLite file, then a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'neurobugurt.sqlite3'}"
-    else:
-        with pg.fresh_schema() as url:
-            yield url
 
 
 def _config(tmp_path, bot_model, telegram: FakeTelegram, url: str, **review) -> dict:
@@ -162,8 +151,9 @@ def test_editors_see_the_best_first_and_the_first_of_two_taps_wins(tmp_path, bot
 
 
 @pytest.mark.parametrize("on_timeout", ["publish_best", "skip"])
-def test_the_deadline_publishes_the_best_or_skips(tmp_path, bot_model, telegram, on_timeout):
-    url = f"sqlite:///{tmp_path / 'data' / 'neurobugurt.sqlite3'}"
+def test_the_deadline_publishes_the_best_or_skips(tmp_path, bot_model, telegram, on_timeout,
+                                                  storage_url):
+    url = storage_url
     best_first = _gather(url, str(bot_model))
     raw = _config(tmp_path, bot_model, telegram, url, timeout_minutes=0.05,  # 3 s
                   on_timeout=on_timeout)

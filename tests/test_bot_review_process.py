@@ -24,7 +24,6 @@ from tests.pipeline import (
     ADMIN,
     OTHER,
     bot_config,
-    query,
     run,
     secrets,
     start_bot,
@@ -47,15 +46,25 @@ def _review_config(folder, bot_model, telegram, url: str = "") -> dict:
     return raw
 
 
-def test_a_review_outlives_kill_9_and_its_judgements_export(tmp_path, bot_model, telegram):
-    database = tmp_path / "data" / "neurobugurt.sqlite3"
-    best_first = _gather(f"sqlite:///{database}", str(bot_model))
-    config = write_config(tmp_path, _review_config(tmp_path, bot_model, telegram))
+def _open_updates(url: str) -> int:
+    database = open_database(url)
+    try:
+        with database.read() as conn:
+            return conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL").scalar_one()
+    finally:
+        database.close()
+
+
+def test_a_review_outlives_kill_9_and_its_judgements_export(tmp_path, bot_model, telegram,
+                                                            storage_url):
+    best_first = _gather(storage_url, str(bot_model))
+    config = write_config(tmp_path, _review_config(tmp_path, bot_model, telegram, storage_url))
     bot = start_bot(tmp_path / "first", config, telegram)
     assert _post(telegram).startswith("Review #1 sent to 2 editor chat(s)")
     (page,) = wait_until(lambda: _pages(telegram, OTHER), 60, "a page")
-    wait_until(lambda: query(database, "SELECT COUNT(*) FROM inbox WHERE done_at IS NULL")
-               == [(0,)], 30, "/post marked handled")  # else the next process handles it again
+    wait_until(lambda: _open_updates(storage_url) == 0, 30,
+               "/post marked handled")  # else the next process would handle it again
     bot.kill()  # kill -9 between the review and the tap
 
     bot = start_bot(tmp_path / "second", config, telegram)
