@@ -67,22 +67,17 @@ def judgements_command(parser: argparse.ArgumentParser, args: argparse.Namespace
     path = args.out if args.command == "export-judgements" else args.source
     if path is None:
         parser.error(f"{args.command} needs {'--out' if args.out is None else '--in'} FILE.jsonl")
+    export = args.command == "export-judgements"
     database = db.open_database(_url(load_config(args.config)))
     try:
-        if args.command == "export-judgements":
-            try:
-                count = judgements.export(database, path)
-            except OSError as exc:
-                raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-            print(f"wrote {count} judgements to {path}")
-        else:
-            try:
-                count = judgements.import_file(database, path)
-            except OSError as exc:
-                raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-            print(f"added {count} judgements from {path}")
+        count = (judgements.export if export else judgements.import_file)(database, path)
+    except OSError as exc:
+        raise UserError(f"cannot {'write' if export else 'read'} {path}:"
+                        f" {exc.strerror or exc}") from None
     finally:
         database.close()
+    print(f"wrote {count} judgements to {path}" if export
+          else f"added {count} judgements from {path}")
     return 0
 
 

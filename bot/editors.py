@@ -94,14 +94,9 @@ class Editors:
     async def act(self, review_id: int, action: str, user_id: int, name: str,
                   is_editor: bool) -> str:
         """An editor's tap: `p<N>` (publish N), `next`, or `none`; the answer to the tap."""
-        if not is_editor:
-            log.warning("user %s refused a review tap", user_id)
-            return texts.REVIEW_NOT_EDITOR
-        review = self.store.get(review_id)
+        review, refusal = self._open(review_id, user_id, is_editor)
         if review is None:
-            return texts.REVIEW_UNKNOWN
-        if review.status != OPEN:
-            return texts.review_ended(review)
+            return refusal
         if action == NEXT:
             return await self._more(review)
         if action == NONE:
@@ -115,13 +110,9 @@ class Editors:
                    is_editor: bool, number: int | None = None) -> str:
         """An editor's corrected text for a review: published in place of candidate `number`,
         or else of the one shown it comes closest to; the answer."""
-        if not is_editor:
-            return texts.REVIEW_NOT_EDITOR
-        review = self.store.get(review_id)
+        review, refusal = self._open(review_id, user_id, is_editor)
         if review is None:
-            return texts.REVIEW_UNKNOWN
-        if review.status != OPEN:
-            return texts.review_ended(review)
+            return refusal
         text = text.strip()
         if not text:
             return texts.REVIEW_EMPTY_EDIT
@@ -132,6 +123,18 @@ class Editors:
         tagged = text if text.endswith(TAG) else finish(text)
         decision = Decision(EDIT, before.number, tagged, user_id)
         return await self._decide(review, decision, name, tagged)
+
+    def _open(self, review_id: int, user_id: int, is_editor: bool) -> tuple[Review | None, str]:
+        """The open review an editor acts on, or None and why they may not."""
+        if not is_editor:
+            log.warning("user %s refused: not an editor of review #%d", user_id, review_id)
+            return None, texts.REVIEW_NOT_EDITOR
+        review = self.store.get(review_id)
+        if review is None:
+            return None, texts.REVIEW_UNKNOWN
+        if review.status != OPEN:
+            return None, texts.review_ended(review)
+        return review, ""
 
     async def answer(self, line: str, user_id: int, name: str) -> str | None:
         """A typed answer to the newest open review (the terminal): a number, `next`, `none`,

@@ -95,6 +95,10 @@ def test_a_review_outlives_kill_9_and_its_judgements_export(tmp_path, bot_model,
         timeout=120)
     assert again.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")
 
+    done = run("bot", "export-judgements", "--config", str(other), "--out",
+               str(tmp_path / "no" / "such" / "folder.jsonl"), env=secrets(), timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().startswith("error: cannot write ")
+
     out.write_text('{"kind": "like", "text": "X"}\n', encoding="utf-8")
     done = run("bot", "import-judgements", "--config", str(other), "--in", str(out),
                env=secrets(), timeout=120)
