@@ -11,9 +11,11 @@ from __future__ import annotations
 from generator.gate import TAG
 from generator.search import cohesion
 
-# The names of the numeric features, in the order a ranker's weights follow.
-NAMES = ("likelihood", "temperature", "lines", "chars", "words_per_line", "longest_line",
-         "cohesion", "repeated_words")
+# The features a ranker reads, in the order of its weights. The temperature is kept with each
+# judgement but not read: a blind reading's real posts have none, and the bandit's arms lie
+# too close together to tell posts apart.
+NAMES = ("likelihood", "lines", "chars", "words_per_line", "longest_line", "cohesion",
+         "repeated_words")
 
 
 def lines_of(text: str) -> list[str]:
@@ -22,8 +24,9 @@ def lines_of(text: str) -> list[str]:
             if line.strip() and line.strip() != "@" and line.strip() != TAG]
 
 
-def features(text: str, likelihood: float | None, temperature: float) -> dict[str, float | None]:
-    """The features of one post, by name (NAMES)."""
+def features(text: str, likelihood: float | None, temperature: float | None
+             ) -> dict[str, float | None]:
+    """The features of one post, by name (NAMES, and the temperature it was sampled at)."""
     lines = lines_of(text)
     words = [w for line in lines for w in line.split()]
     return {
