@@ -194,7 +194,8 @@ class Editors:
         if not self.on:
             pending = self.store.pending()
             return "auto" + (f", {len(pending)} reviews still open" if pending else "")
-        return "editors, " + texts.reviews_pending(self.store.pending())
+        return (f"editors, {texts.reviews_pending(self.store.pending())};"
+                f" {texts.editors_yield(*self.store.yield_())}")
 
     def listing(self) -> str:
         """/review: the open reviews, one a line."""

@@ -101,6 +101,15 @@ class ReviewStore:
                 f" FROM reviews r WHERE {where} ORDER BY r.id"), params).mappings().all()
         return [Review(**row) for row in rows]
 
+    def yield_(self) -> tuple[int, int, int]:
+        """(reviews editors decided, of them published, candidates those showed): the editors'
+        yield, and what they read for it."""
+        with self.db.read() as conn:
+            decided, published, shown = conn.execute(sa.text(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'published' THEN 1 ELSE 0 END),"
+                " 0), COALESCE(SUM(shown), 0) FROM reviews WHERE decided_by IS NOT NULL")).one()
+        return int(decided), int(published), int(shown)
+
     def candidates(self, review_id: int, first: int = 1, last: int | None = None
                    ) -> list[Candidate]:
         """The review's candidates numbered first..last (all from `first` without `last`)."""

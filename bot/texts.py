@@ -264,6 +264,15 @@ def reviews_pending(reviews: Sequence[Review]) -> str:
         f"#{r.id} until {_clock(r.deadline)}" for r in reviews) + ")"
 
 
+def editors_yield(decided: int, published: int, shown: int) -> str:
+    """'12 decided, 9 published, 4.6 posts shown per published post'."""
+    if not decided:
+        return "none decided yet"
+    per = f"{shown / published:.1f} posts shown per published post" if published else \
+        f"{shown} posts shown"
+    return f"{decided} decided, {published} published, {per}"
+
+
 def reviews_listing(reviews: Sequence[Review]) -> str:
     """/review: every open review, one a line."""
     if not reviews:

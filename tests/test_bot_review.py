@@ -128,7 +128,8 @@ def test_editors_see_the_best_first_and_the_first_of_two_taps_wins(tmp_path, bot
         assert _tap(telegram, first, "review:1:p3", ADMIN).startswith("Review #1 has already")
         assert _tap(telegram, first, "review:9:p1", ADMIN).startswith("This review is not")
         assert ask(telegram, "/review", ADMIN) == "No review is waiting for the editors."
-        assert "Review: editors, none pending" in ask(telegram, "/status", ADMIN)
+        assert ("Review: editors, none pending; 1 decided, 1 published, 7.0 posts shown per"
+                " published post") in ask(telegram, "/status", ADMIN)
         assert _channel(telegram) == [published]
 
         (post,) = telegram.messages_in(CHANNEL_ID)
