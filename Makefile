@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --constraint constraints.txt
 
-.PHONY: install install-dev run test test-fast lint fresh-check clean
+.PHONY: install install-dev run test test-fast lint fresh-check clean messages
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,25 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# The bot's words (bot/i18n.py): each locales/<language>/LC_MESSAGES/bot.po compiles to the
+# bot.mo beside it, with Babel from the install. The .mo files are build outputs, not committed.
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/bot.po))
+# Message ids in code: tr.t("id"), tr.n("id", count) (plural forms), N_("id") (kept, said later).
+KEYWORDS := --no-default-keywords -k t -k n:1,1 -k N_
 
-install-dev: $(VENV)/.installed-dev
+locales/%.mo: locales/%.po $(VENV)/.installed
+	$(VENV)/bin/pybabel -q compile -i $< -o $@
+
+install: $(VENV)/.installed $(CATALOGS)
+
+install-dev: $(VENV)/.installed-dev $(CATALOGS)
+
+# After adding or renaming a message id in code: every catalog gets the new ids as empty
+# entries (fill in both, then `make install`); ids no longer in code are dropped.
+messages: install
+	$(VENV)/bin/pybabel -q extract $(KEYWORDS) --no-location -o locales/bot.pot bot
+	$(VENV)/bin/pybabel -q update --no-fuzzy-matching --ignore-obsolete \
+	  -i locales/bot.pot -d locales -D bot
 
 run: install
 	$(PY) -m bot
@@ -47,4 +63,4 @@ fresh-check:
 	  cd "$$d/main" && ./.ci/run
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info locales/bot.pot $(CATALOGS)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.bench_generator import machine, write_section  # noqa: E402
-from bot import texts  # noqa: E402
+from bot.i18n import texts_for  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from tests.pipeline import (  # noqa: E402
@@ -95,7 +95,7 @@ def burst(folder: Path, model: Path, users: int, pool: dict) -> dict:
                                      start)
             replies[user] = (call.params["text"], call.at - began)
     posts = [s for text, s in replies.values() if text.endswith("#neurobugurt")]
-    busy = sum(text == texts.BUSY for text, _ in replies.values())
+    busy = sum(text == texts_for("en").t("busy") for text, _ in replies.values())
     return {"posts": len(posts), "busy": busy, "median": statistics.median(posts),
             "max": max(posts)}
 

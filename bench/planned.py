@@ -35,7 +35,8 @@ from bench.plan_corpus import PLAN, stem  # noqa: E402
 from bench.repick import batched, line_bits  # noqa: E402
 from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
 from generator.sample import Generator  # noqa: E402
-from generator.search import LineSearch, SearchConfig, draw  # noqa: E402
+from generator.sampling import draw  # noqa: E402
+from generator.search import LineSearch, SearchConfig  # noqa: E402
 from generator.vocab import END  # noqa: E402
 
 MAX_PLAN_TOKENS = 40

@@ -1,11 +1,13 @@
-"""CPU seconds of one line-by-line search, the search's own draw against torch.multinomial.
+"""CPU seconds of a pooled post: its searches one after another against side by side in a batch.
 
-    .venv/bin/python bench/search_speed.py [--searches 40] [--model generator/bundled]
+    .venv/bin/python bench/search_speed.py [--posts 4] [--searches 32] [--model generator/bundled]
 
-Both ways run in one process on one thread, alternating search by search from the same seeds,
-so the machine's load falls on both alike; CPU seconds are the process's own. Each way draws
-other posts (the random numbers are used differently), so the lines a search writes are
-reported too: a draw that made posts longer would cost more steps, not less.
+A pooled reply is the best of `pool.reply_searches` (32) line searches. Both ways run in one
+process on one thread, alternating post by post from the same seeds, so the machine's load falls
+on both alike; CPU seconds are the process's own (time.process_time). Run one after another, a
+search's rows are its beams × lines drawn (32); side by side, every token step of all of them is
+one batch through the cell. The two ways draw other random numbers, so each reports the lines
+its posts have: longer posts would cost more steps, not less.
 """
 
 from __future__ import annotations
@@ -22,51 +24,46 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_generator import machine  # noqa: E402
 from common.corpus import LINE_BREAK  # noqa: E402
-from generator import search  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
 
-OWN_DRAW = search.draw
 
-
-def multinomial_draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """The draw the search used before `search.draw`."""
-    return torch.multinomial(probs, 1, generator=rng)[:, 0]
-
-
-def one_search(gen: Generator, seed: int) -> tuple[float, int]:
-    """(CPU seconds, lines written) of one search with the defaults."""
+def pooled(search: LineSearch, searches: int, seed: int, batched: bool) -> tuple[float, float]:
+    """(CPU seconds, mean lines of the finished posts) of one pooled post's searches."""
     rng = torch.Generator().manual_seed(seed)
     started = time.process_time()
-    found = LineSearch(gen, SearchConfig()).post(rng)
-    lines = len(found[0].split(LINE_BREAK)) if found else 0
-    return time.process_time() - started, lines
+    found = search.posts(rng, searches) if batched else \
+        [search.post(rng) for _ in range(searches)]
+    seconds = time.process_time() - started
+    lines = [len(text.split(LINE_BREAK)) for text, _ in filter(None, found)]
+    return seconds, statistics.mean(lines) if lines else 0.0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="generator/bundled")
-    parser.add_argument("--searches", type=int, default=40)
+    parser.add_argument("--posts", type=int, default=4)
+    parser.add_argument("--searches", type=int, default=32)
     args = parser.parse_args()
     gen = Generator.load(args.model)  # sets one thread
+    search = LineSearch(gen, SearchConfig())
     print(f"machine: {machine()}")
-    ways = {"search.draw (cumulative sum)": OWN_DRAW, "torch.multinomial": multinomial_draw}
+    pooled(search, 2, -1, True)  # warm-up
+    ways = {"one after another": False, "side by side": True}
     spent: dict[str, list[float]] = {name: [] for name in ways}
-    lines: dict[str, list[int]] = {name: [] for name in ways}
-    one_search(gen, -1)  # warm-up
-    for seed in range(args.searches):
-        for name, way in ways.items():
-            search.draw = way  # the module's function, which _draw_lines calls
-            seconds, written = one_search(gen, seed)
+    lines: dict[str, list[float]] = {name: [] for name in ways}
+    for seed in range(args.posts):
+        for name, batched in ways.items():
+            seconds, mean_lines = pooled(search, args.searches, seed, batched)
             spent[name].append(seconds)
-            lines[name].append(written)
-    search.draw = OWN_DRAW
-    print("| draw | CPU s a search (median) | mean | lines a search |\n|---|---:|---:|---:|")
+            lines[name].append(mean_lines)
+    print(f"| {args.searches} searches a post | CPU s a post (mean of {args.posts}) | "
+          "lines a post |\n|---|---:|---:|")
     for name in ways:
-        print(f"| {name} | {statistics.median(spent[name]):.3f} | "
-              f"{statistics.mean(spent[name]):.3f} | {statistics.mean(lines[name]):.2f} |")
-    own, old = (statistics.mean(spent[name]) for name in ways)
-    print(f"mean CPU a search: {own / old:.2f}× torch.multinomial's")
+        print(f"| {name} | {statistics.mean(spent[name]):.2f} | "
+              f"{statistics.mean(lines[name]):.2f} |")
+    alone, batch = (statistics.mean(spent[name]) for name in ways)
+    print(f"side by side: {batch / alone:.2f}× the CPU of one after another")
     return 0
 
 

@@ -83,12 +83,13 @@ def judgements_command(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def fit_ranker(config: Config) -> int:
     """Fit the ranker for the served model on the stored judgements; say what ranks now."""
+    from bot.i18n import texts_for
     from bot.ranker import Ranking  # torch and the generator: not for --health
 
     database = db.open_database(_url(config))
     try:
         served = RuntimeSettings(database).served_model(config.generator.model_dir)
-        print(Ranking(lambda: served).refit(database))
+        print(Ranking(lambda: served).refit(database)(texts_for(config.bot.language)))
     finally:
         database.close()
     return 0

@@ -22,6 +22,7 @@ from telegram.ext import (
 )
 
 from bot import handlers
+from bot.i18n import FALLBACK, READERS, Texts, load_all
 from bot.inbox import TAKE_OVER_SECONDS, Inbox, InboxProcessor, InboxQueue
 from bot.leader import LEAD_SECONDS, ProcessLife
 from bot.publish import TelegramChannel
@@ -44,6 +45,7 @@ def build_application(
 ) -> Application:
     """The PTB Application with handlers, jobs, the inbox and the Runner in bot_data (not
     started)."""
+    catalogs = load_all()  # a missing compiled catalog stops the start with one line
     database = open_storage(config)
     life = ProcessLife(database)  # names this process in the inbox's and the outbox's claims
     inbox = Inbox(database, life)
@@ -63,7 +65,8 @@ def build_application(
     if config.telegram.channel:
         publishers.insert(0, TelegramChannel(app.bot, config.telegram.channel))
     review_chat = int(config.review.chat) if config.review.chat else None
-    desk = TelegramDesk(app.bot, [review_chat] if review_chat else list(config.telegram.admins))
+    desk = TelegramDesk(app.bot, [review_chat] if review_chat else list(config.telegram.admins),
+                        catalogs[config.bot.language])
     runner = build_runner(
         config, config_path, app.job_queue.scheduler, publishers, database=database,
         life=life, desk=desk if desk.chats else None, **runner_options
@@ -71,6 +74,8 @@ def build_application(
     life.keep()  # before the first update is recorded as this process's
     app.bot_data["runner"] = runner
     app.bot_data["admins"] = frozenset(config.telegram.admins)
+    app.bot_data["language"] = config.bot.language  # for a user who sent no language_code
+    app.bot_data["catalogs"] = catalogs
     app.bot_data["sweep_seconds"] = sweep_seconds
     app.bot_data["review_chat"] = review_chat
 
@@ -95,8 +100,8 @@ def build_application(
 
 
 async def _post_init(app: Application) -> None:
-    """Menu of public commands; start-up work is a job so that it runs with the scheduler."""
-    await app.bot.set_my_commands([BotCommand(name, text) for name, text in menu()])
+    """Menus of public commands; start-up work is a job so that it runs with the scheduler."""
+    await _set_menus(app.bot, app.bot_data["catalogs"])
     app.job_queue.run_once(_start_job, when=0, name="start")
     seconds = app.bot_data["sweep_seconds"]
     app.job_queue.run_repeating(_sweep_job, interval=seconds, first=seconds, name="sweep")
@@ -104,6 +109,18 @@ async def _post_init(app: Application) -> None:
     app.job_queue.run_repeating(_follow_job, interval=FOLLOW_SECONDS, first=FOLLOW_SECONDS,
                                 name="follow")
     app.job_queue.run_repeating(_inbox_job, interval=TAKE_OVER_SECONDS, first=0, name="inbox")
+
+
+async def _set_menus(bot: Bot, catalogs: dict[str, Texts]) -> None:
+    """The command menu in the fallback language (English) for every user, and for each
+    language_code answered in another language (ru, uk, be: Russian) in that one."""
+    def commands(language: str) -> list[BotCommand]:
+        return [BotCommand(name, text) for name, text in menu(catalogs[language])]
+
+    await bot.set_my_commands(commands(FALLBACK))
+    for code, language in sorted(READERS.items()):
+        if language != FALLBACK:
+            await bot.set_my_commands(commands(language), language_code=code)
 
 
 async def _start_job(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bot.i18n import Texts
+
 log = logging.getLogger(__name__)
 TYPING_SECONDS = 4.5  # Telegram shows "typing" for 5 s after each chat action
 
@@ -18,6 +20,7 @@ TYPING_SECONDS = 4.5  # Telegram shows "typing" for 5 s after each chat action
 class Sender:
     user_id: int
     is_admin: bool
+    texts: Texts  # the sender's language: every reply to them goes through it
     name: str = ""  # how other editors see who decided a review
 
 

@@ -18,8 +18,8 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
-from bot import texts
 from bot.chat import Sender
+from bot.i18n import Texts, language_of, texts_for
 from bot.publish import vote_keyboard
 from bot.runner import Runner, split_command
 
@@ -59,11 +59,19 @@ def _runner(context: ContextTypes.DEFAULT_TYPE) -> Runner:
     return context.bot_data["runner"]
 
 
+def _texts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Texts:
+    """The language of the update's user (Telegram's language_code), else bot.language."""
+    user = update.effective_user
+    return texts_for(language_of(user.language_code if user else None,
+                                 context.bot_data["language"]))
+
+
 def _sender(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Sender:
     user = update.effective_user
     user_id = user.id if user else 0
     name = (f"@{user.username}" if user.username else user.full_name) if user else ""
-    return Sender(user_id=user_id, is_admin=user_id in context.bot_data["admins"], name=name)
+    return Sender(user_id=user_id, is_admin=user_id in context.bot_data["admins"],
+                  texts=_texts(update, context), name=name)
 
 
 def _in_review_chat(message: Message | None, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -106,13 +114,14 @@ async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Answer plain text in a private chat with a hint (groups' chatter is ignored)."""
-    await update.effective_message.reply_text(texts.NOT_A_COMMAND)
+    await update.effective_message.reply_text(_texts(update, context).t("not_a_command"))
 
 
 async def on_inline(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Answer an inline query with posts to pick from, or a button saying why there are none."""
     query = update.inline_query
-    answer = await _runner(context).inline(query.query, query.from_user.id)
+    answer = await _runner(context).inline(query.query, query.from_user.id,
+                                           _texts(update, context))
     results = [
         InlineQueryResultArticle(
             id=str(number),
@@ -136,7 +145,7 @@ async def on_vote(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Store a reader's 👍/👎 on a published post and show the new counts on its buttons."""
     query = update.callback_query
     _, outbox_id, value = (query.data or "").split(":")
-    answer, counts = _runner(context).vote(int(outbox_id), query.from_user.id, int(value))
+    answer, counts = _runner(context).vote(int(outbox_id), _sender(update, context), int(value))
     await query.answer(answer)
     if counts is not None and query.message is not None:
         with contextlib.suppress(BadRequest):  # "message is not modified": same counts
@@ -155,9 +164,10 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     # Only a person's own message gets the apology (a vote's message is the channel post); an
     # inline query gets an empty answer saying so, instead of a spinner until Telegram gives up.
+    tr = _texts(update, context)
     with contextlib.suppress(TelegramError):
         if update.message is not None:
-            await update.message.reply_text(texts.INTERNAL_ERROR)
+            await update.message.reply_text(tr.t("internal_error"))
         elif update.inline_query is not None:
-            button = InlineQueryResultsButton(texts.INLINE_ERROR, start_parameter="inline")
+            button = InlineQueryResultsButton(tr.t("inline.error"), start_parameter="inline")
             await update.inline_query.answer([], cache_time=0, is_personal=True, button=button)

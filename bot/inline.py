@@ -15,7 +15,8 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from bot import posts, texts
+from bot import posts
+from bot.i18n import Texts
 from bot.posts import Posts
 from bot.prime import MAX_PRIME_CHARS
 from common.config import Config
@@ -40,23 +41,25 @@ class InlineAnswers:
         self._cache: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
         self._asked: dict[int, deque[float]] = {}  # user id → times of answered queries
 
-    async def answer(self, query: str, user_id: int) -> InlineAnswer:
-        """Posts for one inline query (starting with its text, if any), or a note why none."""
+    async def answer(self, query: str, user_id: int, tr: Texts) -> InlineAnswer:
+        """Posts for one inline query (starting with its text, if any), or a note why none (in
+        the asker's language; a button's text: at most 64 characters)."""
         prime = self.source.read(query)
+        if prime.refused == posts.TOO_LONG:
+            return InlineAnswer(note=tr.n("inline.too_long", MAX_PRIME_CHARS))
         if prime.refused:
-            return InlineAnswer(note=texts.INLINE_TOO_LONG.format(limit=MAX_PRIME_CHARS)
-                                if prime.refused == posts.TOO_LONG else texts.INLINE_NO_CHARS)
+            return InlineAnswer(note=tr.t("inline.no_chars"))
         cached = self._cached(prime.text) if prime.text else None
         if cached:
             return InlineAnswer(cached, cache_seconds=int(self.cache_seconds))
         if not self._allow(user_id):
-            return InlineAnswer(note=texts.INLINE_SLOW_DOWN)
+            return InlineAnswer(note=tr.t("inline.slow_down"))
         order = self.source.order(prime, self.posts)
         if order.refused:
-            return InlineAnswer(note=texts.INLINE_BUSY)
+            return InlineAnswer(note=tr.t("inline.busy"))
         written = await order.posts()
         if not written:
-            return InlineAnswer(note=texts.INLINE_NO_GOOD_POST)
+            return InlineAnswer(note=tr.t("inline.no_good_post"))
         if prime.text:
             self._remember(prime.text, written)
             return InlineAnswer(written, cache_seconds=int(self.cache_seconds))

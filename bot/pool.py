@@ -3,16 +3,22 @@
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
 - 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
   default) each is the best by `Generator.score` of `pool.reply_searches` posts built line by
-  line (`Generator.searched`); with `whole`, the best of
-  `pool.reply_candidates` whole samples drawn `bot.candidates` at a time. `/bugurt` and inline
-  queries take them; a post is taken by the one
-  UPDATE … RETURNING that marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL),
-  so no post is handed out twice, across threads and processes.
-- 'channel': searched posts until `pool.channel_searches` are gathered, or with `whole`
-  every gated sample of batches until `pool.channel_candidates`,
-  all at one temperature (the ratings bandit's draw); the next channel post is the one of them
-  with the highest `score` (`best_channel`), stored as `Generator.score` gave it; the rest are
-  dropped.
+  line, run side by side under the feed's memory (generator/feed.py: no line, 4-word phrase or
+  opening of the last `pool.memory` replies again, no long corpus line copied); with `whole`,
+  the best of `pool.reply_candidates` whole samples drawn `bot.candidates` at a time.
+  `/bugurt` and inline queries take them; a post is taken by the one UPDATE … RETURNING that
+  marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL), so no post is handed
+  out twice, across threads and processes. A model's starter feed (`generator feed --save`)
+  is stored as ready replies the first time a pool serves that model, so a fresh bot has posts
+  at once.
+- 'channel': searched posts, under the channel's own memory (its published posts), until
+  `pool.channel_searches` are gathered, or with `whole` every gated sample of batches until
+  `pool.channel_candidates`, all at one temperature (the ratings bandit's draw); the next
+  channel post is the one of them with the highest `score` (`best_channel`), stored as
+  `Generator.score` gave it; the rest are dropped.
+
+Handed-out rows are the feeds' memory: they stay while among the last `pool.memory` of their
+kind, or a day, whichever is longer, whatever model wrote them.
 
 Every bot process sharing the database runs a worker; a batch is stored only up to the target
 size, counted under a lock (`add`), so together they fill the pool without overfilling it.
@@ -21,7 +27,7 @@ the event loop (the
 loop only runs the short take queries), yields to people (it waits while on-demand requests
 queue for the sampler), keeps its CPU time within `pool.cpu_share` of a core by sleeping after
 each batch, pauses while a retrain trains (`paused`), and stops after its batch in flight on
-`close`. Rows survive restarts and kill -9; a model swap deletes the old model's rows.
+`close`. Rows survive restarts and kill -9; a model swap deletes the old model's ready rows.
 """
 
 from __future__ import annotations
@@ -36,16 +42,21 @@ from collections import Counter
 from collections.abc import Iterator
 
 import sqlalchemy as sa
+import torch
 
 from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common.config import Config
 from common.db import Database
+from generator import feed
+from generator.modeldir import load_starter
 from generator.sample import Candidate, Generator
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
-USED_KEPT_SECONDS = 86400.0  # handed-out rows stay a day (what was served), then go
+# handed-out rows stay a day (what was served), and beyond it while they are among the last
+# pool.memory of their kind (the feed's memory against repetition), whatever their model
+USED_KEPT_SECONDS = 86400.0
 POOL_LOCK = 0x6E627570  # PostgreSQL advisory lock: one process at a time counts and adds rows
 
 
@@ -119,6 +130,25 @@ class PoolStore:
         rows.sort(key=lambda row: (-row.score, row.id))
         return [(row.text, row.temperature, row.score) for row in rows]
 
+    def seed(self, model_dir: str, posts: list[str], temperatures: tuple[float, ...]) -> int:
+        """Store a model's starter feed as ready replies (temperatures taken in turn), once per
+        model across every process and restart (marked in bot_state); how many were stored."""
+        key = f"starter:{model_dir}"
+        with self.db.write() as conn:
+            self.db.lock(conn, POOL_LOCK)
+            if conn.execute(sa.text("SELECT 1 FROM bot_state WHERE key = :key"),
+                            {"key": key}).first():
+                return 0
+            conn.execute(sa.text("INSERT INTO bot_state (key, value) VALUES (:key, :value)"),
+                         {"key": key, "value": str(len(posts))})
+            if posts:  # score: no likelihood was kept with them (replies are taken in order)
+                conn.execute(sa.text(
+                    "INSERT INTO pool (model_dir, kind, temperature, text, score, created_at)"
+                    " VALUES (:m, 'reply', :t, :text, 0, :now)"
+                ), [{"m": model_dir, "t": temperatures[i % len(temperatures)], "text": post,
+                     "now": time.time()} for i, post in enumerate(posts)])
+        return len(posts)
+
     def ready(self, model_dir: str) -> dict[float, int]:
         """Ready reply posts of the model per temperature (to 3 decimals)."""
         with self.db.read() as conn:
@@ -140,12 +170,31 @@ class PoolStore:
             ), {"m": model_dir}).one()
         return count, temperature
 
-    def drop_others(self, model_dir: str) -> int:
-        """Delete the rows of every other model and the long-used ones; how many went."""
+    def drop_others(self, model_dir: str, memory: int = 0) -> int:
+        """Delete the ready rows of every other model, and the used rows that are a day old
+        and not among the last `memory` handed out of their kind; how many went."""
         with self.db.write() as conn:
-            return conn.execute(sa.text(
-                "DELETE FROM pool WHERE model_dir != :m OR used_at < :old"
-            ), {"m": model_dir, "old": time.time() - USED_KEPT_SECONDS}).rowcount
+            gone = conn.execute(sa.text(
+                "DELETE FROM pool WHERE model_dir != :m AND used_at IS NULL"
+            ), {"m": model_dir}).rowcount
+            for kind in ("reply", "channel"):
+                gone += conn.execute(sa.text(
+                    "DELETE FROM pool WHERE kind = :kind AND used_at < :old AND id NOT IN"
+                    " (SELECT id FROM pool WHERE kind = :kind AND used_at IS NOT NULL"
+                    "  ORDER BY id DESC LIMIT :memory)"
+                ), {"kind": kind, "old": time.time() - USED_KEPT_SECONDS,
+                    "memory": memory}).rowcount
+        return gone
+
+    def recent(self, kind: str, limit: int) -> list[str]:
+        """The last `limit` posts of a feed, oldest first: for replies every post made (ready
+        or handed out: a ready one will be), for the channel the ones published."""
+        used = "" if kind == "reply" else " AND used_at IS NOT NULL"
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text(
+                f"SELECT text FROM pool WHERE kind = :kind{used} ORDER BY id DESC LIMIT :n"
+            ), {"kind": kind, "n": limit}).all()
+        return [row.text for row in reversed(rows)]
 
 
 class Pool:
@@ -163,6 +212,7 @@ class Pool:
         self.reply_candidates = config.pool.reply_candidates
         self.reply_searches = config.pool.reply_searches
         self.by_lines = config.pool.search == "lines"
+        self.rules = feed.FeedRules(memory=config.pool.memory)
         if self.by_lines:  # each channel post is the best of a few searched posts
             self.channel_candidates = config.pool.channel_searches
         self.busy_seconds = 0.0  # the worker's CPU seconds in batches
@@ -174,18 +224,11 @@ class Pool:
         self.drawing = False  # a batch is in flight (paused() lets it finish)
         # A batch's rows go in only while its model is served: a swap's drop waits for them.
         self._swap_lock = threading.Lock()
+        self._seeded: set[str] = set()  # models whose starter feed this process has stored
         self._thread = threading.Thread(target=self._run, name="pool", daemon=True)
         slot.on_swap.append(self.model_changed)
 
     # ---- the event loop's side ----------------------------------------------------------------
-
-    def describe(self) -> str:
-        """'12 ready (0.7: 4, 0.85: 4, 1: 4), 37 channel candidates' for /status."""
-        ready = self.store.ready(self.slot.model_dir)
-        per = ", ".join(f"{t:g}: {n}" for t, n in sorted(ready.items()))
-        gathered, _ = self.store.gathered(self.slot.model_dir)
-        return (f"{sum(ready.values())} ready{f' ({per})' if per else ''}, "
-                f"{gathered} channel candidates")
 
     def take(self, temperature: float, n: int = 1) -> list[str]:
         """Up to n ready posts of the served model (none: the caller samples on demand)."""
@@ -209,7 +252,7 @@ class Pool:
     def model_changed(self, model_dir: str) -> None:
         """A swap: the old model's posts go, the worker fills the pool from the new one."""
         with self._swap_lock:
-            dropped = self.store.drop_others(model_dir)
+            dropped = self.store.drop_others(model_dir, self.rules.memory)
         log.info("pool: dropped %d posts of the previous model", dropped)
         self._wake()
 
@@ -292,18 +335,18 @@ class Pool:
 
     def _draw(self, generator: Generator, kind: str, temperature: float,
               rng: random.Random) -> list[Candidate]:
-        """A batch of candidates, best first: for a reply pool.reply_searches searched posts
-        (for the channel one, gathered across batches); or, searching whole posts, for a reply
-        rounds of bot.candidates until pool.reply_candidates are drawn (the sampler's lock is
-        free between rounds and between searches)."""
-        if self.by_lines:
-            found = []
-            for _ in range(self.reply_searches if kind == "reply" else 1):
-                post = generator.searched(temperature, rng.getrandbits(63))
-                found += [post] if post is not None else []
-                if self._stopping:
-                    break
-            return generator.best_first(found)
+        """A batch of candidates, best first: pool.reply_searches searched posts run side by
+        side under the feed's memory (for the channel, as many as are still to gather, at most
+        that); or, searching whole posts, for a reply rounds of bot.candidates until
+        pool.reply_candidates are drawn (the sampler's lock is free between rounds)."""
+        if self.by_lines:  # one batch of searches under the feed's memory (generator/feed.py)
+            memory = feed.FeedMemory(self.rules, generator.novelty,
+                                     self.store.recent(kind, self.rules.memory))
+            gathered, _ = self.store.gathered(generator.info["model_dir"])
+            count = self.reply_searches if kind == "reply" else \
+                min(self.reply_searches, self.channel_candidates - gathered)
+            rows = torch.Generator().manual_seed(rng.getrandbits(63))
+            return feed.searched(generator, memory, max(1, count), temperature, rows)
         rounds = math.ceil(self.reply_candidates / self.candidates) if kind == "reply" else 1
         ranked: list[Candidate] = []
         for _ in range(rounds):  # a round may pass nothing through the gate: no retry here
@@ -323,7 +366,11 @@ class Pool:
     def _next_job(self, rng: random.Random, model_dir: str) -> tuple[str, float] | None:
         """('reply', T) for the emptiest temperature below pool.size, else ('channel', T) while
         fewer than pool.channel_candidates are gathered, else None (nothing to do)."""
-        self.store.drop_others(model_dir)
+        self.store.drop_others(model_dir, self.rules.memory)
+        if self.size and model_dir not in self._seeded:
+            self._seeded.add(model_dir)
+            if stored := self.store.seed(model_dir, load_starter(model_dir), self.temperatures):
+                log.info("pool: %d posts of the starter feed of %s are ready", stored, model_dir)
         ready = self.store.ready(model_dir)
         emptiest = min(self.temperatures, key=lambda t: ready.get(round(t, 3), 0))
         if ready.get(round(emptiest, 3), 0) < self.size:

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bot import judgements, texts
+from bot import judgements
 from bot.features import NAMES
+from bot.i18n import Say, Texts
 from bot.judgements import Judgement
 from bot.review import Candidate
 from common.db import Database
@@ -67,10 +68,11 @@ class Ranker:
         x = vector(features)
         return None if x is None else float(x / np.array(self.scale) @ np.array(self.weights))
 
-    def describe(self) -> str:
-        which = "the ranker" if self.used else "likelihood"
-        return (f"{which} (held-out pairs: {self.held_out}; ranker {self.accuracy:.0%}, "
-                f"likelihood {self.likelihood_accuracy:.0%}; trained on {self.trained})")
+    def describe(self, tr: Texts) -> str:
+        which = tr.t("ranker.the_ranker") if self.used else tr.t("ranker.likelihood")
+        return tr.t("ranker.summary", which=which, held_out=self.held_out,
+                    accuracy=self.accuracy, likelihood=self.likelihood_accuracy,
+                    trained=self.trained)
 
 
 def vector(features: Mapping) -> np.ndarray | None:
@@ -190,9 +192,9 @@ class Ranking:
         order = sorted(range(len(candidates)), key=lambda i: -scores[i])
         return "ranker", [candidates[i] for i in order]
 
-    def describe(self) -> str:
+    def describe(self, tr: Texts) -> str:
         ranker = self.ranker()
-        return ranker.describe() if ranker else "likelihood (no ranker fitted yet)"
+        return ranker.describe(tr) if ranker else tr.t("ranker.none")
 
     def fit(self, judged: Iterable[Judgement]) -> tuple[Ranker | None, int]:
         """Fit on `judged` and store the ranker with the served model when they make at least
@@ -204,11 +206,15 @@ class Ranking:
         ranker = fit(judged)
         model_dir = self.model_dir()
         save_ranker(model_dir, asdict(ranker))
-        log.info("ranker for %s: %s", os.path.basename(model_dir), ranker.describe())
+        log.info("ranker for %s: accuracy %.3f vs likelihood %.3f on %d held-out pairs",
+                 os.path.basename(model_dir), ranker.accuracy, ranker.likelihood_accuracy,
+                 ranker.held_out)
         return ranker, count
 
-    def refit(self, db: Database) -> str:
+    def refit(self, db: Database) -> Say:
         """Fit on every judgement in the database (/retrain, `python -m bot fit-ranker`); a
-        line saying what ranks now."""
+        line saying what ranks now, for whoever reads it."""
         ranker, count = self.fit(judgements.read(db))
-        return texts.ranker_fitted(ranker, count, MIN_PAIRS)
+        if ranker is None:
+            return lambda tr: tr.t("ranker.not_fitted", pairs=count, needed=MIN_PAIRS)
+        return lambda tr: tr.t("ranker.fitted", pairs=count, ranker=ranker.describe(tr))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import shutil
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from bot import texts
 from bot.chat import Chat
+from bot.i18n import N_, Say, Texts, texts_for
 from bot.leader import ProcessLock
 from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
@@ -44,7 +46,12 @@ SAMPLES = 3  # posts shown from the trained model at the end
 
 
 class RetrainFailed(Exception):
-    """A stage failed in an expected way; the message says which and why."""
+    """A stage failed in an expected way; `say` puts why into a reader's language (the
+    exception's own message, for the log, is the English)."""
+
+    def __init__(self, say: Say) -> None:
+        super().__init__(say(texts_for("en")))
+        self.say = say
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class RetrainJob:
         pause_pool: Callable[[], AbstractContextManager] = nullcontext,
         *,
         lock: ProcessLock,
-        fit_ranker: Callable[[], str] | None = None,
+        fit_ranker: Callable[[], Say] | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -83,26 +90,32 @@ class RetrainJob:
         self.pause_pool = pause_pool  # held while training and evaluating
         self.lock = lock  # held for the whole run: one retrain across the bot's processes
         self.fit_ranker = fit_ranker  # refits the judgements' ranker for the served model
-        self.stage = ""
-        self.last_result = "none since start"
+        self.stage = ""  # a message id (N_): translated where it is shown
+        self.last_result: Say = lambda tr: tr.t("retrain.none_yet")
+        self.tr = texts_for(config.bot.language)  # that of the admin who started the last run
         self._task: asyncio.Task | None = None
         self._procs: set[asyncio.subprocess.Process] = set()
-        self._progress = ""
+        self._progress: Say | None = None
+        self._shown = ""  # the progress line last shown in the starter's language
         self._rng = random.Random()
 
     @property
     def running(self) -> bool:
         return self._task is not None
 
-    def describe(self) -> str:
-        return f"running: {self._progress or self.stage}" if self.running else self.last_result
+    def describe(self, tr: Texts) -> str:
+        """The running retrain's stage and progress, or how the last one ended (/status)."""
+        if not self.running:
+            return self.last_result(tr)
+        return tr.t("retrain.state", progress=(self._progress or _said(self.stage))(tr))
 
-    def start(self, chat: Chat) -> bool:
-        """Start a retrain reporting to `chat`; False (nothing started) if one is running, here
-        or in another process sharing the database."""
+    def start(self, chat: Chat, tr: Texts) -> bool:
+        """Start a retrain reporting to `chat` in `tr`'s language; False (nothing started) if
+        one is running, here or in another process sharing the database."""
         if self._task is not None or not self.lock.try_take():
             return False
-        self.stage = "starting"
+        self.tr = tr
+        self.stage = N_("retrain.stage.starting")
         self._task = asyncio.create_task(self._run(chat))
         return True
 
@@ -126,49 +139,53 @@ class RetrainJob:
         message: object = None
         final = False  # the progress message shows the result: later news gets its own message
         swapped: str | None = None
+        tr = self.tr
         try:
-            message = await chat.say(texts.RETRAIN_STARTING)
+            message = await chat.say(tr.t("retrain.starting"))
             served = self.slot.model_dir
             outcome = await self._stages(chat, message, served)
-            self.stage, self._progress = "swap", ""
+            self._at(N_("retrain.stage.swap"))
             if outcome.better:
                 await self.slot.serve(str(outcome.model_dir))
                 swapped = str(outcome.model_dir)
-            self.last_result = texts.retrain_result(outcome.new_bpc, outcome.old_bpc, swapped)
-            await chat.edit(message, texts.retrain_done(outcome.model_dir, self.last_result))
+            self.last_result = functools.partial(
+                texts.retrain_result, new_bpc=outcome.new_bpc, old_bpc=outcome.old_bpc,
+                swapped=swapped)
+            await chat.edit(message, tr.t("retrain.done", model_dir=outcome.model_dir,
+                                          result=self.last_result(tr)))
             final = True
-            self.stage, self._progress = "samples", ""
+            self._at(N_("retrain.stage.samples"))
             png = await asyncio.to_thread(plot_losses, outcome.model_dir)
             if png is not None:
-                await chat.photo(png, texts.RETRAIN_PLOT)
+                await chat.photo(png, tr.t("retrain.plot"))
             posts = await self._samples(outcome.model_dir, swapped is not None)
-            await chat.say(texts.retrain_samples(posts, swapped))
+            await chat.say(texts.retrain_samples(tr, posts, swapped))
             if self.fit_ranker is not None:
-                self.stage, self._progress = "ranker", ""
-                await chat.say(await asyncio.to_thread(self.fit_ranker))
-            self.stage, self._progress = "prune", ""
+                self._at(N_("retrain.stage.ranker"))
+                await chat.say((await asyncio.to_thread(self.fit_ranker))(tr))
+            self._at(N_("retrain.stage.prune"))
             keep = {self.slot.model_dir, self.slot.previous() or "", str(outcome.model_dir),
                     self.config.generator.model_dir}  # served, rollback, latest, configured
             await asyncio.to_thread(prune, self.models_dir, keep)
         except Exception as exc:  # noqa: BLE001 (the edge of a background task: report, log)
-            reason = str(exc) if isinstance(exc, RetrainFailed) else f"{type(exc).__name__}: {exc}"
-            if final:
-                self.last_result += f"; then failed at {self.stage}: {reason}"
-            else:
-                self.last_result = f"failed at {self.stage}: {reason}"
-            log.error("retrain failed at %s: %s", self.stage, reason,
-                      exc_info=not isinstance(exc, RetrainFailed))
-            await self._tell_failure(chat, message, final, reason, swapped)
+            reason = exc.say if isinstance(exc, RetrainFailed) else _said_error(exc)
+            self.last_result = _failed(self.stage, reason, self.last_result if final else None)
+            log.error("retrain failed at %s: %s", texts_for("en").t(self.stage),
+                      reason(texts_for("en")), exc_info=not isinstance(exc, RetrainFailed))
+            await self._tell_failure(chat, message, final, reason(tr), swapped)
         finally:
-            self.stage = ""
-            self._progress = ""
+            self._at("")
             self._task = None
             self.lock.release()
+
+    def _at(self, stage: str) -> None:
+        """Enter a stage with no progress line of its own yet."""
+        self.stage, self._progress, self._shown = stage, None, ""
 
     async def _tell_failure(
         self, chat: Chat, message: object, final: bool, reason: str, swapped: str | None
     ) -> None:
-        text = texts.retrain_failed(self.stage, reason, swapped)
+        text = texts.retrain_failed(self.tr, self.stage, reason, swapped)
         try:
             if message is None or final:
                 await chat.say(text)
@@ -180,20 +197,23 @@ class RetrainJob:
     async def _stages(self, chat: Chat, message: object, served_model_dir: str) -> Outcome:
         corpus = Path(self.config.corpus.path)
         if self.config.vk.token:
-            await self._set(chat, message, "scrape", texts.RETRAIN_SCRAPING)
+            await self._set(chat, message, N_("retrain.stage.scrape"),
+                            _said(N_("retrain.scraping")))
             await self._run_child(["scraper", "--config", self.config_path])
         else:
             log.info("retrain: vk.token is empty, training on the existing corpus")
-        self.stage = "corpus check"
+        self._at(N_("retrain.stage.corpus_check"))
         val_path = split_paths(corpus)[1]
         if not corpus.exists():
-            raise RetrainFailed(texts.retrain_no_corpus(corpus))
+            raise RetrainFailed(lambda tr: tr.t("retrain.no_corpus", corpus=corpus))
         if not val_path.exists():
-            raise RetrainFailed(texts.retrain_no_split(val_path, self.config_path))
+            raise RetrainFailed(lambda tr: tr.t("retrain.no_split", val_path=val_path,
+                                                config_path=self.config_path))
         out = self.models_dir / time.strftime("%Y%m%d-%H%M%S")
         while out.exists():
             out = out.with_name(out.name + "-1")
-        await self._set(chat, message, "train", texts.retrain_training(0.0))
+        await self._set(chat, message, N_("retrain.stage.train"),
+                        functools.partial(texts.retrain_training, progress=0.0))
         train = [
             "generator", "train", "--config", self.config_path, "--corpus", str(corpus),
             "--out", str(out), "--minutes", f"{self.config.bot.retrain_minutes:g}",
@@ -203,7 +223,8 @@ class RetrainJob:
         with self.pause_pool():  # training gets the cores the pool worker would use
             await self._run_child(train, timeout=minutes * 120 + 300,
                                   progress=(chat, message, out))
-            await self._set(chat, message, "evaluate", texts.RETRAIN_EVALUATING)
+            await self._set(chat, message, N_("retrain.stage.evaluate"),
+                            _said(N_("retrain.evaluating")))
             # Both on the fresh validation split, side by side (each is its own process).
             new_bpc, old_bpc = await asyncio.gather(
                 self._eval(out, val_path), self._eval(Path(served_model_dir), val_path)
@@ -233,10 +254,17 @@ class RetrainJob:
             return ["--init-from", served_model_dir]
         return []
 
-    async def _set(self, chat: Chat, message: object, stage: str, text: str) -> None:
-        self.stage = stage
-        self._progress = text
-        await chat.edit(message, texts.retrain_progress(text))
+    async def _set(self, chat: Chat, message: object, stage: str, progress: Say) -> None:
+        self._at(stage)
+        await self._show(chat, message, progress)
+
+    async def _show(self, chat: Chat, message: object, progress: Say) -> None:
+        """Edit the progress message to `progress` unless it already says that."""
+        self._progress = progress
+        text = progress(self.tr)
+        if text != self._shown:
+            self._shown = text
+            await chat.edit(message, self.tr.t("retrain.progress", text=text))
 
     async def _eval(self, model_dir: Path, val_path: Path) -> float:
         out = await self._run_child(
@@ -245,7 +273,7 @@ class RetrainJob:
         )
         lines = out.strip().splitlines()
         if not lines or not lines[-1].startswith("bits_per_char:"):
-            raise RetrainFailed(f"eval of {model_dir} printed no bits_per_char line")
+            raise RetrainFailed(lambda tr: tr.t("retrain.no_bpc_line", model_dir=model_dir))
         return float(lines[-1].split(":", 1)[1])
 
     async def _run_child(
@@ -265,7 +293,8 @@ class RetrainJob:
                 if progress is not None and not done.done():
                     await self._report(*progress)
                 if time.monotonic() > deadline:
-                    raise RetrainFailed(f"{args[0]} ran past {timeout:.0f} s and was stopped")
+                    raise RetrainFailed(lambda tr: tr.n("retrain.timeout", round(timeout),
+                                                        command=args[0]))
             stdout, stderr = done.result()
         finally:
             self._procs.discard(proc)
@@ -278,7 +307,8 @@ class RetrainJob:
             tail = stderr.decode("utf-8", "replace").strip().splitlines()
             reason = tail[-1] if tail else f"exit status {proc.returncode}"
             command = " ".join(a for a in args[:2] if not a.startswith("-"))  # "generator train"
-            raise RetrainFailed(f"python -m {command}: {reason}")
+            raise RetrainFailed(lambda tr: tr.t("retrain.child_failed", command=command,
+                                                reason=reason))
         return stdout.decode("utf-8", "replace")
 
     async def _report(self, chat: Chat, message: object, out: Path) -> None:
@@ -287,14 +317,29 @@ class RetrainJob:
             return
         last = records[-1]
         bpcs = [r["val_bpc"] for r in records if r.get("val_bpc") is not None]
-        text = texts.retrain_training(
-            float(last.get("progress") or 0),
-            float(last.get("chars_per_sec") or 0),
-            bpcs[-1] if bpcs else None,
-        )
-        if text != self._progress:
-            self._progress = text
-            await chat.edit(message, texts.retrain_progress(text))
+        await self._show(chat, message, functools.partial(
+            texts.retrain_training,
+            progress=float(last.get("progress") or 0),
+            chars_per_sec=float(last.get("chars_per_sec") or 0),
+            val_bpc=bpcs[-1] if bpcs else None,
+        ))
+
+
+def _said(msgid: str) -> Say:
+    return lambda tr: tr.t(msgid)
+
+
+def _said_error(exc: Exception) -> Say:
+    """An unexpected error: its type and message are the same in every language."""
+    return lambda tr: f"{type(exc).__name__}: {exc}"
+
+
+def _failed(stage: str, reason: Say, before: Say | None) -> Say:
+    """How a retrain ended that failed at `stage` (after a result `before`, if it had one)."""
+    if before is None:
+        return lambda tr: tr.t("retrain.last_failed", stage=tr.t(stage), reason=reason(tr))
+    return lambda tr: tr.t("retrain.then_failed", result=before(tr), stage=tr.t(stage),
+                           reason=reason(tr))
 
 
 def prune(models_dir: Path, keep: set[str]) -> list[Path]:

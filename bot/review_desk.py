@@ -12,6 +12,7 @@ from telegram.error import TelegramError
 
 from bot import texts
 from bot.editors import NEXT
+from bot.i18n import Texts
 from bot.review import NONE, Candidate, Review
 
 log = logging.getLogger(__name__)
@@ -19,26 +20,28 @@ MAX_MESSAGE_CHARS = 4096  # Bot API limit of one text message
 CALLBACK = r"^review:\d{1,18}:(p\d{1,3}|next|none)$"  # the handler's pattern
 
 
-def review_keyboard(review_id: int, candidates: list[Candidate]) -> InlineKeyboardMarkup:
+def review_keyboard(tr: Texts, review_id: int,
+                    candidates: list[Candidate]) -> InlineKeyboardMarkup:
     """A row of numbers (publish that post), then "Next" and "None this time"."""
     return InlineKeyboardMarkup([
         [InlineKeyboardButton(str(c.number), callback_data=f"review:{review_id}:p{c.number}")
          for c in candidates],
-        [InlineKeyboardButton(texts.REVIEW_NEXT, callback_data=f"review:{review_id}:{NEXT}"),
-         InlineKeyboardButton(texts.REVIEW_NONE, callback_data=f"review:{review_id}:{NONE}")],
+        [InlineKeyboardButton(tr.t("review.next"), callback_data=f"review:{review_id}:{NEXT}"),
+         InlineKeyboardButton(tr.t("review.none"), callback_data=f"review:{review_id}:{NONE}")],
     ])
 
 
 class TelegramDesk:
-    """Shows reviews to the editor chats through the bot."""
+    """Shows reviews to the editor chats through the bot, in bot.language."""
 
-    def __init__(self, bot: Bot, chats: list[int]) -> None:
+    def __init__(self, bot: Bot, chats: list[int], tr: Texts) -> None:
         self.bot = bot
         self.chats = chats
+        self.tr = tr
 
     async def show(self, review: Review, candidates: list[Candidate]) -> list[tuple[int, int, int]]:
-        text = texts.review_page(review, candidates)[:MAX_MESSAGE_CHARS]
-        keyboard = review_keyboard(review.id, candidates)
+        text = texts.review_page(self.tr, review, candidates)[:MAX_MESSAGE_CHARS]
+        keyboard = review_keyboard(self.tr, review.id, candidates)
         sent = []
         for chat in self.chats:  # one editor out of reach must not keep the others from it
             try:

@@ -18,6 +18,7 @@ from bot import posts, texts
 from bot.chat import Chat, Sender, typing
 from bot.editors import Editors
 from bot.features import features
+from bot.i18n import N_, Texts, texts_for
 from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
@@ -57,6 +58,7 @@ class Runner:
         editors: Editors,
     ) -> None:
         self.config = config
+        self.texts = texts_for(config.bot.language)  # for what no user asked for
         self.db = database  # the database its parts share; closed here
         self.settings = settings
         self.slot = slot
@@ -121,35 +123,38 @@ class Runner:
         """Run one command for `sender`; every outcome is a short reply (or none on purpose)."""
         command = BY_NAME.get(name.lower())
         if command is None:
-            await chat.say(texts.UNKNOWN.format(name=name.lower()[:32]))
+            await chat.say(sender.texts.t("unknown_command", name=name.lower()[:32]))
             return
         if command.admin and not sender.is_admin:
             log.warning("user %s refused admin command /%s", sender.user_id, command.name)
-            await chat.say(texts.ADMIN_ONLY.format(name=command.name))
+            await chat.say(sender.texts.t("admin_only", name=command.name))
             return
         await command.handler(self, args.strip(), sender, chat)
 
     async def _cmd_start(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(texts.START)
+        await chat.say(sender.texts.t("start"))
 
     async def _cmd_help(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(help_text(sender.is_admin))
+        await chat.say(help_text(sender.texts, sender.is_admin))
 
     async def _cmd_bugurt(self, args: str, sender: Sender, chat: Chat) -> None:
+        tr = sender.texts
         wait = self._cooldown_left(sender)
         if wait > 0:
             if sender.user_id not in self._warned:  # one polite line per cooldown, not a flood
                 self._warned.add(sender.user_id)
-                await chat.say(texts.COOLDOWN.format(seconds=max(1, round(wait))))
+                await chat.say(tr.n("cooldown", max(1, round(wait))))
             return
         prime = self.posts.read(args)
+        if prime.refused == posts.TOO_LONG:
+            await chat.say(tr.n("prime_too_long", prime.length, limit=MAX_PRIME_CHARS))
+            return
         if prime.refused:
-            await chat.say(texts.PRIME_TOO_LONG.format(length=prime.length, limit=MAX_PRIME_CHARS)
-                           if prime.refused == posts.TOO_LONG else texts.PRIME_EMPTY)
+            await chat.say(tr.t("prime_empty"))
             return
         order = self.posts.order(prime)  # no await before it: requests keep their order
         if order.refused:
-            await chat.say(texts.BUSY)
+            await chat.say(tr.t("busy"))
             return
         self._last_bugurt[sender.user_id] = time.monotonic()
         self._warned.discard(sender.user_id)
@@ -159,8 +164,8 @@ class Runner:
         async with typing(chat):
             written = await order.posts()
         if prime.left_out:
-            await chat.say(texts.LEFT_OUT.format(chars=" ".join(prime.left_out[:12])))
-        await chat.say(written[0] if written else texts.NO_GOOD_POST)
+            await chat.say(tr.t("left_out", chars=" ".join(prime.left_out[:12])))
+        await chat.say(written[0] if written else tr.t("no_good_post"))
 
     def _temperature(self) -> float:
         return self.ratings.choose_temperature(self.config.bot.temperatures, self.rng)
@@ -174,102 +179,115 @@ class Runner:
         return self.config.bot.cooldown_seconds - (time.monotonic() - last)
 
     async def _cmd_top(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(texts.top(self.ratings.top(5)))
+        await chat.say(texts.top(sender.texts, self.ratings.top(5)))
 
     async def _cmd_post(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(await self.post("admin"))
+        await chat.say(await self.post("admin", sender.texts))
 
-    async def post(self, source: str) -> str:
+    async def post(self, source: str, tr: Texts) -> str:
         """A channel post now: published (auto), or sent to the editors (review mode)."""
         if self.editors.on:
-            return await self.editors.open(source) if self.outbox.publishers else texts.NO_TARGETS
-        return await self.publish(source)
+            if not self.outbox.publishers:
+                return tr.t("no_targets")
+            return await self.editors.open(source, tr)
+        return await self.publish(source, tr)
 
-    async def publish(self, source: str) -> str:
+    async def publish(self, source: str, tr: Texts) -> str:
         """Write a post at the bandit's temperature, store it, deliver it; a one-line summary."""
         if not self.outbox.publishers:
-            return texts.NO_TARGETS
+            return tr.t("no_targets")
         best = self.pool.best_channel()  # the best of the candidates gathered since the last post
         if best is None:
             temperature = self._temperature()
             posts = await self.slot.generate(None, temperature)
             if not posts:
-                return texts.NO_GOOD_POST
+                return tr.t("no_good_post")
             best = posts[0], temperature
         text, temperature = best
         outbox_id = self.outbox.store(text, temperature, source, self.slot.model_dir,
                                       features(text, None, temperature))
         results = await self.outbox.deliver(outbox_id)
-        return texts.published(outbox_id, temperature, results)
+        return texts.published(tr, outbox_id, temperature, results)
 
     async def scheduled_post(self) -> None:
-        """The posting job's callback."""
-        log.info("scheduled post: %s", await self.post("schedule"))
+        """The posting job's callback; its summary goes to the log in bot.language."""
+        log.info("scheduled post: %s", await self.post("schedule", self.texts))
 
     async def _cmd_pause(self, args: str, sender: Sender, chat: Chat) -> None:
-        paused = self.schedule.pause()
-        await chat.say(texts.PAUSED if paused else texts.ALREADY_PAUSED)
+        tr = sender.texts
+        await chat.say(tr.t("paused") if self.schedule.pause() else tr.t("already_paused"))
 
     async def _cmd_resume(self, args: str, sender: Sender, chat: Chat) -> None:
+        tr = sender.texts
         resumed = self.schedule.resume()
-        text = texts.RESUMED if resumed else texts.NOT_PAUSED
-        await chat.say(text.format(schedule=self.schedule.describe()))
+        schedule = self.schedule.describe(tr)
+        if resumed:
+            await chat.say(tr.t("resumed", schedule=schedule))
+        else:
+            await chat.say(tr.t("not_paused", schedule=schedule))
 
     async def _cmd_schedule(self, args: str, sender: Sender, chat: Chat) -> None:
+        tr = sender.texts
         if not args:
-            await chat.say(texts.SCHEDULE_USAGE.format(schedule=self.schedule.describe()))
+            await chat.say(tr.t("schedule_usage", schedule=self.schedule.describe(tr)))
             return
         try:
             self.schedule.set_cron(args)
         except CrontabError as exc:
-            await chat.say(texts.BAD_CRONTAB.format(line=args[:60], error=exc))
+            await chat.say(tr.t("bad_crontab", line=args[:60], error=texts.crontab_error(tr, exc)))
             return
         self.settings.set_schedule_cron(self.config.schedule.cron, " ".join(args.split()))
-        await chat.say(texts.SCHEDULED.format(schedule=self.schedule.describe()))
+        await chat.say(tr.t("scheduled", schedule=self.schedule.describe(tr)))
 
     async def _cmd_status(self, args: str, sender: Sender, chat: Chat) -> None:
+        tr = sender.texts
+        model_dir = self.slot.model_dir
         await chat.say(
             texts.status(
-                model_dir=self.slot.model_dir,
+                tr,
+                model_dir=model_dir,
                 info=self.slot.generator.info,
-                schedule=self.schedule.describe(),
+                schedule=self.schedule.describe(tr),
                 targets=list(self.outbox.publishers),
                 counts=self.outbox.counts(),
                 last=self.outbox.last_post(),
                 arms=self.ratings.arms(self.config.bot.temperatures),
-                retrain=self.retrain.describe(),
-                pool=self.pool.describe(),
+                retrain=self.retrain.describe(tr),
+                pool=texts.pool(tr, self.pool.store.ready(model_dir),
+                                self.pool.store.gathered(model_dir)[0]),
                 uptime=time.monotonic() - self.started,
-                review=self.editors.describe(),
-                ranking=self.editors.ranking.describe(),
+                review=self.editors.describe(tr),
+                ranking=self.editors.ranking.describe(tr),
             )
         )
 
     async def _cmd_review(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(self.editors.listing())
+        await chat.say(self.editors.listing(sender.texts))
 
     async def _cmd_retrain(self, args: str, sender: Sender, chat: Chat) -> None:
-        if self.retrain.start(chat):
+        tr = sender.texts
+        if self.retrain.start(chat, tr):
             return
         if self.retrain.running:
-            await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrain.describe()))
+            await chat.say(tr.t("retrain.running", stage=self.retrain.describe(tr)))
         else:
-            await chat.say(texts.RETRAIN_ELSEWHERE)
+            await chat.say(tr.t("retrain.elsewhere"))
 
     async def _cmd_rollback(self, args: str, sender: Sender, chat: Chat) -> None:
+        tr = sender.texts
         if self.retrain.running:  # the job evaluates against, and may swap, the served model
-            await chat.say(texts.RETRAIN_RUNNING.format(stage=self.retrain.describe()))
+            await chat.say(tr.t("retrain.running", stage=self.retrain.describe(tr)))
             return
         previous = self.slot.previous()
         if previous is None:
-            await chat.say(texts.NO_ROLLBACK)
+            await chat.say(tr.t("no_rollback"))
             return
         await self.slot.serve(previous)
-        await chat.say(texts.ROLLED_BACK.format(model_dir=previous))
+        await chat.say(tr.t("rolled_back", model_dir=previous))
 
-    async def inline(self, query: str, user_id: int) -> InlineAnswer:
+    async def inline(self, query: str, user_id: int, tr: Texts) -> InlineAnswer:
         """Posts for an inline query (`@bot` or `@bot TEXT`), or a one-line note why none."""
-        return await self.inline_answers.answer(query, user_id)
+        return await self.inline_answers.answer(query, user_id, tr)
 
     # ---- reviews ------------------------------------------------------------------------------
 
@@ -277,26 +295,29 @@ class Runner:
                          in_review_chat: bool) -> str:
         """An editor's button under a review (p<N>, next, none); the answer to the tap."""
         return await self.editors.act(review_id, action, sender.user_id, sender.name,
-                                      sender.is_admin or in_review_chat)
+                                      sender.is_admin or in_review_chat, sender.texts)
 
     async def review_reply(self, review_id: int, text: str, sender: Sender,
                            in_review_chat: bool) -> str:
         """A corrected text in reply to a review; the answer."""
         return await self.editors.edit(review_id, text, sender.user_id, sender.name,
-                                       sender.is_admin or in_review_chat)
+                                       sender.is_admin or in_review_chat, sender.texts)
 
     async def review_answer(self, line: str, sender: Sender) -> str | None:
         """A typed answer to the newest open review (terminal); None if none is open."""
-        return await self.editors.answer(line, sender.user_id, sender.name)
+        return await self.editors.answer(line, sender.user_id, sender.name, sender.texts)
 
     # ---- votes --------------------------------------------------------------------------------
 
-    def vote(self, outbox_id: int, user_id: int, value: int) -> tuple[str, tuple[int, int] | None]:
+    def vote(
+        self, outbox_id: int, sender: Sender, value: int
+    ) -> tuple[str, tuple[int, int] | None]:
         """Store a reader's vote; (answer for the reader, new counts or None if unknown post)."""
-        counts = self.ratings.vote(outbox_id, user_id, value)
+        tr = sender.texts
+        counts = self.ratings.vote(outbox_id, sender.user_id, value)
         if counts is None:
-            return texts.VOTE_UNKNOWN, None
-        return (texts.VOTED_UP if value > 0 else texts.VOTED_DOWN), counts
+            return tr.t("vote.unknown"), None
+        return (tr.t("vote.up") if value > 0 else tr.t("vote.down")), counts
 
 
 @dataclass(frozen=True)
@@ -306,45 +327,38 @@ class Command:
     name: str
     admin: bool
     handler: Callable[[Runner, str, Sender, Chat], Awaitable[None]]
-    help: str  # lines of /help ('' : not listed)
-    menu: str = ""  # Telegram's command menu ('': not in the menu; it lists public commands)
+    help: str  # message id of its /help line(s) ('' : not listed)
+    menu: str = ""  # of its entry in Telegram's command menu ('': not in it; it lists public ones)
 
 
+# help and menu are message ids (locales/): the words of each command's /help line and menu entry.
 COMMANDS = (
-    Command("start", False, Runner._cmd_start, "", menu="what this bot does"),
-    Command(
-        "bugurt", False, Runner._cmd_bugurt,
-        "/bugurt: a fresh bugurt\n"
-        f"/bugurt TEXT: a bugurt that starts with TEXT (at most {MAX_PRIME_CHARS} characters)",
-        menu="a fresh bugurt; add words to start it with them",
-    ),
-    Command("top", False, Runner._cmd_top, "/top: the posts readers liked most",
-            menu="the posts readers liked most"),
-    Command("help", False, Runner._cmd_help, "/help: this list", menu="all commands"),
-    Command("post", True, Runner._cmd_post,
-            "/post: publish one post now (in review mode: ask the editors now)"),
-    Command("pause", True, Runner._cmd_pause, "/pause: stop scheduled posting"),
-    Command("resume", True, Runner._cmd_resume, "/resume: restart scheduled posting"),
-    Command("schedule", True, Runner._cmd_schedule,
-            "/schedule MIN HOUR DAY MONTH WEEKDAY: set the posting crontab"),
-    Command("status", True, Runner._cmd_status,
-            "/status: model, schedule, outbox, last post, reviews, uptime"),
-    Command("review", True, Runner._cmd_review, "/review: the reviews waiting for the editors"),
-    Command("retrain", True, Runner._cmd_retrain,
-            "/retrain: scrape, train, evaluate, and serve the new model if it is better"),
-    Command("rollback", True, Runner._cmd_rollback, "/rollback: serve the previous model again"),
+    Command("start", False, Runner._cmd_start, "", menu=N_("menu.start")),
+    Command("bugurt", False, Runner._cmd_bugurt, N_("help.bugurt"), menu=N_("menu.bugurt")),
+    Command("top", False, Runner._cmd_top, N_("help.top"), menu=N_("menu.top")),
+    Command("help", False, Runner._cmd_help, N_("help.help"), menu=N_("menu.help")),
+    Command("post", True, Runner._cmd_post, N_("help.post")),
+    Command("pause", True, Runner._cmd_pause, N_("help.pause")),
+    Command("resume", True, Runner._cmd_resume, N_("help.resume")),
+    Command("schedule", True, Runner._cmd_schedule, N_("help.schedule")),
+    Command("status", True, Runner._cmd_status, N_("help.status")),
+    Command("review", True, Runner._cmd_review, N_("help.review")),
+    Command("retrain", True, Runner._cmd_retrain, N_("help.retrain")),
+    Command("rollback", True, Runner._cmd_rollback, N_("help.rollback")),
 )
 BY_NAME = {command.name: command for command in COMMANDS}
 
 
-def help_text(admin: bool) -> str:
+def help_text(tr: Texts, admin: bool) -> str:
     """/help: the public commands, and for an admin the admin commands below them."""
-    text = "\n".join(c.help for c in COMMANDS if c.help and not c.admin)
+    text = "\n".join(tr.t(c.help, limit=MAX_PRIME_CHARS) for c in COMMANDS
+                     if c.help and not c.admin)
     if admin:
-        text += "\n\nAdmin commands:\n" + "\n".join(c.help for c in COMMANDS if c.admin)
+        text += "\n\n" + tr.t("help.admin") + "\n" + "\n".join(
+            tr.t(c.help) for c in COMMANDS if c.admin)
     return text
 
 
-def menu() -> list[tuple[str, str]]:
+def menu(tr: Texts) -> list[tuple[str, str]]:
     """(command, description) of Telegram's command menu."""
-    return [(c.name, c.menu) for c in COMMANDS if c.menu]
+    return [(c.name, tr.t(c.menu)) for c in COMMANDS if c.menu]

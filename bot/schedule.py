@@ -24,6 +24,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.engine import Engine
 
+from bot.i18n import Texts
 from bot.leader import LeaderJobStore, ProcessLock
 from common.crontab import parse_crontab
 from common.db import create_table
@@ -147,14 +148,15 @@ class Schedule:
             raise JobLookupError(JOB_ID)
         job.modify(next_run_time=dtm.datetime.now(dtm.UTC))
 
-    def describe(self) -> str:
+    def describe(self, tr: Texts) -> str:
+        """'0 */4 * * * (Europe/Moscow), next 2026-01-01 04:00 MSK' in the reader's language."""
         job = self.job()
         if job is None:
-            return "not installed"
+            return tr.t("schedule.not_installed")
         cron = job.name.removeprefix("post ")
         if job.next_run_time is None:
-            return f"{cron} ({self.timezone}), paused"
-        return f"{cron} ({self.timezone}), next {job.next_run_time:%Y-%m-%d %H:%M %Z}"
+            return tr.t("schedule.paused", cron=cron, timezone=self.timezone)
+        return tr.t("schedule.next", cron=cron, timezone=self.timezone, next=job.next_run_time)
 
     def close(self) -> None:
         _CALLBACKS.pop(self.key, None)

@@ -17,20 +17,21 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import texts
 from bot.chat import Sender
+from bot.i18n import Texts, load_all
 from bot.review import Candidate, Review
 from bot.runner import split_command
 from bot.wiring import build_runner, vk_publisher
 from common.config import Config
 
-BANNER = "Neurobugurt terminal chat (no telegram.token set). Type /help; Ctrl-D quits."
-TERMINAL_USER = Sender(user_id=0, is_admin=True)
+TERMINAL_CHAT = 0  # the chat id a terminal review's messages are stored under
 
 
 class TerminalChat:
     """The Runner's Chat on a text stream; an edit prints the new text as a new line."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, tr: Texts) -> None:
         self.out = out
+        self.tr = tr
         self._said = 0
 
     async def say(self, text: str) -> object:
@@ -42,7 +43,7 @@ class TerminalChat:
         self._print(text)
 
     async def photo(self, path: Path, caption: str) -> None:
-        self._print(f"[{caption}: picture saved to {path}]")
+        self._print(self.tr.t("terminal.picture", caption=caption, path=path))
 
     async def typing(self) -> None:
         """A terminal shows nothing while a post is written."""
@@ -59,9 +60,11 @@ class TerminalDesk:
         self.chat = chat
 
     async def show(self, review: Review, candidates: list[Candidate]) -> list[tuple[int, int, int]]:
-        await self.chat.say(texts.review_page(review, candidates) + "\n" + texts.REVIEW_TYPED_HINT)
+        tr = self.chat.tr
+        await self.chat.say(texts.review_page(tr, review, candidates) + "\n"
+                            + tr.t("review.typed_hint"))
         # the terminal's own numbering restarts with the process: a page's number is unique
-        return [(TERMINAL_USER.user_id, review.id * 10_000 + candidates[0].number,
+        return [(TERMINAL_CHAT, review.id * 10_000 + candidates[0].number,
                  candidates[0].number)]
 
     async def close(self, messages: list[tuple[int, int]], text: str) -> None:
@@ -82,16 +85,18 @@ async def run_terminal(
     stdout: TextIO = sys.stdout,
     sweep_seconds: float = 15.0,
 ) -> None:
+    tr = load_all()[config.bot.language]  # the terminal's user is bot.language's reader
+    user = Sender(user_id=0, is_admin=True, texts=tr)
     # UTC like PTB's JobQueue: the posting job's crontab carries schedule.timezone itself.
     scheduler = AsyncIOScheduler(timezone="UTC")
-    chat = TerminalChat(stdout)
+    chat = TerminalChat(stdout, tr)
     runner = build_runner(config, config_path, scheduler, vk_publisher(config),
                           desk=TerminalDesk(chat))
     scheduler.start()
     scheduler.add_job(runner.sweep, "interval", seconds=sweep_seconds, id="sweep")
     try:
         await runner.start()
-        await chat.say(BANNER)
+        await chat.say(tr.t("terminal.banner"))
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         reader = threading.Thread(
             target=_read_lines, args=(stdin, asyncio.get_running_loop(), queue), daemon=True
@@ -102,11 +107,11 @@ async def run_terminal(
             if not line:
                 continue
             if not line.startswith("/"):  # an answer to an open review, or a slip
-                answer = await runner.review_answer(line, TERMINAL_USER)
-                await chat.say(answer or texts.NOT_A_COMMAND)
+                answer = await runner.review_answer(line, user)
+                await chat.say(answer or tr.t("not_a_command"))
                 continue
             name, _, args = split_command(line)
-            await runner.command(name, args, TERMINAL_USER, chat)
+            await runner.command(name, args, user, chat)
         await runner.wait_idle()
     finally:
         await runner.close()

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
 from bot.editors import Desk, Editors
+from bot.i18n import texts_for
 from bot.leader import ProcessLife, ProcessLock
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
@@ -81,7 +82,7 @@ def build_runner(
                     life=life or ProcessLife(database))
     editors = Editors(config.review, ReviewStore(database, outbox), pool, slot, outbox,
                       lambda: ratings.choose_temperature(config.bot.temperatures, random.Random()),
-                      ranking)
+                      ranking, texts_for(config.bot.language))
     editors.desk = desk
     return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool,
                   editors)

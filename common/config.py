@@ -114,8 +114,12 @@ class BotConfig:
     # /retrain fine-tunes the served model on the fresh corpus (generator train --init-from);
     # false: trains from scratch, which rarely beats a model trained for hours in 15 minutes.
     retrain_warm_start: bool = True
+    # language of what no user asked for: terminal mode, messages to admins from the schedule;
+    # a Telegram user gets theirs from language_code (bot/i18n.py)
+    language: str = "ru"
 
 
+LANGUAGES = ("ru", "en")  # those with a message catalog in locales/ (BotConfig.language)
 SEARCHES = ("lines", "whole")  # how the pool builds a ready post (PoolConfig.search)
 
 
@@ -140,6 +144,9 @@ class PoolConfig:
     # with search "lines": searched posts gathered per channel post (about 30 CPU s on the
     # bundle, what 32 cost before; best of 64 read above best of 16 for both readers of sheet R)
     channel_searches: int = 64
+    # posts of each feed (replies, channel) remembered against repetition: a line of one of
+    # them, or a 4-word phrase, is not written again (generator/feed.py); 0: no memory
+    memory: int = 200
 
 
 @dataclass(frozen=True)
@@ -256,6 +263,7 @@ def _check_values(config: Config, source: str) -> None:
         )
     _check_counts(config, source)
     _check_review(config.review, source)
+    _check_language(config, source)
     _check_webhook(config.telegram.webhook, source)
     schedule = config.schedule
     if schedule.misfire_grace_seconds <= 0:
@@ -281,6 +289,12 @@ def _check_values(config: Config, source: str) -> None:
         raise UserError(f"{source}: 'schedule.cron' {schedule.cron!r}: {exc}") from None
 
 
+def _check_language(config: Config, source: str) -> None:
+    if config.bot.language not in LANGUAGES:
+        raise UserError(f"{source}: 'bot.language' must be one of {', '.join(LANGUAGES)}, "
+                        f"not {config.bot.language!r}")
+
+
 def _check_counts(config: Config, source: str) -> None:
     pool, inline = config.pool, config.inline
     if not 0 < pool.cpu_share <= 1:
@@ -295,6 +309,7 @@ def _check_counts(config: Config, source: str) -> None:
         ("pool.reply_candidates", pool.reply_candidates, 1),
         ("pool.reply_searches", pool.reply_searches, 1),
         ("pool.channel_searches", pool.channel_searches, 0),
+        ("pool.memory", pool.memory, 0),
         ("inline.posts", inline.posts, 1), ("inline.per_minute", inline.per_minute, 1),
     ):
         if value < least:

@@ -1,5 +1,5 @@
-"""`python -m generator train|sample|eval|export`. Stdout carries only results: posts
-(`sample`), `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
+"""`python -m generator train|sample|feed|eval|export`. Stdout carries only results: posts
+(`sample`, `feed`), `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
 `bits_per_char: …` (`eval`), which the bot's retrain parses; logs and progress go to stderr."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -34,7 +35,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = _config(args.config)
-    commands = {"train": train, "sample": sample, "eval": evaluate, "export": export}
+    commands = {"train": train, "sample": sample, "feed": feed, "eval": evaluate,
+                "export": export}
     return commands[args.command](args, config)
 
 
@@ -87,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--prime", help="text the posts start with (any case)")
     s.add_argument("--seed", type=int)
     s.add_argument("--candidates", type=int, default=16, help="samples drawn per round")
+    f = sub.add_parser("feed", help="print posts as the bot makes and hands them out in a row")
+    f.add_argument("--model", help="model directory (default: generator.model_dir)")
+    f.add_argument("-n", type=int, default=10)
+    f.add_argument("--seed", type=int, help="the same seed gives the same feed (default: random)")
+    f.add_argument("--kind", choices=["channel", "reply"], default="channel",
+                   help="the channel's posts (pool.channel_searches searches each) or the "
+                        "replies' (pool.reply_searches)")
+    f.add_argument("--save", action="store_true",
+                   help="also write the posts into the model directory as its starter feed, "
+                        "which a bot's pool hands out first")
     e = sub.add_parser("eval", help="bits per character of a model on a corpus file")
     e.add_argument("--model", help="model directory (default: generator.model_dir)")
     e.add_argument("--text", required=True, help="corpus file to score")
@@ -97,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="a base model to fine-tune from (--init-from): model.pt and metrics "
                         "only, no novelty index (that of a pretraining mixture is tens of MB "
                         "and no use to a served model)")
-    for sp in (t, s, e, x):
+    for sp in (t, s, f, e, x):
         sp.add_argument("--config", help="config file (default: config.yaml if present)")
         sp.add_argument("--threads", type=int, help="torch CPU threads")
     return p
@@ -203,6 +215,34 @@ def sample(args, config: Config) -> int:
         raise UserError("no sample passed the quality gate: try again or another --temperature")
     if len(posts) < args.n:
         log.warning("only %d of %d posts passed the quality gate", len(posts), args.n)
+    return 0
+
+
+def feed(args, config: Config) -> int:
+    from generator import feed as feeds  # noqa: PLC0415
+    from generator.sample import Generator  # noqa: PLC0415
+
+    if args.n < 1:
+        raise UserError("-n must be at least 1")
+    if config.pool.search != "lines":
+        raise UserError("generator feed makes posts by the line search: set pool.search: lines")
+    seed = args.seed if args.seed is not None else secrets.randbits(31)
+    searches = config.pool.channel_searches if args.kind == "channel" else \
+        config.pool.reply_searches
+    gen = Generator.load(_model_dir(args, config))
+    log.info("feed of %d %s posts, best of %d searches each, seed %d", args.n, args.kind,
+             searches, seed)
+    rules = feeds.FeedRules(memory=config.pool.memory)
+    posts = []
+    for post in feeds.feed(gen, args.n, max(1, searches), config.bot.temperatures, rules, seed):
+        print(post + "\n", flush=True)
+        posts.append(post)
+    if not posts:
+        raise UserError("no search finished a post: try another --seed or model")
+    if args.save:
+        modeldir.save_starter(_model_dir(args, config), posts)
+    if len(posts) < args.n:
+        log.warning("only %d of %d posts were finished", len(posts), args.n)
     return 0
 
 

@@ -7,7 +7,9 @@ filters (bit arrays; a lookup can give a rare false "seen", never a false "unsee
 - character windows: the WINDOW-character substrings of every training post that start at a
   multiple of STRIDE; a candidate shares a substring of ≥ WINDOW + STRIDE - 1 (= 47) characters with
   a training post exactly when that substring covers one stored window, which the candidate's
-  windows at every position find.
+  windows at every position find;
+- lines: every text line of a training post, so that the feed (feed.py) can refuse a line
+  copied verbatim. Indexes written before it have none, and copy nothing by it.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ def shingles(text: str) -> list[str]:
 
 
 class NoveltyIndex:
-    def __init__(self, shingle_filter: Bloom, window_filter: Bloom):
+    def __init__(self, shingle_filter: Bloom, window_filter: Bloom,
+                 line_filter: Bloom | None = None):
         self.shingle_filter, self.window_filter = shingle_filter, window_filter
+        self.line_filter = line_filter
 
     @classmethod
     def build(cls, posts: list[str]) -> NoveltyIndex:
@@ -81,15 +85,21 @@ class NoveltyIndex:
         for post in posts:
             words.update(shingles(post))
             windows.update(post[i : i + WINDOW] for i in range(0, len(post) - WINDOW + 1, STRIDE))
-        # ~500 lookups per candidate: 1e-5 per window keeps false "copies" under 1% of candidates
-        return cls(Bloom.build(words, 1e-3), Bloom.build(windows, 1e-5))
+        # ~500 lookups per candidate: 1e-5 per window keeps false "copies" under 1% of candidates;
+        # a search looks up hundreds of lines a post: 1e-4 refuses a new line once in 10,000
+        return cls(Bloom.build(words, 1e-3), Bloom.build(windows, 1e-5),
+                   Bloom.build(lines_of_posts(posts), 1e-4))
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The index as named arrays (what modeldir stores in novelty.npz)."""
-        return {"shingle_bits": self.shingle_filter.bits,
-                "shingle_k": np.array(self.shingle_filter.k),
-                "window_bits": self.window_filter.bits, "window_k": np.array(self.window_filter.k),
-                "params": np.array([SHINGLE_WORDS, WINDOW, STRIDE])}
+        arrays = {"shingle_bits": self.shingle_filter.bits,
+                  "shingle_k": np.array(self.shingle_filter.k),
+                  "window_bits": self.window_filter.bits,
+                  "window_k": np.array(self.window_filter.k),
+                  "params": np.array([SHINGLE_WORDS, WINDOW, STRIDE])}
+        if self.line_filter is not None:
+            arrays.update(line_bits=self.line_filter.bits, line_k=np.array(self.line_filter.k))
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays) -> NoveltyIndex:
@@ -97,8 +107,15 @@ class NoveltyIndex:
         shingles or windows would not match the ones looked up now)."""
         if tuple(arrays["params"]) != (SHINGLE_WORDS, WINDOW, STRIDE):
             raise ValueError("novelty index built with other parameters")
+        lines = (Bloom(arrays["line_bits"], int(arrays["line_k"])) if "line_bits" in arrays
+                 else None)
         return cls(Bloom(arrays["shingle_bits"], int(arrays["shingle_k"])),
-                   Bloom(arrays["window_bits"], int(arrays["window_k"])))
+                   Bloom(arrays["window_bits"], int(arrays["window_k"])), lines)
+
+    def copies_line(self, line: str) -> bool:
+        """Whether `line` is (probably) a text line of a training post; False for an index
+        without lines."""
+        return self.line_filter is not None and bool(self.line_filter.contains([line])[0])
 
     def copy_reason(self, text: str) -> str | None:
         """Why `text` reproduces training text, or None when it is new."""
@@ -109,6 +126,11 @@ class NoveltyIndex:
         if len(found) and found.mean() >= SHINGLE_LIMIT:
             return f"{found.mean():.0%} of its word shingles occur in the training posts"
         return None
+
+
+def lines_of_posts(posts: list[str]) -> set[str]:
+    """The distinct text lines (not the @ separators) of posts."""
+    return {line for post in posts for line in post.split("\n") if line != SEPARATOR}
 
 
 def form_reason(text: str) -> str | None:

@@ -12,6 +12,9 @@ A model directory holds:
 - `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows;
 - `editor_ranker.json` the bot's ranker learnt from editors' and readers' judgements for this
                   model (bot/ranker.py: its weights and held-out accuracy), when one was fitted.
+- `starter.txt`   a starter feed: posts `generator feed --save` made for this model, in the
+                  sample format, that a bot's pool hands out first (bot/pool.py), so that a
+                  fresh bot, or a model just swapped in, has ready posts at once.
 
 A `ranker.pt` or `judge.pt` left by older versions (an n-gram ranker and a coherence judge,
 both removed when blind readings found they did not pay) is ignored.
@@ -55,6 +58,7 @@ NOVELTY_FILE = "novelty.npz"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
 RANKER_FILE = "editor_ranker.json"
+STARTER_FILE = "starter.txt"
 
 
 class ModelDirError(UserError):
@@ -171,6 +175,20 @@ def ranker_mtime(model_dir: str | os.PathLike) -> float | None:
         return None
 
 
+# ----- starter.txt -----
+def save_starter(model_dir: str | os.PathLike, posts: list[str]) -> None:
+    write_text_atomic(Path(model_dir) / STARTER_FILE, "".join(p + "\n\n" for p in posts))
+
+
+def load_starter(model_dir: str | os.PathLike) -> list[str]:
+    """The starter feed's posts, in order; none when the directory has no (readable) one."""
+    try:
+        text = (Path(model_dir) / STARTER_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [post.strip("\n") for post in text.split("\n\n") if post.strip()]
+
+
 # ----- metrics.jsonl -----
 def append_metrics(model_dir: str | os.PathLike, record: dict) -> None:
     """One progress line. An append, not a replace: a reader polling the file while training
@@ -253,7 +271,7 @@ def plot_losses(model_dir: str | os.PathLike) -> Path | None:
 
 
 # ----- the directory as a whole -----
-SERVING_EXTRAS = (NOVELTY_FILE, METRICS_FILE)
+SERVING_EXTRAS = (NOVELTY_FILE, METRICS_FILE, STARTER_FILE)
 BASE_EXTRAS = (METRICS_FILE,)  # a base is fine-tuned from, never served: no novelty index
 
 

@@ -22,7 +22,8 @@ import torch
 
 from generator import gate, modeldir
 from generator.model import FastLSTM, LSTMModel
-from generator.search import LineSearch, SearchConfig, draw, nucleus
+from generator.sampling import draw, nucleus
+from generator.search import Avoid, LineSearch, SearchConfig
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
@@ -102,15 +103,22 @@ class Generator:
     def searched(self, temperature: float | None = None, seed: int | None = None,
                  config: SearchConfig | None = None) -> Candidate | None:
         """One post built line by line (search.py), tagged; None when no finished post passed
-        the gate. The sampler's lock is held one line at a time, so an
-        on-demand request waits for one line step, not a whole search."""
-        config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
+        the gate."""
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
-        found = LineSearch(self, config, lock=self._lock).post(rng)
-        if found is None:
-            return None
-        text, likelihood = found
-        return Candidate(gate.finish(text), likelihood)
+        found = self.searched_many(1, temperature, rng, config)
+        return found[0] if found else None
+
+    def searched_many(self, count: int, temperature: float | None, rng: torch.Generator,
+                      config: SearchConfig | None = None,
+                      avoid: Avoid | None = None) -> list[Candidate]:
+        """The posts that `count` line searches run side by side finished, tagged, in search
+        order (a search that finished none gives none). `avoid(line, depth)` refuses lines
+        (feed.py's rules). The sampler's lock is held one token step of the batch at a time, so
+        an on-demand request waits for one step, not a whole search."""
+        config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
+        found = LineSearch(self, config, lock=self._lock, avoid=avoid).posts(rng, count)
+        return [Candidate(gate.finish(text), likelihood)
+                for text, likelihood in filter(None, found)]
 
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
               top_k: int | None = None, top_p: float | None = None) -> list[Candidate]:

@@ -21,14 +21,18 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 from common.corpus import LINE_BREAK
 from generator import gate
 from generator.model import CellState
+from generator.sampling import draw, end_at_rate, nucleus, typical
 from generator.vocab import END
+
+Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) → refused
 
 
 @dataclass
@@ -81,14 +85,53 @@ class Partial:
         return cohesion(self.lines)
 
 
+@dataclass
+class _Run:
+    """One search's partial posts kept (`beams`) and its finished posts."""
+
+    beams: list[Partial]
+    finished: list[Partial] = field(default_factory=list)
+
+    def advance(self, candidates: list[tuple[Partial, bool]], depth: int, cfg: SearchConfig,
+                passes: Callable[[str], bool]) -> None:
+        """Keep the best `beam` of this line's candidates; the search ends when none is left or
+        `beam` posts have finished."""
+        if not candidates:
+            self.beams = []
+            return
+        _score(candidates, cfg.cohesion_weight)
+        self.finished += [c for c, last in candidates if last and passes(c.text)]
+        going = [c for c, last in candidates if not last]
+        if depth == 0:  # openings as drawn: chosen by likelihood, most posts open alike
+            self.beams = list({c.text: c for c in going}.values())[: cfg.beam]
+        else:
+            self.beams = sorted(going, key=lambda c: -c.score)[: cfg.beam]
+        if len(self.finished) >= cfg.beam:
+            self.beams = []
+
+    def best(self, cohesion_weight: float) -> tuple[str, float] | None:
+        """(text, mean log-likelihood per character) of the best finished post, or None."""
+        if not self.finished:
+            return None
+        _score([(c, True) for c in self.finished], cohesion_weight)
+        best = max(self.finished, key=lambda c: c.score)
+        return best.text, best.log_likelihood / max(1, best.chars)
+
+
 class LineSearch:
-    """Builds posts line by line from a `Generator`'s model (its cell, vocab, gate, novelty)."""
+    """Builds posts line by line from a `Generator`'s model (its cell, vocab, gate, novelty).
+
+    `posts(rng, count)` runs `count` searches side by side: every token step of all their beams
+    is one batch through the cell, so Python's cost per step is paid once for all of them.
+    `avoid(line, depth)`, when given, refuses lines as if they had not been drawn (the feed's
+    rules against repetition, generator/feed.py); depth 0 is the opening line."""
 
     def __init__(self, generator, config: SearchConfig | None = None,
-                 lock: threading.Lock | None = None):
+                 lock: threading.Lock | None = None, avoid: Avoid | None = None):
         self.gen = generator
         self.config = config or SearchConfig()
-        self.lock = lock or contextlib.nullcontext()  # held for one line step at a time
+        self.lock = lock or contextlib.nullcontext()  # held for one token step at a time
+        self.avoid = avoid
         self.line_break = generator.vocab.encode(LINE_BREAK)
         # the separator's first token ends a line; a lone newline (a unit of its own in a
         # subword vocabulary) would make a line without @, which the gate refuses
@@ -98,60 +141,61 @@ class LineSearch:
     def post(self, rng: torch.Generator) -> tuple[str, float] | None:
         """(text, mean log-likelihood per character) of the best post found, or None when no
         finished post passed the gate."""
+        return self.posts(rng, 1)[0]
+
+    def posts(self, rng: torch.Generator, count: int) -> list[tuple[str, float] | None]:
+        """`post` for `count` independent searches, run as one batch (one search alone draws
+        exactly what `post` does)."""
         cfg, gen = self.config, self.gen
-        start = Partial([], gen.start_state, gen.start_logits)
-        beams, finished = [start], []
+        runs = [_Run([Partial([], gen.start_state, gen.start_logits)]) for _ in range(count)]
         for depth in range(cfg.max_lines):
-            with self.lock, torch.inference_mode():
-                temperature = cfg.temperature if depth or cfg.opening_temperature is None \
-                    else cfg.opening_temperature
-                candidates = self._expand(beams, rng, may_end=depth + 1 >= cfg.min_lines,
-                                          temperature=temperature)
-            if not candidates:
+            active = [run for run in runs if run.beams]
+            if not active:
                 break
-            _score(candidates, cfg.cohesion_weight)
-            ended = [c for c, last in candidates if last]
-            finished += [c for c in ended if self._passes(c.text)]
-            going = [c for c, last in candidates if not last]
-            if depth == 0:  # openings as drawn: chosen by likelihood, most posts open alike
-                beams = list({c.text: c for c in going}.values())[: cfg.beam]
-            else:
-                beams = sorted(going, key=lambda c: -c.score)[: cfg.beam]
-            if len(finished) >= cfg.beam or not beams:
-                break
-        if not finished:
-            return None
-        _score([(c, True) for c in finished], cfg.cohesion_weight)
-        best = max(finished, key=lambda c: c.score)
-        return best.text, best.log_likelihood / max(1, best.chars)
+            temperature = cfg.temperature if depth or cfg.opening_temperature is None \
+                else cfg.opening_temperature
+            parents = [beam for run in active for beam in run.beams]
+            owner = [i for i, run in enumerate(active) for _ in run.beams]
+            with torch.inference_mode():
+                expanded = self._expand(parents, rng, depth, temperature)
+            grouped: list[list[tuple[Partial, bool]]] = [[] for _ in active]
+            for parent, partial, ended in expanded:
+                grouped[owner[parent]].append((partial, ended))
+            for run, candidates in zip(active, grouped, strict=True):
+                run.advance(candidates, depth, cfg, self._passes)
+        return [run.best(cfg.cohesion_weight) for run in runs]
 
     def _passes(self, text: str) -> bool:
         return gate.form_reason(text) is None and self.gen.novelty.copy_reason(text) is None
 
-    def _expand(self, beams: list[Partial], rng: torch.Generator, may_end: bool,
-                temperature: float) -> list[tuple[Partial, bool]]:
-        """Every usable next line of every beam: (the longer partial post, whether it ended)."""
+    def _refused(self, line: str, earlier: list[str], depth: int) -> bool:
+        return (not line.strip() or "\ufffd" in line or "\n" in line
+                or len(line) > gate.MAX_LINE or line == gate.SEPARATOR
+                or _repeats(line, earlier)
+                or (self.avoid is not None and self.avoid(line, depth)))
+
+    def _expand(self, beams: list[Partial], rng: torch.Generator, depth: int,
+                temperature: float) -> list[tuple[int, Partial, bool]]:
+        """Every usable next line of every beam: (the beam's index, the longer partial post,
+        whether it ended)."""
         k = self.config.lines_drawn
         rows = len(beams) * k
         parent = [b for b in beams for _ in range(k)]
         state = _stack([b.state for b in parent])
         logits = torch.cat([b.logits for b in parent])
+        may_end = depth + 1 >= self.config.min_lines
         drawn, logp, last, final, final_logits = self._draw_lines(state, logits, rows, rng,
                                                                   may_end, temperature)
-        keep = []
+        out = []
         for r in range(rows):
             line = self.gen.vocab.decode(drawn[r])
-            if (last[r] is None or not line.strip() or "\ufffd" in line or "\n" in line
-                    or len(line) > gate.MAX_LINE or line == gate.SEPARATOR
-                    or _repeats(line, parent[r].lines)):
+            if last[r] is None or self._refused(line, parent[r].lines, depth):
                 continue
-            keep.append((r, line))
-        out = []
-        for r, line in keep:
             p, end = parent[r], bool(last[r])
             chars = len(line) + (1 if end else len(LINE_BREAK))
-            out.append((Partial(p.lines + [line], _row(final, r), final_logits[r : r + 1],
-                                p.log_likelihood + logp[r], p.chars + chars), end))
+            out.append((r // k, Partial(p.lines + [line], _row(final, r),
+                                        final_logits[r : r + 1], p.log_likelihood + logp[r],
+                                        p.chars + chars), end))
         return out
 
     def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
@@ -167,7 +211,10 @@ class LineSearch:
         drawn: list[list[int]] = [[] for _ in range(rows)]
         logp = torch.zeros(rows)
         last: list[bool | None] = [None] * rows
-        open_rows = torch.ones(rows, dtype=torch.bool)
+        # the rows still writing their line, as indices into the batch: a row that has closed
+        # leaves the cell's batch, so a step costs the open rows only (a batch of many searches
+        # would otherwise run every row until its longest line ends)
+        active = torch.arange(rows)
         cap = gate.MAX_LINE // 2 + 8  # tokens: a unit writes ≥ 1 character, most write 2–4
         for _ in range(cap):
             if banned:
@@ -180,20 +227,23 @@ class LineSearch:
             if may_end and not cfg.cool_end:
                 probs = end_at_rate(probs, own[:, END].exp())
             token = draw(probs, rng)
-            logp += torch.where(open_rows, own.gather(1, token[:, None])[:, 0], torch.zeros(rows))
-            logits = cell.step(token, state)
-            closing = open_rows & ((token == stop) | (token == END))
-            for r in closing.nonzero()[:, 0].tolist():
-                last[r] = int(token[r]) == END
-            for t, r in zip(token.tolist(), range(rows), strict=True):
-                if open_rows[r] and not closing[r]:
+            logp[active] += own.gather(1, token[:, None])[:, 0]
+            with self.lock:  # an on-demand request waits for one step of the batch at most
+                logits = cell.step(token, state)
+            closing = (token == stop) | (token == END)
+            for r, t, closed in zip(active.tolist(), token.tolist(), closing.tolist(),
+                                    strict=True):
+                if closed:
+                    last[r] = t == END
+                else:
                     drawn[r].append(t)
             if closing.any():
-                _copy_rows(state, final, closing)
-                final_logits[closing] = logits[closing]
-            open_rows &= ~closing
-            if not open_rows.any():
-                break
+                _copy_rows(state, final, closing, active[closing])
+                final_logits[active[closing]] = logits[closing]
+                going = ~closing
+                if not going.any():
+                    break
+                active, logits, state = active[going], logits[going], _select(state, going)
         # a line break of several tokens (characters): its remaining tokens are read as given
         for token_id in self.line_break[1:]:
             follow = torch.tensor([last[r] is False for r in range(rows)])
@@ -201,56 +251,6 @@ class LineSearch:
             logits = cell.step(torch.full((rows,), token_id), final)
             final_logits[follow] = logits[follow]
         return drawn, logp.tolist(), last, final, final_logits
-
-
-def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """(rows, V) probabilities of softmax(logits) kept to each row's top-p nucleus (the
-    smallest set of units reaching top_p; the rest 0); top_p ≥ 1 keeps every unit. The sampler
-    of whole posts (sample._draw) and the line search both draw through it."""
-    probs = logits.softmax(-1)
-    if top_p >= 1.0:
-        return probs
-    sorted_probs, order = probs.sort(-1, descending=True)
-    drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keep the smallest set reaching it
-    return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
-
-
-def draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """One unit a row, (rows,), from (rows, V) probabilities (unnormalised allowed): the first
-    unit whose cumulative probability passes a uniform draw, one uniform number a row. The
-    search and the whole-post sampler's top-k / top-p path both draw through it.
-    torch.multinomial drew the same but took 2.2 ms a call at 32 rows × 4k units, 60% of a
-    search's CPU; this takes 0.08 ms (BENCHMARKS.md). A unit of probability 0 adds no step to
-    the cumulative sum, so it is never the first to pass."""
-    cdf = probs.cumsum(-1)
-    total = cdf[:, -1:]
-    u = torch.rand(len(probs), 1, generator=rng, dtype=cdf.dtype) * total
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # rounding may reach it
-    return torch.searchsorted(cdf, u, right=True)[:, 0]
-
-
-def typical(probs: torch.Tensor, mass: float) -> torch.Tensor:
-    """(rows, V) probabilities kept to each row's locally typical set: units ranked by how far
-    their surprisal -log p lies from the row's entropy, the nearest kept until they hold `mass`
-    (at least one unit); the rest 0. Unnormalised: torch.multinomial normalises."""
-    logp = probs.clamp_min(1e-30).log()
-    entropy = -(probs * logp).sum(-1, keepdim=True)
-    distance = (-logp - entropy).abs().masked_fill(probs == 0, math.inf)
-    sorted_distance, order = distance.sort(-1)
-    held = probs.gather(-1, order).cumsum(-1)
-    drop = held - probs.gather(-1, order) >= mass  # keep the nearest set reaching the mass
-    drop |= sorted_distance == math.inf
-    return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
-
-
-def end_at_rate(probs: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """(rows, V) probabilities with END's set to `end` (rows,) and the rest rescaled to fill
-    the remaining mass (probs may be unnormalised)."""
-    probs = probs / probs.sum(-1, keepdim=True)
-    rest = (1 - probs[:, END]).clamp_min(1e-12)
-    out = probs * ((1 - end) / rest)[:, None]
-    out[:, END] = end
-    return out
 
 
 def _repeats(line: str, earlier: list[str]) -> bool:
@@ -328,6 +328,15 @@ def _row(state: CellState, r: int) -> CellState:
     return out
 
 
-def _copy_rows(src: CellState, dst: CellState, rows: torch.Tensor) -> None:
+def _copy_rows(src: CellState, dst: CellState, rows: torch.Tensor, to: torch.Tensor) -> None:
+    """The state's `rows` (a mask of src's rows) into dst's rows `to` (indices)."""
     for a, b in zip(src.c + src.buffers, dst.c + dst.buffers, strict=True):
-        b[rows] = a[rows]
+        b[to] = a[rows]
+
+
+def _select(state: CellState, rows: torch.Tensor) -> CellState:
+    """A state of the rows of `state` that the mask `rows` keeps."""
+    out = CellState(int(rows.sum()), len(state.c), state.c[0].shape[1])
+    for mine, theirs in zip(state.c + state.buffers, out.c + out.buffers, strict=True):
+        theirs.copy_(mine[rows])
+    return out

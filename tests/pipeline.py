@@ -114,7 +114,8 @@ def bot_config(
         "corpus": {"path": str(folder / "data" / "corpus.txt")},
         "generator": {"model_dir": str(model_dir or folder / "model")},
         "schedule": {"cron": cron, "timezone": "UTC"},
-        "bot": {"cooldown_seconds": 30, "candidates": 8, **bot},
+        # English: the suite reads English replies (tests/test_i18n.py covers the ru default).
+        "bot": {"cooldown_seconds": 30, "candidates": 8, "language": "en", **bot},
         # A small pool: its worker thread must not load the machine in tests about other things
         # (test_bot_pool sets its own).
         "pool": {"size": 2, "channel_candidates": 4, "reply_candidates": 8},

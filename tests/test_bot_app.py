@@ -50,9 +50,9 @@ def test_chat_commands_and_bad_input(tmp_path, bot_model, telegram):
         assert admin_help.startswith(public_help + "\n\nAdmin commands:\n/post: ")
         assert "/rollback" in admin_help and "Admin commands" not in public_help
         assert public_help.startswith("/bugurt: a fresh bugurt\n")
-        # The command menu lists the public commands, each with a description.
-        (menu,) = telegram.calls_of("setMyCommands")
-        listed = {c["command"]: c["description"] for c in menu.params["commands"]}
+        # The command menu lists the public commands, each with a description (in each
+        # language: tests/test_bot_language.py).
+        listed = {c["command"]: c["description"] for c in telegram.menus[""]}
         assert set(listed) == {"start", "bugurt", "top", "help"} and all(listed.values())
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from bot import texts
+from bot.i18n import texts_for
 from bot.model_slot import ModelSlot
 from bot.pool import Pool, PoolStore
 from bot.settings import RuntimeSettings
@@ -34,6 +34,8 @@ from tests.pipeline import (
     query,
     wait_until,
 )
+
+EN = texts_for("en")  # the suite's Telegram users speak English (tests/fakes/telegram.py)
 
 
 def _config(tmp_path, bot_model, telegram, channel=False, **pool):
@@ -184,7 +186,7 @@ def test_burst_from_the_pool_then_a_bounded_first_come_first_served_queue(
                            if c.method == "sendMessage"}
                 assert sorted(replies) == users[:4] + users[7:]  # the queued three are waiting
                 assert [replies[u] for u in users[:4]] == pooled  # the pool in order, each once
-                assert [replies[u] for u in users[7:]] == [texts.BUSY] * 3  # beyond the bound
+                assert [replies[u] for u in users[7:]] == [EN.t("busy")] * 3  # beyond the bound
                 for user in users[4:7]:  # "typing" while they wait
                     telegram.wait_for("sendChatAction", lambda p, u=user: p["chat_id"] == u,
                                       after=start)
@@ -249,8 +251,8 @@ def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
         again = _inline(telegram, "КОТ ПРИШЕЛ", READER)  # the same cleaned text: from the cache
         assert again["results"] == with_text["results"] and again["cache_time"] == 60
 
-        for huge, note in (("😀" * 300, texts.INLINE_NO_CHARS),
-                           ("БУГУРТ " * 1500, texts.INLINE_TOO_LONG.format(limit=150))):
+        for huge, note in (("😀" * 300, EN.t("inline.no_chars")),
+                           ("БУГУРТ " * 1500, EN.n("inline.too_long", 150))):
             answer = _inline(telegram, huge, OTHER)
             assert answer["results"] == [] and answer["button"]["text"] == note
             assert len(note) <= 64  # Telegram's limit for the button
@@ -260,12 +262,11 @@ def test_inline_queries_empty_with_text_and_huge(tmp_path, bot_model, telegram):
         assert failed["results"] and "button" not in failed  # the answer the fake refused
         after = telegram.wait_for("answerInlineQuery", lambda p: str(p["inline_query_id"])
                                   == str(failed["inline_query_id"]) and p["results"] == [], 60)
-        assert after.params["button"]["text"] == texts.INLINE_ERROR
-        assert len(texts.INLINE_ERROR) <= 64
+        assert after.params["button"]["text"] == EN.t("inline.error")
 
         assert _inline(telegram, "МАМА", READER)["results"]  # the third query this minute
         limited = _inline(telegram, "ПАПА", READER)
-        assert limited["results"] == [] and limited["button"]["text"] == texts.INLINE_SLOW_DOWN
+        assert limited["results"] == [] and limited["button"]["text"] == EN.t("inline.slow_down")
         assert _inline(telegram, "ПАПА", OTHER)["results"]  # per user
 
 

@@ -38,7 +38,7 @@ def test_terminal_mode_on_stdin(tmp_path, bot_model):
     posts = [block for block in out.split("\n\n") if block.endswith("#neurobugurt")]
     assert len(posts) == 2 and posts[1].startswith("ПРИШЕЛ НА ПАРУ")
     assert f"Model: {bot_model}" in out and "Outbox: 0 pending, 0 sent, 0 failed" in out
-    assert "Can't use '0 99 * * *' as a schedule: hour field '99'" in out
+    assert "Can't use '0 99 * * *' as a schedule: the hour field '99' is not valid" in out
     assert "Schedule set: 0 12 * * * (UTC), next" in out
     assert "Scheduled posting paused" in out
     assert "Nothing to publish to" in out

@@ -9,12 +9,15 @@ import pytest
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.i18n import texts_for
 from bot.leader import LeaderJobStore, ProcessLock
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
 from common.crontab import CrontabError, parse_crontab
 from common.db import Database, open_database
 from tests import pg
+
+EN = texts_for("en")
 
 TZ = "Europe/Moscow"
 
@@ -73,7 +76,7 @@ def test_job_survives_restarts_with_its_time_and_paused_state(tmp_path):
         second.install("0 */4 * * *")  # same line: the stored job is kept as it is
         assert second.job().next_run_time == next_run
         assert second.pause() is True and second.pause() is False
-        assert "paused" in second.describe()
+        assert "paused" in second.describe(EN)
         second.scheduler.shutdown(wait=False)
 
         third = _schedule(tmp_path, [])
@@ -81,12 +84,12 @@ def test_job_survives_restarts_with_its_time_and_paused_state(tmp_path):
         third.install("0 */4 * * *")
         assert third.job().next_run_time is None  # still paused after a restart
         third.set_cron("15 10 * * *")  # a new line keeps the job paused
-        assert third.job().next_run_time is None and "15 10 * * *" in third.describe()
+        assert third.job().next_run_time is None and "15 10 * * *" in third.describe(EN)
         assert third.resume() is True and third.resume() is False
         assert third.job().next_run_time.strftime("%H:%M") == "10:15"
         with pytest.raises(CrontabError):
             third.set_cron("99 * * * *")
-        assert "15 10 * * *" in third.describe()  # a bad line changes nothing
+        assert "15 10 * * *" in third.describe(EN)  # a bad line changes nothing
         third.scheduler.shutdown(wait=False)
 
     asyncio.run(body())

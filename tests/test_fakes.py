@@ -79,6 +79,20 @@ def test_fake_telegram_errors_and_updates(telegram):
     assert all(c.method != "getUpdates" for c in telegram.calls)  # polling is not recorded
 
 
+def test_fake_telegram_users_languages_and_menus_per_language(telegram):
+    assert telegram.send_text("/start", user_id=5)["message"]["from"]["language_code"] == "en"
+    telegram.speaks(5, "uk")
+    assert telegram.send_inline("кот", 5)["inline_query"]["from"]["language_code"] == "uk"
+    telegram.speaks(5, None)  # Telegram may send no language_code at all
+    assert "language_code" not in telegram.send_text("/start", user_id=5)["message"]["from"]
+
+    everyone = [{"command": "start", "description": "what this bot does"}]
+    russian = [{"command": "start", "description": "что умеет бот"}]
+    assert bot_api(telegram, "setMyCommands", commands=everyone)[1]["result"] is True
+    bot_api(telegram, "setMyCommands", commands=russian, language_code="ru")
+    assert telegram.menus == {"": everyone, "ru": russian}
+
+
 def test_fake_telegram_stops_at_once():
     server = FakeTelegram().start()
     bot_api(server, "getMe")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.texts import INTERNAL_ERROR
+from bot.i18n import texts_for
 from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.vk import FakeVk
 from tests.pipeline import (
@@ -98,7 +98,7 @@ def test_bot_never_dies_under_a_stormy_telegram_and_vk(tmp_path, servers, bot_mo
     hung = telegram.wait_for("sendMessage", lambda p: p["chat_id"] == READER + 1, 90, after)
     assert hung.params["text"].endswith(TAG)  # recorded on arrival, never answered
     telegram.wait_for("sendMessage", lambda p: p["chat_id"] == READER + 1
-                      and p["text"] == INTERNAL_ERROR, 60, after)
+                      and p["text"] == texts_for("en").t("internal_error"), 60, after)
 
     # Each /post meets another VK fault; the channel post once a Telegram flood limit.
     telegram.fail("sendMessage", retry_after=1)

@@ -16,8 +16,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from bot import texts
 from bot.chat import Sender
+from bot.i18n import texts_for
 from bot.prime import MAX_PRIME_CHARS, clean_prime
 from bot.runner import split_command
 from bot.terminal import TerminalChat
@@ -142,8 +142,9 @@ def runner(tmp_path_factory, bot_model):
 PRIME_TEXT = st.lists(st.sampled_from(
     list("БАТЯКОГДПРИШЕЛНУМЙЗСВабвгдеёжзий ") + ["\n@\n", "\n", "😀", "\x00", "\u200b", "!"]
 ), max_size=60).map("".join)
-SHORT_ANSWERS = {texts.NO_GOOD_POST, texts.PRIME_EMPTY, texts.BUSY}
-LEFT_OUT = texts.LEFT_OUT.split("{")[0]
+EN = texts_for("en")
+SHORT_ANSWERS = {EN.t("no_good_post"), EN.t("prime_empty"), EN.t("busy")}
+LEFT_OUT = EN.t("left_out", chars="")
 
 
 @fuzz(100)
@@ -155,9 +156,9 @@ def test_any_prime_text_gets_a_post_or_one_short_answer(runner, prime):
     out = io.StringIO()
     name, addressee, args = split_command(f"/bugurt {prime}")  # as the Telegram handler does
     assert (name, addressee) == ("bugurt", "")
-    for sender in (Sender(1, is_admin=True), Sender(2, is_admin=False)):
+    for sender in (Sender(1, is_admin=True, texts=EN), Sender(2, is_admin=False, texts=EN)):
         built._last_bugurt.clear()  # noqa: SLF001 - every example starts out of cooldown
-        loop.run_until_complete(built.command(name, args, sender, TerminalChat(out)))
+        loop.run_until_complete(built.command(name, args, sender, TerminalChat(out, EN)))
     replies = [r for r in out.getvalue().split("\n\n") if r.strip()]
     event("post" if replies[-1].endswith("#neurobugurt") else replies[-1][:20])
     start = built.slot.generator.vocab.normalize_prime(clean_prime(args))

@@ -11,6 +11,7 @@ import pytest
 
 from bot import judgements
 from bot.features import NAMES, features
+from bot.i18n import texts_for
 from bot.judgements import Judgement
 from bot.ranker import MIN_PAIRS, Ranking, fit, pairs
 from bot.review import Candidate
@@ -18,6 +19,8 @@ from common.db import open_database
 from generator.modeldir import RANKER_FILE
 from tests.pipeline import ADMIN, AppThread, ask, run, secrets, wait_until, write_config
 from tests.test_bot_review import EDITORS, _config, _gather, _pages, _post
+
+EN = texts_for("en")
 
 
 def _features(rng: random.Random, cohesion: float) -> dict:
@@ -66,7 +69,7 @@ def test_a_ranker_learns_what_the_editors_follow_and_ranks_only_when_better(tmp_
     assert by_likelihood.likelihood_accuracy == 1.0 and not by_likelihood.used
 
     ranking = Ranking(lambda: str(tmp_path))
-    assert ranking.describe() == "likelihood (no ranker fitted yet)"
+    assert ranking.describe(EN) == "likelihood (no ranker fitted yet)"
     rng = random.Random(9)
     candidates = [Candidate(i, f"П {i}", 0.45, _features(rng, c))
                   for i, c in enumerate((0.1, 0.9, 0.5))]
@@ -75,20 +78,20 @@ def test_a_ranker_learns_what_the_editors_follow_and_ranks_only_when_better(tmp_
     assert count >= MIN_PAIRS and made.used and (tmp_path / RANKER_FILE).exists()
     label, ordered = ranking.order(candidates)
     assert label == "ranker" and [c.text for c in ordered] == ["П 1", "П 2", "П 0"]
-    assert ranking.describe().startswith("the ranker (held-out pairs: ")
+    assert ranking.describe(EN).startswith("the ranker (held-out pairs: ")
     sampled = [Candidate(1, "П", 0.45, {**candidates[0].features, "likelihood": None})]
     assert ranking.order(sampled)[0] == "likelihood"  # a post with no score: as it came
 
     # a fit where likelihood wins is stored too, and likelihood orders again
     ranking.fit(_reviews(60, follow="likelihood"))
     assert ranking.order(candidates) == ("likelihood", candidates)
-    assert ranking.describe().startswith("likelihood (held-out pairs: ")
+    assert ranking.describe(EN).startswith("likelihood (held-out pairs: ")
 
 
 def test_too_few_judgements_fit_nothing(database, tmp_path):
     with database.write() as conn:
         judgements.add(conn, _reviews(3, follow="cohesion"))
-    assert Ranking(lambda: str(tmp_path)).refit(database) == (
+    assert Ranking(lambda: str(tmp_path)).refit(database)(EN) == (
         f"Ranker not fitted: the judgements make 12 pairs, {MIN_PAIRS} are needed;"
         " likelihood orders review candidates.")
     assert not (tmp_path / RANKER_FILE).exists()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from common.corpus import LINE_BREAK
-from generator import gate
+from generator import gate, sampling
 from generator import search as search_module
 from generator.sample import Generator
 from generator.search import LineSearch, SearchConfig
@@ -42,25 +42,25 @@ def test_search_builds_gated_posts_line_by_line(tiny, cool_end):
 
 def test_nucleus_keeps_the_smallest_set_of_units_reaching_top_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
-    kept = search_module.nucleus(logits, 0.75)
+    kept = sampling.nucleus(logits, 0.75)
     assert (kept[0] > 0).tolist() == [True, True, False, False]
-    assert torch.allclose(search_module.nucleus(logits, 1.0), logits.softmax(-1))
+    assert torch.allclose(sampling.nucleus(logits, 1.0), logits.softmax(-1))
 
 
 def test_typical_keeps_the_units_whose_surprisal_is_nearest_the_entropy():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])  # entropy 1.14 nats; 0.3's surprisal is 1.20
-    assert (search_module.typical(probs, 0.2)[0] > 0).tolist() == [False, True, False, False]
-    assert (search_module.typical(probs, 0.5)[0] > 0).tolist() == [True, True, False, False]
-    assert torch.equal(search_module.typical(probs, 1.0), probs)
+    assert (sampling.typical(probs, 0.2)[0] > 0).tolist() == [False, True, False, False]
+    assert (sampling.typical(probs, 0.5)[0] > 0).tolist() == [True, True, False, False]
+    assert torch.equal(sampling.typical(probs, 1.0), probs)
     cut = torch.tensor([[0.6, 0.4, 0.0, 0.0]])  # a nucleus cut first: those units stay out
-    assert (search_module.typical(cut, 1.0)[0] > 0).tolist() == [True, True, False, False]
+    assert (sampling.typical(cut, 1.0)[0] > 0).tolist() == [True, True, False, False]
 
 
 def test_end_at_rate_gives_the_end_its_own_mass_and_the_rest_keep_their_ratios():
     cooled = torch.zeros(2, 6)
     cooled[:, 3:] = torch.tensor([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
     cooled[:, END] = torch.tensor([0.0, 0.2])  # cooled END: nothing, and part of a nucleus
-    out = search_module.end_at_rate(cooled, torch.tensor([0.3, 0.1]))
+    out = sampling.end_at_rate(cooled, torch.tensor([0.3, 0.1]))
     assert torch.allclose(out.sum(-1), torch.ones(2))
     assert out[:, END].tolist() == pytest.approx([0.3, 0.1])
     assert out[0, 3:].tolist() == pytest.approx([0.49, 0.14, 0.07])  # 0.7 of the other 0.7
@@ -120,10 +120,10 @@ def test_a_model_directory_with_an_old_judge_still_serves(bot_model, tmp_path):
 def test_draw_follows_the_probabilities_and_never_draws_a_unit_of_none():
     probs = torch.tensor([[0.0, 5.0, 3.0, 0.0, 1.5, 0.5, 0.0]])  # unnormalised, zeros inside
     rng = torch.Generator().manual_seed(0)
-    drawn = search_module.draw(probs.expand(100_000, -1).contiguous(), rng)
+    drawn = sampling.draw(probs.expand(100_000, -1).contiguous(), rng)
     share = torch.bincount(drawn, minlength=7) / len(drawn)
     assert share[[0, 3, 6]].tolist() == [0.0, 0.0, 0.0]
     assert share.tolist() == pytest.approx((probs[0] / probs.sum()).tolist(), abs=0.01)
     one = torch.zeros(3, 5)
     one[torch.arange(3), torch.tensor([4, 0, 2])] = 1.0  # a single unit left: always it
-    assert search_module.draw(one, rng).tolist() == [4, 0, 2]
+    assert sampling.draw(one, rng).tolist() == [4, 0, 2]

@@ -31,6 +31,8 @@ from typing import Any
 BOT_ID = 777000
 BOT_USERNAME = "neurobugurt_bot"
 CHANNEL_ID = -1001234567890
+# Telegram's language_code of a user no test gave another (`speaks`): the suite reads English.
+DEFAULT_LANGUAGE = "en"
 
 
 @dataclass
@@ -61,6 +63,9 @@ class FakeTelegram:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
+        self.languages: dict[int, str | None] = {}  # user id → language_code (None: not sent)
+        # setMyCommands per language_code ('' for none): what each user's menu shows
+        self.menus: dict[str, list[dict[str, str]]] = {}
         self._stopping = threading.Event()
         self._hold: tuple[str, frozenset[int]] | None = None  # (method, chat ids) held back
         self._released = threading.Event()
@@ -136,6 +141,19 @@ class FakeTelegram:
             self._hold = None
             self._released.set()
 
+    def speaks(self, user_id: int, language_code: str | None) -> None:
+        """Give a user's updates this language_code from now on (None: Telegram sends none)."""
+        with self._cond:
+            self.languages[user_id] = language_code
+
+    def _user(self, user_id: int) -> dict[str, Any]:
+        """The `from` of an update: a person, with their language_code if they have one."""
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        code = self.languages.get(user_id, DEFAULT_LANGUAGE)
+        if code:
+            user["language_code"] = code
+        return user
+
     def send_text(
         self,
         text: str,
@@ -155,7 +173,7 @@ class FakeTelegram:
             "text": text,
         }
         if kind != "channel_post":
-            message["from"] = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+            message["from"] = self._user(user_id)
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         if kind == "edited_message":
@@ -172,7 +190,7 @@ class FakeTelegram:
         """Queue a callback query: `user_id` pressed the inline button `data` under `message`."""
         query = {
             "id": str(next(self._update_ids) * 1000 + user_id),
-            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "from": self._user(user_id),
             "chat_instance": "1",
             "message": message,
             "data": data,
@@ -183,7 +201,7 @@ class FakeTelegram:
         """Queue an inline query: `user_id` typed `@bot QUERY` in some chat."""
         inline = {
             "id": str(next(self._update_ids) * 1000 + user_id),
-            "from": {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"},
+            "from": self._user(user_id),
             "query": query,
             "offset": "",
         }
@@ -295,6 +313,8 @@ class FakeTelegram:
         return True
 
     def _m_setMyCommands(self, params: dict[str, Any]) -> bool:
+        with self._cond:
+            self.menus[params.get("language_code") or ""] = params["commands"]
         return True
 
     def _m_answerCallbackQuery(self, params: dict[str, Any]) -> bool:
