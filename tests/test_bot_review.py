@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from bot import judgements
+from bot.i18n import texts_for
 from bot.outbox import Outbox
 from bot.pool import PoolStore
 from bot.review import PICK, Candidate, Decision, ReviewStore
@@ -21,6 +22,7 @@ from tests.pipeline import ADMIN, OTHER, READER, AppThread, ask, bot_config, wai
 
 EDITORS = (ADMIN, OTHER)
 GATHERED = 7  # channel candidates in the pool: pages of 5 and 2
+RU = texts_for("ru")
 
 
 def _config(tmp_path, bot_model, telegram: FakeTelegram, url: str, **review) -> dict:
@@ -291,3 +293,28 @@ def test_auto_mode_publishes_the_best_as_before_and_keeps_the_votes(tmp_path, bo
         database.close()
     assert [(j.kind, j.value, j.text, j.model_dir) for j in judged] == [
         ("vote", 1.0, best_first[0], str(bot_model)), ("vote", -1.0, best_first[0], str(bot_model))]
+
+
+def test_pages_speak_bot_language_and_each_editor_is_answered_in_theirs(tmp_path, bot_model,
+                                                                        telegram, storage_url):
+    """bot.language ru: the shared pages, buttons and ended lines are Russian; an English editor's
+    tap is answered in English, a Russian one's in Russian."""
+    best_first = _gather(storage_url, str(bot_model))
+    raw = _config(tmp_path, bot_model, telegram, storage_url)
+    raw["bot"]["language"] = "ru"
+    telegram.speaks(ADMIN, "ru")  # OTHER keeps the fake's English language_code
+    with AppThread(raw):
+        assert _post(telegram).startswith("Отбор #1 ушёл редакторам (чатов: 2): показал 5 из 7")
+        (page,) = wait_until(lambda: _pages(telegram, OTHER), 30, "a page")
+        assert page["text"].startswith("Отбор #1: посты 1–5 из 7, лучшие сверху")
+        buttons = [b["text"] for row in page["reply_markup"]["inline_keyboard"] for b in row]
+        assert buttons[-2:] == [RU.t("review.next"), RU.t("review.none")] == ["Ещё", "Мимо"]
+        assert _tap(telegram, page, "review:1:next", OTHER) == "Showing posts 6–7."
+        assert _tap(telegram, page, "review:1:p2", ADMIN).startswith("Запостил, это пост #1")
+        assert _tap(telegram, page, "review:1:p1", OTHER).startswith("Review #1 has already ended")
+        ended = wait_until(lambda: [m for m in telegram.messages_in(OTHER)
+                                    if m["text"].startswith("Отбор #1 закрыт")], 30, "ended")
+        assert ended[0]["text"].startswith("Отбор #1 закрыт: запощен пост 2, решил ")
+        status = ask(telegram, "/status", ADMIN)
+        assert "Отбор: решают редакторы, никто не ждёт; решено: 1, запощено: 1" in status
+    assert _channel(telegram) == [best_first[1]]
