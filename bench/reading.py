@@ -10,6 +10,14 @@
     .venv/bin/python bench/reading.py score --dir runs/reading
     .venv/bin/python bench/reading.py words --model generator/bundled \
         --real data/bugurt/corpus.val.txt
+    .venv/bin/python bench/reading.py judgements --dir runs/reading --sheet W \
+        --ratings r1=runs/reading/ratings-1.jsonl --ratings r2=... --model generator/bundled \
+        --out bench/readings/W/judgements.jsonl
+
+`judgements` turns a reading's ratings into judgements (bot/judgements.py, kind "reading",
+source `reading:SHEET:READER`, value the coherence grade) with the features a ranker reads, the
+likelihood being the model's mean log-probability per character of the post: what
+`python -m bot import-judgements` appends and bench/ranker_offline.py measures the ranker on.
 
 `words` counts, over 64 sampled posts and over real validation posts, the Cyrillic words that are
 neither a form in the Russian dictionary (pymorphy3, a development dependency) nor a word of
@@ -25,6 +33,7 @@ import re
 import statistics
 import sys
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +166,42 @@ def words(args) -> int:
     return 0
 
 
+def sheet_posts(folder: Path) -> dict[int, str]:
+    """The posts of a prepared sheet by their number."""
+    blocks = (folder / "sheet.txt").read_text(encoding="utf-8").split("### Post ")[1:]
+    return {int(b.split("\n", 1)[0]): b.split("\n", 1)[1].strip() for b in blocks}
+
+
+def judgements(args) -> int:
+    import math  # noqa: PLC0415
+
+    from bot.features import features  # noqa: PLC0415
+    from bot.judgements import Judgement  # noqa: PLC0415
+    from generator.evaluate import text_bpc  # noqa: PLC0415
+
+    folder = Path(args.dir)
+    posts = sheet_posts(folder)
+    gen = Generator.load(args.model)
+    likelihood = {i: -text_bpc(gen.model, gen.vocab, text) * math.log(2)
+                  for i, text in posts.items()}  # nats per character, as Generator.score
+    lines = []
+    for spec in args.ratings:
+        reader, _, path = spec.partition("=")
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rating = json.loads(line)
+                text = posts[rating["id"]]
+                lines.append(json.dumps(asdict(Judgement(
+                    "reading", f"reading:{args.sheet}:{reader}", float(rating["coherence"]),
+                    text, args.model, features(text, likelihood[rating["id"]], None))),
+                    ensure_ascii=False))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    print(f"{len(lines)} judgements of {len(posts)} posts in {out}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,8 +225,15 @@ def main() -> int:
     w.add_argument("--real", required=True)
     w.add_argument("-n", type=int, default=64)
     w.add_argument("--seed", type=int, default=7)
+    j = sub.add_parser("judgements", help="a reading's ratings as judgements, with features")
+    j.add_argument("--dir", required=True, help="the prepared sheet's folder")
+    j.add_argument("--sheet", required=True, help="the sheet's name (in each judgement's source)")
+    j.add_argument("--ratings", action="append", required=True, metavar="READER=FILE")
+    j.add_argument("--model", required=True, help="the model whose likelihood is a feature")
+    j.add_argument("--out", required=True)
     args = parser.parse_args()
-    return {"prepare": prepare, "score": score, "words": words}[args.command](args)
+    return {"prepare": prepare, "score": score, "words": words,
+            "judgements": judgements}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from bot.i18n import FALLBACK, READERS, Texts, load_all
 from bot.inbox import TAKE_OVER_SECONDS, Inbox, InboxProcessor, InboxQueue
 from bot.leader import LEAD_SECONDS, ProcessLife
 from bot.publish import TelegramChannel
+from bot.review_desk import CALLBACK, TelegramDesk
 from bot.runner import Runner, menu
 from bot.wiring import build_runner, open_storage, vk_publisher
 from common.cli import UserError
@@ -63,9 +64,12 @@ def build_application(
     publishers = vk_publisher(config)
     if config.telegram.channel:
         publishers.insert(0, TelegramChannel(app.bot, config.telegram.channel))
+    review_chat = int(config.review.chat) if config.review.chat else None
+    desk = TelegramDesk(app.bot, [review_chat] if review_chat else list(config.telegram.admins),
+                        catalogs[config.bot.language])
     runner = build_runner(
         config, config_path, app.job_queue.scheduler, publishers, database=database,
-        life=life, **runner_options
+        life=life, desk=desk if desk.chats else None, **runner_options
     )
     life.keep()  # before the first update is recorded as this process's
     app.bot_data["runner"] = runner
@@ -73,11 +77,15 @@ def build_application(
     app.bot_data["language"] = config.bot.language  # for a user who sent no language_code
     app.bot_data["catalogs"] = catalogs
     app.bot_data["sweep_seconds"] = sweep_seconds
+    app.bot_data["review_chat"] = review_chat
 
     # Commands only from new messages: edits and channel posts are ignored on purpose. One
     # handler for known and unknown commands: the Runner answers an unknown one with a hint.
     new_message = filters.UpdateType.MESSAGE
     app.add_handler(MessageHandler(filters.COMMAND & new_message, handlers.on_command))
+    # A reply may be an editor's corrected text for a review (private chat or review.chat).
+    app.add_handler(MessageHandler(filters.TEXT & filters.REPLY & ~filters.COMMAND & new_message,
+                                   handlers.on_reply))
     app.add_handler(
         MessageHandler(
             filters.TEXT & ~filters.COMMAND & filters.ChatType.PRIVATE & new_message,
@@ -86,6 +94,7 @@ def build_application(
     )
     app.add_handler(InlineQueryHandler(handlers.on_inline))
     app.add_handler(CallbackQueryHandler(handlers.on_vote, pattern=r"^vote:\d{1,18}:-?1$"))
+    app.add_handler(CallbackQueryHandler(handlers.on_review_tap, pattern=CALLBACK))
     app.add_error_handler(handlers.on_error)
     return app
 

@@ -21,6 +21,7 @@ class Sender:
     user_id: int
     is_admin: bool
     texts: Texts  # the sender's language: every reply to them goes through it
+    name: str = ""  # how other editors see who decided a review
 
 
 class Chat(Protocol):

@@ -67,9 +67,16 @@ def _texts(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Texts:
 
 
 def _sender(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Sender:
-    user_id = update.effective_user.id if update.effective_user else 0
+    user = update.effective_user
+    user_id = user.id if user else 0
+    name = (f"@{user.username}" if user.username else user.full_name) if user else ""
     return Sender(user_id=user_id, is_admin=user_id in context.bot_data["admins"],
-                  texts=_texts(update, context))
+                  texts=_texts(update, context), name=name)
+
+
+def _in_review_chat(message: Message | None, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    """Whether a message is in review.chat, whose members are all editors."""
+    return message is not None and message.chat_id == context.bot_data["review_chat"]
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -80,6 +87,29 @@ async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return  # "/bugurt@otherbot" in a group is not for us: ignored on purpose
     chat = TelegramChat(context.bot, message.chat_id)
     await _runner(context).command(name, args, _sender(update, context), chat)
+
+
+async def on_review_tap(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """An editor's button under a review: publish N, the next ones, or none this time."""
+    query = update.callback_query
+    _, review_id, action = (query.data or "").split(":")
+    answer = await _runner(context).review_tap(
+        int(review_id), action, _sender(update, context), _in_review_chat(query.message, context))
+    await query.answer(answer[:200])  # a tap's answer shows at most 200 characters
+
+
+async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A reply to a review with a corrected text publishes it; other replies are plain text."""
+    message = update.effective_message
+    review_id = _runner(context).editors.store.by_message(message.chat_id,
+                                                          message.reply_to_message.message_id)
+    if review_id is not None:
+        answer = await _runner(context).review_reply(
+            review_id, message.text or "", _sender(update, context),
+            _in_review_chat(message, context))
+        await message.reply_text(answer)
+    elif message.chat.type == "private":
+        await on_text(update, context)
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

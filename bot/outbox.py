@@ -19,6 +19,7 @@ or once it has run out (`CLAIM_SECONDS`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -86,20 +87,27 @@ class Outbox:
     def owner(self) -> str:
         return self.life.owner
 
-    def store(self, text: str, temperature: float | None, source: str) -> int:
-        """Commit the post and a pending delivery per target; returns the outbox id."""
-        with self.db.write() as conn:
-            outbox_id = conn.execute(
-                sa.text("INSERT INTO outbox (text, temperature, source, guid, created_at)"
-                     " VALUES (:text, :temperature, :source, :guid, :now) RETURNING id"),
-                {"text": text, "temperature": temperature, "source": source,
-                 "guid": uuid.uuid4().hex, "now": int(time.time())},
-            ).scalar_one()
-            if self.publishers:
-                conn.execute(
-                    sa.text("INSERT INTO deliveries (outbox_id, target) VALUES (:id, :target)"),
-                    [{"id": outbox_id, "target": target} for target in self.publishers],
-                )
+    def store(self, text: str, temperature: float | None, source: str,
+              model_dir: str | None = None, features: Mapping | None = None,
+              conn: sa.Connection | None = None) -> int:
+        """Commit the post (with the model and features its readers' votes are judged by) and
+        a pending delivery per target, in `conn`'s transaction if given; the outbox id."""
+        if conn is None:
+            with self.db.write() as conn:
+                return self.store(text, temperature, source, model_dir, features, conn)
+        outbox_id = conn.execute(
+            sa.text("INSERT INTO outbox (text, temperature, source, guid, created_at, model_dir,"
+                    " features) VALUES (:text, :temperature, :source, :guid, :now, :model,"
+                    " :features) RETURNING id"),
+            {"text": text, "temperature": temperature, "source": source,
+             "guid": uuid.uuid4().hex, "now": int(time.time()), "model": model_dir,
+             "features": json.dumps(dict(features)) if features is not None else None},
+        ).scalar_one()
+        if self.publishers:
+            conn.execute(
+                sa.text("INSERT INTO deliveries (outbox_id, target) VALUES (:id, :target)"),
+                [{"id": outbox_id, "target": target} for target in self.publishers],
+            )
         return int(outbox_id)
 
     async def deliver(self, outbox_id: int | None = None, force: bool = False) -> list[Result]:

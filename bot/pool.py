@@ -118,6 +118,18 @@ class PoolStore:
             ), {"m": model_dir})
         return (row.text, row.temperature) if row else None
 
+    def take_channel(self, model_dir: str) -> list[tuple[str, float, float]]:
+        """Every gathered channel candidate (text, temperature, score), best score first (ties:
+        the first gathered), all marked used by one statement: a second taker, in any process,
+        gets none, and the worker gathers afresh. What an editors' review shows."""
+        with self.db.write() as conn:
+            rows = conn.execute(sa.text(
+                "UPDATE pool SET used_at = :now WHERE used_at IS NULL AND model_dir = :m"
+                " AND kind = 'channel' RETURNING id, text, temperature, score"
+            ), {"now": time.time(), "m": model_dir}).all()
+        rows.sort(key=lambda row: (-row.score, row.id))
+        return [(row.text, row.temperature, row.score) for row in rows]
+
     def seed(self, model_dir: str, posts: list[str], temperatures: tuple[float, ...]) -> int:
         """Store a model's starter feed as ready replies (temperatures taken in turn), once per
         model across every process and restart (marked in bot_state); how many were stored."""
@@ -230,6 +242,12 @@ class Pool:
         best = self.store.best_channel(self.slot.model_dir)
         self._wake()
         return best
+
+    def review_candidates(self) -> list[tuple[str, float, float]]:
+        """All gathered channel candidates (text, temperature, score), best first, taken."""
+        taken = self.store.take_channel(self.slot.model_dir)
+        self._wake()
+        return taken
 
     def model_changed(self, model_dir: str) -> None:
         """A swap: the old model's posts go, the worker fills the pool from the new one."""

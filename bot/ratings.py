@@ -8,6 +8,7 @@ and arms with few votes still get tried.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import defaultdict
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from bot import judgements
+from bot.judgements import Judgement
 from common.db import Database
 
 # Portable SQL: PostgreSQL cannot SUM a comparison (a boolean) as SQLite does.
@@ -43,13 +46,22 @@ class Ratings:
         self.db = db
 
     def vote(self, outbox_id: int, user_id: int, value: int) -> tuple[int, int] | None:
-        """Store (or change) a user's vote; the post's (ups, downs), None if no such post."""
+        """Store (or change) a user's vote, and a new or changed one as a judgement; the post's
+        (ups, downs), None if no such post."""
         if value not in (-1, 1):
             raise ValueError(f"a vote is +1 or -1, not {value}")
         with self.db.write() as conn:
-            if conn.execute(sa.text("SELECT 1 FROM outbox WHERE id = :id"),
-                            {"id": outbox_id}).first() is None:
+            post = conn.execute(sa.text("SELECT text, model_dir, features FROM outbox"
+                                        " WHERE id = :id"), {"id": outbox_id}).first()
+            if post is None:
                 return None
+            before = conn.execute(sa.text("SELECT value FROM votes WHERE outbox_id = :post"
+                                          " AND user_id = :user"),
+                                  {"post": outbox_id, "user": user_id}).scalar()
+            if before != value:  # a new or changed vote is a judgement; the same again is not
+                judgements.add(conn, [Judgement(
+                    "vote", f"reader:{user_id}", value, post.text, post.model_dir,
+                    json.loads(post.features or "{}"), outbox_id=outbox_id)])
             conn.execute(
                 sa.text("INSERT INTO votes (outbox_id, user_id, value, voted_at)"
                      " VALUES (:post, :user, :value, :now) ON CONFLICT (outbox_id, user_id)"

@@ -79,6 +79,7 @@ class RetrainJob:
         pause_pool: Callable[[], AbstractContextManager] = nullcontext,
         *,
         lock: ProcessLock,
+        fit_ranker: Callable[[], Say] | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -89,6 +90,7 @@ class RetrainJob:
         self.poll_seconds = poll_seconds  # between progress edits; Telegram limits edit rates
         self.pause_pool = pause_pool  # held while training and evaluating
         self.lock = lock  # held for the whole run: one retrain across the bot's processes
+        self.fit_ranker = fit_ranker  # refits the judgements' ranker for the served model
         self.stage = ""  # a message id (N_): translated where it is shown
         self.last_result: Say = lambda tr: tr.t("retrain.none_yet")
         self.tr = texts_for(config.bot.language)  # that of the admin who started the last run
@@ -163,6 +165,9 @@ class RetrainJob:
                 await chat.photo(png, tr.t("retrain.plot"))
             posts = await self._samples(outcome.model_dir, swapped is not None)
             await chat.say(texts.retrain_samples(tr, posts, swapped))
+            if self.fit_ranker is not None:
+                self._at(N_("retrain.stage.ranker"))
+                await chat.say((await asyncio.to_thread(self.fit_ranker))(tr))
             self._at(N_("retrain.stage.prune"))
             keep = {self.slot.model_dir, self.slot.previous() or "", str(outcome.model_dir),
                     self.config.generator.model_dir}  # served, rollback, latest, configured

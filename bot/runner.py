@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from bot import posts, texts
 from bot.chat import Chat, Sender, typing
+from bot.editors import Editors
+from bot.features import features
 from bot.i18n import N_, Texts, texts_for
 from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
@@ -53,6 +55,7 @@ class Runner:
         schedule: Schedule,
         retrain: RetrainJob,
         pool: Pool,
+        editors: Editors,
     ) -> None:
         self.config = config
         self.texts = texts_for(config.bot.language)  # for what no user asked for
@@ -65,6 +68,7 @@ class Runner:
         schedule.bind(self.scheduled_post)
         self.retrain = retrain
         self.pool = pool
+        self.editors = editors  # review mode (review.mode: editors)
         self.posts = Posts(slot, pool, config.pool.queue_limit, self._temperature)
         self.inline_answers = InlineAnswers(config, self.posts)
         self.rng = random.Random()  # the bandit's draws
@@ -94,6 +98,7 @@ class Runner:
 
     async def sweep(self, force: bool = False) -> None:
         """Deliver pending posts whose retry time has come (periodic job; all of them on start)."""
+        await self.editors.expire()  # reviews past their deadline (they may publish)
         if self.outbox.publishers:
             await self.outbox.deliver(force=force)
         self.settings.beat()  # `python -m bot --health` reads it: the event loop is alive
@@ -177,7 +182,15 @@ class Runner:
         await chat.say(texts.top(sender.texts, self.ratings.top(5)))
 
     async def _cmd_post(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(await self.publish("admin", sender.texts))
+        await chat.say(await self.post("admin", sender.texts))
+
+    async def post(self, source: str, tr: Texts) -> str:
+        """A channel post now: published (auto), or sent to the editors (review mode)."""
+        if self.editors.on:
+            if not self.outbox.publishers:
+                return tr.t("no_targets")
+            return await self.editors.open(source, tr)
+        return await self.publish(source, tr)
 
     async def publish(self, source: str, tr: Texts) -> str:
         """Write a post at the bandit's temperature, store it, deliver it; a one-line summary."""
@@ -191,13 +204,14 @@ class Runner:
                 return tr.t("no_good_post")
             best = posts[0], temperature
         text, temperature = best
-        outbox_id = self.outbox.store(text, temperature, source)
+        outbox_id = self.outbox.store(text, temperature, source, self.slot.model_dir,
+                                      features(text, None, temperature))
         results = await self.outbox.deliver(outbox_id)
         return texts.published(tr, outbox_id, temperature, results)
 
     async def scheduled_post(self) -> None:
         """The posting job's callback; its summary goes to the log in bot.language."""
-        log.info("scheduled post: %s", await self.publish("schedule", self.texts))
+        log.info("scheduled post: %s", await self.post("schedule", self.texts))
 
     async def _cmd_pause(self, args: str, sender: Sender, chat: Chat) -> None:
         tr = sender.texts
@@ -242,8 +256,13 @@ class Runner:
                 pool=texts.pool(tr, self.pool.store.ready(model_dir),
                                 self.pool.store.gathered(model_dir)[0]),
                 uptime=time.monotonic() - self.started,
+                review=self.editors.describe(tr),
+                ranking=self.editors.ranking.describe(tr),
             )
         )
+
+    async def _cmd_review(self, args: str, sender: Sender, chat: Chat) -> None:
+        await chat.say(self.editors.listing(sender.texts))
 
     async def _cmd_retrain(self, args: str, sender: Sender, chat: Chat) -> None:
         tr = sender.texts
@@ -269,6 +288,24 @@ class Runner:
     async def inline(self, query: str, user_id: int, tr: Texts) -> InlineAnswer:
         """Posts for an inline query (`@bot` or `@bot TEXT`), or a one-line note why none."""
         return await self.inline_answers.answer(query, user_id, tr)
+
+    # ---- reviews ------------------------------------------------------------------------------
+
+    async def review_tap(self, review_id: int, action: str, sender: Sender,
+                         in_review_chat: bool) -> str:
+        """An editor's button under a review (p<N>, next, none); the answer to the tap."""
+        return await self.editors.act(review_id, action, sender.user_id, sender.name,
+                                      sender.is_admin or in_review_chat, sender.texts)
+
+    async def review_reply(self, review_id: int, text: str, sender: Sender,
+                           in_review_chat: bool) -> str:
+        """A corrected text in reply to a review; the answer."""
+        return await self.editors.edit(review_id, text, sender.user_id, sender.name,
+                                       sender.is_admin or in_review_chat, sender.texts)
+
+    async def review_answer(self, line: str, sender: Sender) -> str | None:
+        """A typed answer to the newest open review (terminal); None if none is open."""
+        return await self.editors.answer(line, sender.user_id, sender.name, sender.texts)
 
     # ---- votes --------------------------------------------------------------------------------
 
@@ -305,6 +342,7 @@ COMMANDS = (
     Command("resume", True, Runner._cmd_resume, N_("help.resume")),
     Command("schedule", True, Runner._cmd_schedule, N_("help.schedule")),
     Command("status", True, Runner._cmd_status, N_("help.status")),
+    Command("review", True, Runner._cmd_review, N_("help.review")),
     Command("retrain", True, Runner._cmd_retrain, N_("help.retrain")),
     Command("rollback", True, Runner._cmd_rollback, N_("help.rollback")),
 )

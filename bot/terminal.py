@@ -15,11 +15,15 @@ from typing import TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import texts
 from bot.chat import Sender
 from bot.i18n import Texts, load_all
+from bot.review import Candidate, Review
 from bot.runner import split_command
 from bot.wiring import build_runner, vk_publisher
 from common.config import Config
+
+TERMINAL_CHAT = 0  # the chat id a terminal review's messages are stored under
 
 
 class TerminalChat:
@@ -48,6 +52,25 @@ class TerminalChat:
         print(text + "\n", file=self.out, flush=True)
 
 
+class TerminalDesk:
+    """Review mode in the terminal: a review is printed as numbered posts; the answer is typed
+    (bot/editors.py `Editors.answer`)."""
+
+    def __init__(self, chat: TerminalChat) -> None:
+        self.chat = chat
+
+    async def show(self, review: Review, candidates: list[Candidate]) -> list[tuple[int, int, int]]:
+        tr = self.chat.tr
+        await self.chat.say(texts.review_page(tr, review, candidates) + "\n"
+                            + tr.t("review.typed_hint"))
+        # the terminal's own numbering restarts with the process: a page's number is unique
+        return [(TERMINAL_CHAT, review.id * 10_000 + candidates[0].number,
+                 candidates[0].number)]
+
+    async def close(self, messages: list[tuple[int, int]], text: str) -> None:
+        await self.chat.say(text)
+
+
 def _read_lines(stream: TextIO, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
     """Feed stdin lines to the loop from a daemon thread (Ctrl-C never waits for Enter)."""
     for line in stream:
@@ -66,10 +89,11 @@ async def run_terminal(
     user = Sender(user_id=0, is_admin=True, texts=tr)
     # UTC like PTB's JobQueue: the posting job's crontab carries schedule.timezone itself.
     scheduler = AsyncIOScheduler(timezone="UTC")
-    runner = build_runner(config, config_path, scheduler, vk_publisher(config))
+    chat = TerminalChat(stdout, tr)
+    runner = build_runner(config, config_path, scheduler, vk_publisher(config),
+                          desk=TerminalDesk(chat))
     scheduler.start()
     scheduler.add_job(runner.sweep, "interval", seconds=sweep_seconds, id="sweep")
-    chat = TerminalChat(stdout, tr)
     try:
         await runner.start()
         await chat.say(tr.t("terminal.banner"))
@@ -82,8 +106,9 @@ async def run_terminal(
             line = line.strip()
             if not line:
                 continue
-            if not line.startswith("/"):
-                await chat.say(tr.t("not_a_command"))
+            if not line.startswith("/"):  # an answer to an open review, or a slip
+                answer = await runner.review_answer(line, user)
+                await chat.say(answer or tr.t("not_a_command"))
                 continue
             name, _, args = split_command(line)
             await runner.command(name, args, user, chat)

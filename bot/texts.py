@@ -14,6 +14,7 @@ from typing import Any
 from bot.i18n import N_, Texts
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
+from bot.review import EDIT, NONE, PICK, PUBLISHED, TIMEOUT, Candidate, Review
 from common.crontab import CrontabError
 
 RESULTS = {"sent": N_("publish.sent"), "pending": N_("publish.pending"),
@@ -65,6 +66,8 @@ def status(
     retrain: str,
     pool: str,
     uptime: float,
+    review: str = "auto",
+    ranking: str = "likelihood",
 ) -> str:
     bpc = info.get("val_bpc")
     bpc_text = f"{bpc:.3f}" if isinstance(bpc, int | float) else "?"
@@ -82,6 +85,7 @@ def status(
         "status", model=model_dir, bpc=bpc_text, params=info.get("params") or "?",
         schedule=schedule, targets=", ".join(targets) or tr.t("status.no_targets"),
         outbox=outbox, last=last_text, temperatures=bandit, retrain=retrain, pool=pool,
+        review=review, ranking=ranking,
         uptime=tr.t("status.uptime", hours=hours, minutes=rest // 60),
     )
 
@@ -128,3 +132,88 @@ def retrain_samples(tr: Texts, posts: Sequence[str], swapped: str | None) -> str
     else:
         title = tr.n("retrain.samples_rejected", len(posts))
     return title + "\n\n" + "\n\n".join(posts)
+
+
+# ----- review mode (bot/editors.py) -----
+RANKED_BY = {"ranker": N_("review.by_ranker"), "likelihood": N_("review.by_likelihood")}
+SOURCES = {"admin": N_("review.source.admin"), "schedule": N_("review.source.schedule")}
+
+
+def _clock(seconds: float) -> str:
+    return f"{dtm.datetime.fromtimestamp(seconds, dtm.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def review_page(tr: Texts, review: Review, candidates: Sequence[Candidate]) -> str:
+    """One page of a review: its candidates, numbered."""
+    head = tr.t("review.page", id=review.id, first=candidates[0].number,
+                last=candidates[-1].number, total=review.total,
+                ranker=tr.t(RANKED_BY.get(review.ranker, review.ranker)),
+                deadline=_clock(review.deadline))
+    body = "\n\n".join(f"{c.number}.\n{c.text}" for c in candidates)
+    return "\n\n".join((head, body, tr.t("review.how")))
+
+
+def review_sent(tr: Texts, review: Review, chats: int) -> str:
+    return tr.t("review.sent", id=review.id, chats=chats, shown=review.shown,
+                total=review.total, deadline=_clock(review.deadline))
+
+
+def _outcome(tr: Texts, review: Review, name: str = "") -> str:
+    """How a review ended, in a few words."""
+    if not name and review.decided_by:
+        name = tr.t("review.user", id=review.decided_by)
+    who = tr.t("review.by", name=name) if name else ""
+    if review.decision == PICK:
+        return tr.t("review.outcome.pick", number=review.chosen, who=who)
+    if review.decision == EDIT:
+        return tr.t("review.outcome.edit", number=review.chosen, who=who)
+    if review.decision == NONE:
+        return tr.t("review.outcome.none", who=who)
+    if review.decision == TIMEOUT and review.status == PUBLISHED:
+        return tr.t("review.outcome.timeout_first")
+    return tr.t("review.outcome.timeout_none")
+
+
+def review_ended(tr: Texts, review: Review) -> str:
+    return tr.t("review.ended", id=review.id, outcome=_outcome(tr, review))
+
+
+def review_closed(tr: Texts, review: Review, name: str, text: str | None) -> str:
+    """What every editor's messages of a review say once it ended."""
+    line = tr.t("review.closed", id=review.id, outcome=_outcome(tr, review, name))
+    return f"{line}\n\n{text}" if text else line
+
+
+def review_decided(tr: Texts, review: Review, results: Sequence[Result]) -> str:
+    """The answer to the editor whose tap ended the review."""
+    if review.outbox_id is None:
+        return tr.t("review.nothing", id=review.id)
+    sent = "; ".join(tr.t(RESULTS[r.status], target=r.target, detail=r.detail)
+                     for r in results) or tr.t("review.stored")
+    return tr.t("review.published", id=review.outbox_id, results=sent)
+
+
+def reviews_pending(tr: Texts, reviews: Sequence[Review]) -> str:
+    """'2 pending (#4 until 14:00 UTC, #5 until 18:00 UTC)', for /status."""
+    if not reviews:
+        return tr.t("review.none_pending")
+    until = [tr.t("review.until", id=r.id, deadline=_clock(r.deadline)) for r in reviews]
+    return tr.n("review.pending", len(reviews), reviews=", ".join(until))
+
+
+def editors_yield(tr: Texts, decided: int, published: int, shown: int) -> str:
+    """'12 decided, 9 published, 4.6 posts shown per published post'."""
+    if not decided:
+        return tr.t("review.none_decided")
+    per = (tr.t("review.per_published", per=shown / published) if published
+           else tr.t("review.shown_count", shown=shown))
+    return tr.t("review.yield", decided=decided, published=published, per=per)
+
+
+def reviews_listing(tr: Texts, reviews: Sequence[Review]) -> str:
+    """/review: every open review, one a line."""
+    if not reviews:
+        return tr.t("review.none_waiting")
+    return tr.t("review.waiting") + "\n" + "\n".join(
+        tr.t("review.line", id=r.id, source=tr.t(SOURCES.get(r.source, r.source)),
+             shown=r.shown, total=r.total, deadline=_clock(r.deadline)) for r in reviews)

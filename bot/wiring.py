@@ -6,17 +6,22 @@ the PTB Application are added by app.py.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 
+from bot.editors import Desk, Editors
+from bot.i18n import texts_for
 from bot.leader import ProcessLife, ProcessLock
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox, Publisher
 from bot.pool import Pool
+from bot.ranker import Ranking
 from bot.ratings import Ratings
 from bot.retrain import RetrainJob
+from bot.review import ReviewStore
 from bot.runner import Runner
 from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
@@ -36,6 +41,7 @@ def build_runner(
     retrain_poll_seconds: float = 3.0,
     database: db.Database | None = None,
     life: ProcessLife | None = None,
+    desk: Desk | None = None,
 ) -> Runner:
     """Open the database (unless given one), load the served model, and assemble the bot's
     parts (the pool worker starts with `Runner.start`). The Runner owns the database and this
@@ -59,6 +65,7 @@ def build_runner(
     schedule.add_store()
     ratings = Ratings(database)
     pool = Pool(database, slot, config)
+    ranking = Ranking(lambda: slot.model_dir)
     retrain = RetrainJob(
         config,
         config_path,
@@ -69,10 +76,16 @@ def build_runner(
         poll_seconds=retrain_poll_seconds,
         pause_pool=pool.paused,
         lock=ProcessLock(database, "retrain"),
+        fit_ranker=lambda: ranking.refit(database),
     )
     outbox = Outbox(database, publishers, backoff_seconds=backoff_seconds,
                     life=life or ProcessLife(database))
-    return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool)
+    editors = Editors(config.review, ReviewStore(database, outbox), pool, slot, outbox,
+                      lambda: ratings.choose_temperature(config.bot.temperatures, random.Random()),
+                      ranking, texts_for(config.bot.language))
+    editors.desk = desk
+    return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool,
+                  editors)
 
 
 def open_storage(config: Config) -> db.Database:

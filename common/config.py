@@ -156,6 +156,19 @@ class InlineConfig:
     cache_seconds: float = 60.0  # how long posts for one query text are offered again
 
 
+REVIEW_MODES = ("auto", "editors")  # ReviewConfig.mode
+ON_TIMEOUT = ("publish_best", "skip")  # ReviewConfig.on_timeout
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    mode: str = "auto"  # auto: scheduled posts publish the best candidate; editors: they choose
+    chat: str = ""  # chat id that gets reviews; empty: each of telegram.admins privately
+    choices: int = 5  # candidates a review shows at once (and per "next five")
+    timeout_minutes: float = 60.0  # time the editors have to decide
+    on_timeout: str = "publish_best"  # or "skip", when nobody decided in time
+
+
 @dataclass(frozen=True)
 class Config:
     vk: VkConfig = field(default_factory=VkConfig)
@@ -167,6 +180,7 @@ class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     inline: InlineConfig = field(default_factory=InlineConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
 
 def load_config(path: str | os.PathLike = "config.yaml") -> Config:
@@ -248,6 +262,7 @@ def _check_values(config: Config, source: str) -> None:
             f"{source}: 'bot.temperatures' must list positive numbers, e.g. [0.4, 0.45, 0.5]"
         )
     _check_counts(config, source)
+    _check_review(config.review, source)
     _check_language(config, source)
     _check_webhook(config.telegram.webhook, source)
     schedule = config.schedule
@@ -306,6 +321,21 @@ def _check_counts(config: Config, source: str) -> None:
         raise UserError(f"{source}: 'inline.posts' must be at most 50, not {inline.posts}")
     if inline.cache_seconds < 0:
         raise UserError(f"{source}: 'inline.cache_seconds' must not be negative")
+
+
+def _check_review(review: ReviewConfig, source: str) -> None:
+    for key, value, allowed in (("review.mode", review.mode, REVIEW_MODES),
+                                ("review.on_timeout", review.on_timeout, ON_TIMEOUT)):
+        if value not in allowed:
+            raise UserError(f"{source}: {key!r} must be one of {', '.join(allowed)}, "
+                            f"not {value!r}")
+    if not 1 <= review.choices <= 10:  # one message's buttons: a row of at most 10
+        raise UserError(f"{source}: 'review.choices' must be 1 to 10, not {review.choices}")
+    if not review.timeout_minutes > 0:
+        raise UserError(f"{source}: 'review.timeout_minutes' must be a positive number")
+    if review.chat and not review.chat.lstrip("-").isdigit():
+        raise UserError(f"{source}: 'review.chat' must be a numeric chat id (e.g. -100123…),"
+                        f" not {review.chat[:40]!r}")
 
 
 def _check_webhook(webhook: WebhookConfig, source: str) -> None:

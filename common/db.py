@@ -151,6 +151,65 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX inbox_open ON inbox (done_at, owner);
     """,
+    # 7: editors' reviews (bot/review.py) and every judgement of a post (bot/judgements.py).
+    # A review is decided by the one UPDATE that finds it open, in the transaction that stores
+    # its post in the outbox, so the first decision wins across processes. The outbox keeps
+    # the model and the features of each post, for the judgements of its readers' votes.
+    # `judgements` is append-only: a changed vote is a new row.
+    """
+    ALTER TABLE outbox ADD COLUMN model_dir TEXT;
+    ALTER TABLE outbox ADD COLUMN features TEXT;
+
+    CREATE TABLE reviews (
+        id          {ID},
+        source      TEXT    NOT NULL,  -- 'schedule' or 'admin': what asked for the post
+        model_dir   TEXT    NOT NULL,
+        ranker      TEXT    NOT NULL,  -- what ordered the candidates: 'likelihood' or 'ranker'
+        status      TEXT    NOT NULL DEFAULT 'open'
+                    CHECK (status IN ('open', 'published', 'skipped')),
+        shown       {INT} NOT NULL,    -- candidates shown so far (pages of review.choices)
+        created_at  {REAL}  NOT NULL,  -- unix seconds
+        deadline    {REAL}  NOT NULL,  -- unix seconds: review.on_timeout applies after it
+        decision    TEXT,              -- pick, edit, none, timeout
+        decided_by  {INT},             -- the editor's user id; NULL for the deadline
+        decided_at  {REAL},
+        chosen      {INT},             -- the candidate's number (1 = best ranked)
+        outbox_id   {INT} REFERENCES outbox (id)
+    );
+    CREATE INDEX reviews_open ON reviews (status, deadline);
+
+    CREATE TABLE review_candidates (
+        review_id   {INT} NOT NULL REFERENCES reviews (id),
+        number      {INT} NOT NULL,    -- 1, 2, ... in the order the review shows them
+        text        TEXT    NOT NULL,
+        temperature {REAL}  NOT NULL,
+        features    TEXT    NOT NULL,  -- JSON: what the ranker reads (bot/features.py)
+        PRIMARY KEY (review_id, number)
+    );
+
+    CREATE TABLE review_messages (
+        review_id   {INT} NOT NULL REFERENCES reviews (id),
+        chat_id     {INT} NOT NULL,
+        message_id  {INT} NOT NULL,
+        first       {INT} NOT NULL,    -- number of the first candidate the message shows
+        PRIMARY KEY (chat_id, message_id)
+    );
+    CREATE INDEX review_messages_by_review ON review_messages (review_id);
+
+    CREATE TABLE judgements (
+        id          {ID},
+        kind        TEXT    NOT NULL CHECK (kind IN ('pick', 'pass', 'edit', 'vote', 'reading')),
+        source      TEXT    NOT NULL,  -- editor:USER, reader:USER, reading:SHEET:READER
+        value       {REAL}  NOT NULL,  -- pick/edit 1, pass 0, vote +1/-1, reading its grade
+        text        TEXT    NOT NULL,  -- the post as the model wrote it (an edit's before)
+        edited      TEXT,              -- an edit's after
+        model_dir   TEXT,
+        features    TEXT    NOT NULL,  -- JSON
+        review_id   {INT},
+        outbox_id   {INT},
+        created_at  {REAL}  NOT NULL
+    );
+    """,
 ]
 
 

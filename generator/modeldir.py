@@ -10,6 +10,8 @@ A model directory holds:
 - `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
 - `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows;
+- `editor_ranker.json` the bot's ranker learnt from editors' and readers' judgements for this
+                  model (bot/ranker.py: its weights and held-out accuracy), when one was fitted.
 - `starter.txt`   a starter feed: posts `generator feed --save` made for this model, in the
                   sample format, that a bot's pool hands out first (bot/pool.py), so that a
                   fresh bot, or a model just swapped in, has ready posts at once.
@@ -55,6 +57,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 NOVELTY_FILE = "novelty.npz"
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
+RANKER_FILE = "editor_ranker.json"
 STARTER_FILE = "starter.txt"
 
 
@@ -143,6 +146,33 @@ def load_novelty(model_dir: str | os.PathLike) -> NoveltyIndex:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ModelDirError(f"{path} is missing or unreadable ({_reason(exc)}): retrain the model"
                             ) from None
+
+
+# ----- editor_ranker.json -----
+def save_ranker(model_dir: str | os.PathLike, ranker: dict) -> None:
+    """The bot's judgement-learnt ranker (a JSON object) beside the model it ranks for."""
+    try:
+        write_text_atomic(Path(model_dir) / RANKER_FILE, json.dumps(ranker, indent=1) + "\n")
+    except OSError as exc:
+        raise ModelDirError(f"cannot write {RANKER_FILE} into {model_dir}: {_reason(exc)}"
+                            " (make the model directory writable)") from None
+
+
+def load_ranker(model_dir: str | os.PathLike) -> dict | None:
+    """The stored ranker, or None when none was fitted (or its file cannot be read: the bot
+    then ranks by likelihood, as without one)."""
+    try:
+        return json.loads((Path(model_dir) / RANKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def ranker_mtime(model_dir: str | os.PathLike) -> float | None:
+    """When the stored ranker was last written (None: none), to notice another process's fit."""
+    try:
+        return (Path(model_dir) / RANKER_FILE).stat().st_mtime
+    except OSError:
+        return None
 
 
 # ----- starter.txt -----

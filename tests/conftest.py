@@ -65,3 +65,14 @@ def postgres_database():
         db = open_database(url)
         yield db
         db.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request, tmp_path):
+    """A bot's storage.url, not yet opened: the SQLite file where bot_config puts it, then a
+    fresh PostgreSQL schema (for bots in this process or child processes)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'neurobugurt.sqlite3'}"
+    else:
+        with pg.fresh_schema() as url:
+            yield url

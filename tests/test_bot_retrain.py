@@ -94,6 +94,8 @@ def test_retrain_twice_in_a_row_then_rollback_after_a_rejected_one(tmp_path, bot
                 after=start,
             ).params["text"]
             assert "new model" not in samples and "Three" not in samples
+            telegram.wait_for("sendMessage", lambda p: p["text"].startswith(
+                "Ranker not fitted: the judgements make 0 pairs"), after=start)
             edits = [c.params["text"] for c in telegram.calls[start:]
                      if c.method == "editMessageText"]
             percents = [int(p) for e in edits for p in re.findall(r"training (\d+)%", e)]

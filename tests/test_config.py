@@ -27,6 +27,9 @@ def test_repository_config_yaml_loads_with_contract_defaults(monkeypatch):
     assert config.generator.model_dir == str(BUNDLED_MODEL_DIR)
     assert config.schedule.cron == "0 */4 * * *"
     assert config.schedule.timezone == "Europe/Moscow"
+    review = config.review
+    assert (review.mode, review.chat, review.choices, review.timeout_minutes,
+            review.on_timeout) == ("auto", "", 5, 60, "publish_best")
 
 
 def test_repository_config_yaml_equals_builtin_defaults(monkeypatch):
@@ -88,6 +91,12 @@ def test_numbers_from_environment_are_parsed(monkeypatch):
         ({"schedule": {"cron": "0 */4 * *"}}, "'schedule.cron' '0 */4 * *': a crontab line"),
         ({"schedule": {"cron": "0 0 * * 9"}}, "weekday 9 is out of range"),
         ({"schedule": {"cron": "0 0 31 2 *"}}, "never fires"),
+        ({"review": {"mode": "editor"}}, "'review.mode' must be one of auto, editors"),
+        ({"review": {"on_timeout": "wait"}}, "'review.on_timeout' must be one of publish_best"),
+        ({"review": {"choices": 0}}, "'review.choices' must be 1 to 10, not 0"),
+        ({"review": {"choices": 11}}, "'review.choices' must be 1 to 10, not 11"),
+        ({"review": {"timeout_minutes": 0}}, "'review.timeout_minutes' must be a positive"),
+        ({"review": {"chat": "@editors"}}, "'review.chat' must be a numeric chat id"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(raw, message):

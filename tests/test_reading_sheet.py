@@ -9,6 +9,7 @@ import sys
 
 from common.corpus import format_posts
 from tests.paths import REPO
+from tests.pipeline import made_up_bugurts
 
 REAL = ["КУПИЛ ХЛЕБ\n@\nОН ЧЕРСТВЫЙ", "ПРОСНУЛСЯ\n@\nПОНЕДЕЛЬНИК", "ЗАШЕЛ В АВТОБУС\n@\nОН ПОЛНЫЙ"]
 PICK_A = ["ОБЩИЙ ПОСТ\n@\nОДИН", "ТОЛЬКО А\n@\nПЕРВЫЙ"]
@@ -47,3 +48,39 @@ def test_shared_posts_are_read_once_and_count_for_each_source(tmp_path):
     assert "| file:b | 2 | 3.50 |" in table
     assert "1/2 (50%)" in table
     assert "a vs b on the 1 posts that differ: coherence 2.00 vs 5.00 (0 higher, 1 lower" in table
+
+
+def test_a_reading_becomes_judgements_the_bot_imports_and_the_ranker_is_measured_on(
+        tmp_path, bot_model):
+    posts = made_up_bugurts(80, seed=5)
+    real = tmp_path / "real.txt"
+    real.write_text(format_posts(posts), encoding="utf-8")
+    sheet_dir = tmp_path / "W"
+    reading("prepare", "--real", str(real), "-n", "80", "--out", str(sheet_dir))
+    shown = {int(block.split("\n", 1)[0]): block.split("\n", 1)[1].strip() for block in
+             (sheet_dir / "sheet.txt").read_text(encoding="utf-8").split("### Post ")[1:]}
+    files = []
+    for reader, shift in (("r1", 0), ("r2", 1)):  # both grade by the number of lines
+        path = sheet_dir / f"ratings-{reader}.jsonl"
+        path.write_text("".join(json.dumps(
+            {"id": i, "coherence": min(5, text.count("\n@\n") + shift), "humour": 1,
+             "readable": True}) + "\n" for i, text in shown.items()), encoding="utf-8")
+        files += ["--ratings", f"{reader}={path}"]
+    out = sheet_dir / "judgements.jsonl"
+    assert reading("judgements", "--dir", str(sheet_dir), "--sheet", "W", *files, "--model",
+                   str(bot_model), "--out", str(out)).strip() == (
+        f"160 judgements of 80 posts in {out}")
+    judged = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert {j["source"] for j in judged} == {"reading:W:r1", "reading:W:r2"}
+    assert all(j["kind"] == "reading" and j["features"]["likelihood"] < 0 for j in judged)
+
+    done = subprocess.run([sys.executable, "bench/ranker_offline.py", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in
+            done.stdout.splitlines() if line.startswith("| ranker") or
+            line.startswith("| likelihood")}
+    accuracy = {name: float(row[0].strip().rstrip("%")) for name, row in rows.items()}
+    assert accuracy["ranker"] > 90 > accuracy["likelihood"]  # the readers follow the lines
+    assert "posts)" in rows["ranker"][1]
+    assert done.stdout.strip().endswith("the bot would rank by the ranker")

@@ -161,8 +161,10 @@ class FakeTelegram:
         chat_id: int | None = None,
         chat_type: str = "private",
         kind: str = "message",
+        reply_to: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Queue an update carrying a text message (kind: message, edited_message, channel_post)."""
+        """Queue an update carrying a text message (kind: message, edited_message, channel_post),
+        a reply to the message `reply_to` if given."""
         chat_id = user_id if chat_id is None else chat_id
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
@@ -172,6 +174,8 @@ class FakeTelegram:
         }
         if kind != "channel_post":
             message["from"] = self._user(user_id)
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
         if kind == "edited_message":
             message["edit_date"] = int(time.time())
         if text.startswith("/"):
@@ -364,7 +368,14 @@ class FakeTelegram:
             return dict(message)
 
     def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self._edit(params, text=params["text"])
+        """As Telegram: a message edited without reply_markup loses its inline keyboard."""
+        message = self._edit(params, text=params["text"])
+        if "reply_markup" not in params:
+            with self._cond:
+                self.messages[(message["chat"]["id"], message["message_id"])].pop(
+                    "reply_markup", None)
+            message.pop("reply_markup", None)
+        return message
 
     def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._edit(params)
