@@ -56,7 +56,7 @@ BATCH = "256x128"  # rows x TBPTT window: the single-stage GPU recipe's
 STAGE_ONE_SHARE = 0.7  # of --minutes; the CPU probe of ru-pretrain gave 38 of 53 minutes
 MIN_PASSES = 1.0  # a size that cannot read the mixture once in stage one is too slow for it
 LR = (2e-3, 1e-3)  # peak lr of stage one (the GPU recipe's) and two (generator's warm start)
-EVAL_SECONDS = 30  # training seconds between evaluations (each also writes checkpoint.pt)
+EVAL_SECONDS = 20  # training seconds between evaluations (each also writes checkpoint.pt)
 # Bytes of bf16 weights that come back: the device tool returns 64 MiB; the rest is for the
 # novelty index, the metrics, the log, the summary and the feed.
 WEIGHT_BYTES = 56 * 2**20

@@ -198,3 +198,14 @@ def test_pack_refuses_a_model_the_device_tool_cannot_return(tmp_path, monkeypatc
     (src / "model.pt").write_bytes(bytes(1000))  # the tar's 10 KB: > 5 parts of 100 bytes
     with pytest.raises(SystemExit, match="train a smaller model"):
         gpu_run.pack(src, tmp_path / "parts")
+
+
+@pytest.mark.slow  # starts two worker processes, each importing torch
+def test_encode_parallel_gives_the_stream_of_encode_posts(monkeypatch):
+    from bench import gpu_mix
+
+    monkeypatch.setattr(gpu_mix, "POOL_MIN_CHARS", 0)  # the real mixture's size takes the pool
+    vocab = modeldir.tokenizer_of(modeldir.read_model(BUNDLE), BUNDLE)
+    posts = [p.upper() for p in bugurts(50)]
+    stream = gpu_mix.encode_parallel(vocab.stored(), posts, workers=2)
+    assert stream.tolist() == vocab.encode_posts(posts).tolist()
