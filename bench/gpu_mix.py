@@ -133,6 +133,8 @@ def run_mixture(out: Path, corpus: Path, pretrain: Path, base: Path, minutes: fl
             summary["stage_one"] = stage_one(work / "stage1", streams, recipe, dev, bf16)
         with _Step(summary, out, "stage_two"):
             summary["stage_two"] = stage_two(work, corpus, recipe, device, bf16, log)
+        if not summary["stage_two"]["ok"]:  # run.log says why; nothing to measure or pack
+            return summary
         result = work / "stage2"
         with _Step(summary, out, "bpc"):
             text = format_posts(val)

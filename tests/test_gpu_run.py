@@ -209,3 +209,44 @@ def test_encode_parallel_gives_the_stream_of_encode_posts(monkeypatch):
     posts = [p.upper() for p in bugurts(50)]
     stream = gpu_mix.encode_parallel(vocab.stored(), posts, workers=2)
     assert stream.tolist() == vocab.encode_posts(posts).tolist()
+
+
+def test_recipe_takes_the_largest_size_that_reads_the_mixture_and_comes_back(monkeypatch):
+    import torch
+
+    from bench import gpu_mix
+
+    sizes = [gpu_mix.Size.parse("2x32x8"), gpu_mix.Size.parse("1x16x8")]
+    args = (sizes, (4, 8), 50, torch.device("cpu"), False, 1.0, 10_000, 1_000, 2.5)
+    monkeypatch.setattr(gpu_mix, "MIN_PASSES", 0.0)
+    fast = gpu_mix.choose_recipe(*args)
+    assert fast["size"] == "2x32x8" and len(fast["probes"]) == 1
+    assert fast["minutes"] == [0.7, pytest.approx(0.3)]
+    assert fast["dropouts"][0] == gpu_mix.awd_dropouts(fast["passes"][0])
+    monkeypatch.setattr(gpu_mix, "MIN_PASSES", 1e12)  # none is fast enough: the smallest
+    assert gpu_mix.choose_recipe(*args)["size"] == "1x16x8"
+    monkeypatch.setattr(gpu_mix, "WEIGHT_BYTES", 1000)  # none comes back
+    with pytest.raises(SystemExit, match="pass smaller --sizes"):
+        gpu_mix.choose_recipe(*args)
+
+
+def test_dropouts_grow_with_the_passes_to_awd_lstm_values():
+    from bench import gpu_mix
+
+    assert gpu_mix.awd_dropouts(0) == {"weight_drop": 0, "locked_dropout": 0, "embed_dropout": 0}
+    assert gpu_mix.awd_dropouts(1)["weight_drop"] < gpu_mix.awd_dropouts(16.5)["weight_drop"]
+    # the bundle's 16.5 passes: above its 0.25 / 0.2, which had begun to overfit there
+    assert gpu_mix.awd_dropouts(16.5)["weight_drop"] == pytest.approx(0.34, abs=0.01)
+    assert gpu_mix.awd_dropouts(16.5)["locked_dropout"] == pytest.approx(0.27, abs=0.01)
+    assert gpu_mix.awd_dropouts(64) == gpu_mix.awd_dropouts(1000) == gpu_mix.AWD
+
+
+@pytest.mark.slow  # a search of the bundle in a child process
+def test_generator_feed_runs_in_the_gpu_machines_python(tmp_path):
+    config = tmp_path / "feed.yaml"
+    config.write_text("pool:\n  channel_searches: 1\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "generator", "feed", "--model", str(BUNDLE),
+                           "-n", "1", "--seed", "1", "--config", str(config)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=gpu_python(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("#neurobugurt") == 1
