@@ -5,7 +5,7 @@ Each step is timed in OUT/summary.json, which is rewritten after every step (a c
 still returns what was done), and logged to OUT/run.log:
 1. bf16: an LSTM forward and backward under bf16 autocast on the device, against fp32; where it
    fails, both stages train in fp32 (--no-bf16); the torch, CUDA and cuDNN versions are reported;
-2. the resume check of gpu_run.py, in a thread beside steps 3 and 4 (it uses little of the GPU);
+2. the resume check of gpu_run.py, in a thread beside step 3 (waited for RESUME_SECONDS at most);
 3. the mixture: ru-pretrain upper-cased plus the bugurt training posts repeated
    (bench/pretrain_mix.py), tokenized by the base's units in parallel processes;
 4. the recipe: a throughput probe of each size in turn, largest first, taking the first whose
@@ -67,6 +67,7 @@ WEIGHT_BYTES = 56 * 2**20
 AWD = {"weight_drop": 0.5, "locked_dropout": 0.4, "embed_dropout": 0.1}
 FULL_AWD_PASSES = 64
 POOL_MIN_CHARS = 4_000_000  # texts shorter than this are tokenized in this process
+RESUME_SECONDS = 120  # the resume check's wait after the mixture; then the run goes on without
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def run_mixture(out: Path, corpus: Path, pretrain: Path, base: Path, minutes: fl
             summary["mixture"] = {"documents": len(mix), "chars": mix_chars,
                                   "tokens": len(mix_ids), "chars_per_token": round(cpt, 3),
                                   "bugurt_chars": sum(map(len, train)) * opts["bugurt_repeats"]}
-        summary["resume"] = resume.join()
+        summary["resume"] = resume.join(RESUME_SECONDS)
         _append(log, work / "resume.log")
         with _Step(summary, out, "recipe"):
             recipe = choose_recipe(opts["sizes"], opts["batch"], len(vocab), dev, bf16,
@@ -186,6 +187,8 @@ class _Background(threading.Thread):
 
     def join(self, timeout: float | None = None) -> dict:
         super().join(timeout)
+        if self.is_alive():
+            return {"ok": False, "error": f"still running {timeout:g} s after the mixture"}
         return self.result
 
 
