@@ -1,5 +1,9 @@
 """The GPU run in one call of the device tool: train, prove resume and torchrun, pack the model.
 
+Two kinds of run. With --mixture FOLDER (ru-pretrain's .xz files), two stages: pretraining on
+the Russian mixture, then fine-tuning on --corpus, in the units of --base (bench/gpu_mix.py says
+each step). Without it, one stage: any `generator train` recipe on --corpus, as below.
+
 On the device machine (its python3 has torch, numpy, PyYAML, tqdm, sentencepiece; no venv):
 
     python3 bench/gpu_run.py run --out "$OUT" --corpus data/gpu/corpus.txt --minutes 6.5 \
@@ -16,7 +20,7 @@ Back here, the files that came back (under the device reply's files_at) become a
    CUDA, where cuDNN is not bit-deterministic, the summary gives the largest weight difference);
 3. a torchrun smoke test with one process (NCCL on CUDA, gloo on CPU);
 4. train the recipe for --minutes on --device (default cuda) into a work directory;
-5. export the trained model with bf16 weights and copy it to OUT/model, each file cut into parts
+5. export the trained model with bf16 weights and pack it into OUT/model: one tar cut into parts
    of at most PART_BYTES (the device tool returns at most 8 files of 16 MiB, 64 MiB in all).
 `--device cpu` with a tiny recipe runs the same script here: the test suite does that.
 """
@@ -24,11 +28,13 @@ Back here, the files that came back (under the device reply's files_at) become a
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 PART_BYTES = 15 * 2**20  # under the device tool's 16 MiB a file
 MAX_FILES = 8  # the device tool returns at most this many files
+MAX_BYTES = 64 * 2**20  # and at most this much in all
+BESIDE_MODEL = 3  # files back beside the model's parts: run.log, summary.json, feed.txt
 TINY = ["--tokenizer", "char", "--layers", "1", "--hidden", "32", "--embed", "8",
         "--batch-size", "8", "--seq-len", "32", "--eval-every", "20", "--log-every", "10"]
 
@@ -49,19 +57,63 @@ def main() -> int:
     run.add_argument("--corpus", type=Path, required=True)
     run.add_argument("--minutes", type=float, default=6.5, help="training budget of step 1")
     run.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    run.add_argument("recipe", nargs=argparse.REMAINDER, help="-- then `generator train` flags")
-    unpack = sub.add_parser("unpack", help="join the parts that came back into a model directory")
-    unpack.add_argument("parts", type=Path, help="the folder that came back as OUT/model")
-    unpack.add_argument("dest", type=Path)
+    mix = run.add_argument_group("two stages (--mixture)")
+    mix.add_argument("--mixture", type=Path, metavar="FOLDER",
+                     help="folder of ru-pretrain's informal.txt.xz and literature.txt.xz: "
+                          "pretrain on them (upper-cased) and the bugurts, then fine-tune")
+    mix.add_argument("--base", type=Path, default=REPO / "generator" / "bundled",
+                     help="model directory whose units both stages use, measured beside the "
+                          "result (default: the bundle)")
+    mix.add_argument("--sizes", default=None,
+                     help="LAYERSxHIDDENxEMBED,... probed largest first (default: gpu_mix.SIZES)")
+    mix.add_argument("--batch", default=None, help="ROWSxWINDOW (default: gpu_mix.BATCH)")
+    mix.add_argument("--bugurt-repeats", type=int, default=3)
+    mix.add_argument("--feed-posts", type=int, default=30)
+    mix.add_argument("--feed-searches", type=int, default=1,
+                     help="searches a feed post is the best of (1: the model's own posts)")
+    mix.add_argument("--feed-seconds", type=float, default=240, help="the feed's time limit")
+    run.add_argument("recipe", nargs=argparse.REMAINDER,
+                     help="-- then `generator train` flags (one stage only)")
+    unpacking = sub.add_parser("unpack", help="join the parts that came back and unpack them "
+                                              "into a model directory")
+    unpacking.add_argument("parts", type=Path, help="the folder that came back as OUT/model")
+    unpacking.add_argument("dest", type=Path)
     args = parser.parse_args()
     if args.command == "unpack":
-        join_parts(args.parts, args.dest)
+        unpack(args.parts, args.dest)
         print(f"model directory: {args.dest}")
         return 0
     recipe = [a for a in args.recipe if a != "--"]
-    summary = run_all(args.out, args.corpus, args.minutes, args.device, recipe)
+    if args.mixture is None:
+        summary = run_all(args.out, args.corpus, args.minutes, args.device, recipe)
+    else:
+        summary = _run_mixture(args, recipe)
     print(json.dumps(summary, indent=1))
     return 0 if summary["ok"] else 1
+
+
+def _run_mixture(args, recipe: list[str]) -> dict:
+    from bench import gpu_mix  # noqa: PLC0415 - torch, and only for this kind of run
+
+    if recipe:
+        raise SystemExit("error: with --mixture the recipe comes from the throughput probe: "
+                         "drop the flags after --, or use --sizes and --batch")
+    for needed in (args.corpus, args.mixture / "literature.txt.xz",
+                   args.mixture / "informal.txt.xz", args.base / "model.pt"):
+        if not needed.exists():
+            raise SystemExit(f"error: {needed} not found: carry it with the call (README, "
+                             "\"Training on a lent GPU in one call\")")
+    try:
+        sizes = [gpu_mix.Size.parse(s) for s in (args.sizes or gpu_mix.SIZES).split(",")]
+        rows, window = (int(v) for v in (args.batch or gpu_mix.BATCH).lower().split("x"))
+    except ValueError:
+        raise SystemExit("error: --sizes takes LAYERSxHIDDENxEMBED,... (3x1024x400) and "
+                         "--batch ROWSxWINDOW (256x128)") from None
+    opts = {"sizes": sizes, "batch": (rows, window), "bugurt_repeats": args.bugurt_repeats,
+            "feed_posts": args.feed_posts, "feed_searches": args.feed_searches,
+            "feed_seconds": args.feed_seconds}
+    return gpu_mix.run_mixture(args.out, args.corpus, args.mixture, args.base, args.minutes,
+                               args.device, opts)
 
 
 def run_all(out: Path, corpus: Path, minutes: float, device: str, recipe: list[str]) -> dict:
@@ -72,20 +124,20 @@ def run_all(out: Path, corpus: Path, minutes: float, device: str, recipe: list[s
         work = Path(tmp)
         precision = _precision(work / "probe", corpus, device, log)
         summary["precision"] = precision or ["bf16 where supported"]
-        summary["resume"] = _resume_check(work, corpus, device, log, precision)
+        summary["resume"] = resume_check(work, corpus, device, log, precision)
         summary["torchrun"] = _torchrun_smoke(work / "ddp", corpus, device, log, precision)
         summary["train"] = _train(work / "model", corpus, minutes, device,
                                   [*recipe, *precision], log)
         if summary["train"]["ok"]:
             exported = work / "export"
-            _generator(["export", "--model", str(work / "model"), "--out", str(exported)], log)
-            summary["files"] = split_parts(exported, out / "model")
+            run_generator(["export", "--model", str(work / "model"), "--out", str(exported)], log)
+            summary["files"] = pack(exported, out / "model")
     summary["ok"] = all(summary[k]["ok"] for k in ("train", "resume", "torchrun"))
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
 
-def _generator(args: list[str], log: Path, timeout: float | None = None,
+def run_generator(args: list[str], log: Path, timeout: float | None = None,
                launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     """`python -m generator ARGS` from the repository root; output appended to the log."""
     cmd = (launcher or [sys.executable, "-m"]) + ["generator", *args]
@@ -116,7 +168,7 @@ def result_fields(stdout: str, prefix: str) -> dict[str, float]:
 
 def _train(model_dir: Path, corpus: Path, minutes: float, device: str, recipe: list[str],
            log: Path) -> dict:
-    done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out",
+    done = run_generator(["train", "--device", device, "--corpus", str(corpus), "--out",
                        str(model_dir), "--minutes", f"{minutes:g}", *recipe], log,
                       timeout=minutes * 60 * 1.5 + 120)
     return {"ok": done.returncode == 0, **result_fields(done.stdout, "train_summary:")}
@@ -124,12 +176,12 @@ def _train(model_dir: Path, corpus: Path, minutes: float, device: str, recipe: l
 
 def _precision(out: Path, corpus: Path, device: str, log: Path) -> list[str]:
     """[] when a tiny bf16 run trains on this device, else ["--no-bf16"]."""
-    done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
+    done = run_generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
                        "--max-steps", "5", *TINY], log, timeout=300)
     return [] if done.returncode == 0 else ["--no-bf16"]
 
 
-def _resume_check(work: Path, corpus: Path, device: str, log: Path,
+def resume_check(work: Path, corpus: Path, device: str, log: Path,
                   precision: list[str]) -> dict:
     """Straight run vs killed-and-resumed run at a tiny size: same step, same weights?"""
     from generator.modeldir import ModelDirError, load_checkpoint  # noqa: PLC0415 - torch
@@ -137,7 +189,7 @@ def _resume_check(work: Path, corpus: Path, device: str, log: Path,
     common = ["train", "--device", device, "--corpus", str(corpus), "--max-steps", "60", *TINY,
               *precision]
     straight, killed = work / "straight", work / "killed"
-    _generator([*common, "--out", str(straight)], log, timeout=300)
+    run_generator([*common, "--out", str(straight)], log, timeout=300)
     cmd = [sys.executable, "-m", "generator", *common, "--out", str(killed)]
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"\n$ {' '.join(cmd)}   (killed after its first checkpoint)\n")
@@ -152,7 +204,7 @@ def _resume_check(work: Path, corpus: Path, device: str, log: Path,
         if was_running:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    _generator([*common, "--out", str(killed), "--resume"], log, timeout=300)
+    run_generator([*common, "--out", str(killed), "--resume"], log, timeout=300)
     result: dict = {"killed_mid_run": was_running}
     try:
         a, b = load_checkpoint(straight), load_checkpoint(killed)
@@ -172,38 +224,52 @@ def _torchrun_smoke(out: Path, corpus: Path, device: str, log: Path,
                     precision: list[str]) -> dict:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node", "1", "-m"]
-    done = _generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
+    done = run_generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
                        "--max-steps", "20", *TINY, *precision], log, timeout=300,
                       launcher=launcher)
     summary = result_fields(done.stdout, "train_summary:")
     return {"ok": done.returncode == 0 and bool(summary), **summary}
 
 
-def split_parts(model_dir: Path, dest: Path) -> list[str]:
-    """Copy every file of model_dir into dest, cut into NAME.partNN files of ≤ PART_BYTES."""
+def pack(model_dir: Path, dest: Path) -> list[str]:
+    """The files of model_dir as one tar cut into files of ≤ PART_BYTES, named
+    dest/model.tar.partNNofMM (part NN of MM: unpack finds a missing one)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:  # bf16 weights hardly compress
+        for path in sorted(p for p in model_dir.iterdir() if p.is_file()):
+            tar.add(path, arcname=path.name)
+    data = buffer.getvalue()
+    pieces = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+    if len(pieces) + BESIDE_MODEL > MAX_FILES or len(data) > MAX_BYTES - 2**20:
+        raise SystemExit(f"the model packs into {len(data) >> 20} MiB, {len(pieces)} parts: more "
+                         "than the device tool returns; train a smaller model")
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in sorted(p for p in model_dir.iterdir() if p.is_file()):
-        data = path.read_bytes()
-        pieces = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
-        for n, piece in enumerate(pieces):
-            name = f"{path.name}.part{n:02d}"
-            (dest / name).write_bytes(piece)
-            written.append(name)
-    if len(written) + 2 > MAX_FILES:  # + run.log and summary.json
-        raise SystemExit(f"{len(written)} model parts: more than the device tool returns")
+    for n, piece in enumerate(pieces):
+        name = f"model.tar.part{n:02d}of{len(pieces):02d}"
+        (dest / name).write_bytes(piece)
+        written.append(name)
     return written
 
 
-def join_parts(parts: Path, dest: Path) -> None:
-    """Inverse of split_parts: NAME.part00, NAME.part01, … → dest/NAME."""
+def unpack(parts: Path, dest: Path) -> None:
+    """Inverse of pack: model.tar.part00ofMM, part01ofMM, … joined and unpacked into dest."""
+    pieces = sorted(parts.glob("model.tar.part[0-9][0-9]of[0-9][0-9]"))
+    if not pieces:
+        raise SystemExit(f"error: no model.tar.partNNofMM files in {parts}: pass the folder "
+                         "that came back as OUT/model")
+    total = int(pieces[0].name[-2:])
+    if [p.name for p in pieces] != [f"model.tar.part{n:02d}of{total:02d}" for n in range(total)]:
+        raise SystemExit(f"error: the parts in {parts} do not make a whole model (expected "
+                         f"{total}, found {len(pieces)}): fetch them all again")
     dest.mkdir(parents=True, exist_ok=True)
-    names = sorted({p.name.rsplit(".part", 1)[0] for p in parts.glob("*.part[0-9][0-9]")})
-    if not names:
-        raise SystemExit(f"no *.partNN files in {parts}")
-    for name in names:
-        pieces = sorted(parts.glob(f"{name}.part[0-9][0-9]"))
-        (dest / name).write_bytes(b"".join(p.read_bytes() for p in pieces))
+    data = b"".join(p.read_bytes() for p in pieces)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(dest, filter="data")
+    except tarfile.TarError as exc:
+        raise SystemExit(f"error: the parts in {parts} do not make a whole model ({exc}): "
+                         "fetch them all again") from None
 
 
 if __name__ == "__main__":

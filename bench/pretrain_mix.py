@@ -26,10 +26,20 @@ from common.corpus import format_posts, parse_posts, read_split, split_paths  # 
 PRETRAIN = REPO.parent / "shared" / "data" / "ru-pretrain"
 
 
-def general_posts(name: str, upper: bool) -> list[str]:
-    with lzma.open(PRETRAIN / name, "rt", encoding="utf-8") as f:
+def general_posts(name: str, upper: bool, folder: Path = PRETRAIN) -> list[str]:
+    with lzma.open(folder / name, "rt", encoding="utf-8") as f:
         posts = parse_posts(f.read())
     return [p.upper() for p in posts] if upper else posts
+
+
+def mixture(train: list[str], bugurt_repeats: int = 3, informal_repeats: int = 1,
+            upper: bool = True, seed: int = 0, folder: Path = PRETRAIN) -> list[str]:
+    """The general posts of `folder` and the bugurt training posts repeated, shuffled."""
+    mix = (general_posts("literature.txt.xz", upper, folder)
+           + general_posts("informal.txt.xz", upper, folder) * informal_repeats
+           + train * bugurt_repeats)
+    random.Random(seed).shuffle(mix)
+    return mix
 
 
 def main() -> int:
@@ -46,12 +56,9 @@ def main() -> int:
             print(f"error: {needed} not found: build the bugurt corpus with "
                   "bench/bugurt_corpus.py; ru-pretrain is shared data", file=sys.stderr)
             return 2
-    upper = not args.no_upper
     train, val, _ = read_split(args.bugurts)
-    mix = (general_posts("literature.txt.xz", upper)
-           + general_posts("informal.txt.xz", upper) * args.informal_repeats
-           + train * args.bugurt_repeats)
-    random.Random(args.seed).shuffle(mix)
+    mix = mixture(train, args.bugurt_repeats, args.informal_repeats, not args.no_upper,
+                  args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     train_path, val_path = split_paths(args.out)
     train_path.write_text(format_posts(mix), encoding="utf-8")
