@@ -1,20 +1,26 @@
 """CPU seconds of a pooled post: its searches one after another against side by side in a batch.
 
-    .venv/bin/python bench/search_speed.py [--posts 4] [--searches 32] [--model generator/bundled]
+    .venv/bin/python bench/search_speed.py [--posts 4] [--searches 32] [--model generator/bundled] \
+        [--against ec45152]
 
 A pooled reply is the best of `pool.reply_searches` (32) line searches. Both ways run in one
 process on one thread, alternating post by post from the same seeds, so the machine's load falls
 on both alike; CPU seconds are the process's own (time.process_time). Run one after another, a
 search's rows are its beams × lines drawn (32); side by side, every token step of all of them is
 one batch through the cell. The two ways draw other random numbers, so each reports the lines
-its posts have: longer posts would cost more steps, not less.
+its posts have: longer posts would cost more steps, not less. `--against COMMIT` adds a third
+way: that commit's generator/search.py (read with `git show`, loaded beside today's), its
+searches one after another, as the pool ran them then.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +34,18 @@ from generator.sample import Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
 
 
-def pooled(search: LineSearch, searches: int, seed: int, batched: bool) -> tuple[float, float]:
+def search_of(commit: str, folder: Path):
+    """The module generator/search.py as it was at `commit`, loaded under another name."""
+    path = folder / "search_then.py"
+    path.write_text(subprocess.run(["git", "show", f"{commit}:generator/search.py"],
+                                   capture_output=True, text=True, check=True).stdout)
+    spec = importlib.util.spec_from_file_location("search_then", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pooled(search, searches: int, seed: int, batched: bool) -> tuple[float, float]:
     """(CPU seconds, mean lines of the finished posts) of one pooled post's searches."""
     rng = torch.Generator().manual_seed(seed)
     started = time.process_time()
@@ -44,17 +61,23 @@ def main() -> int:
     parser.add_argument("--model", default="generator/bundled")
     parser.add_argument("--posts", type=int, default=4)
     parser.add_argument("--searches", type=int, default=32)
+    parser.add_argument("--against", metavar="COMMIT", help="also that commit's search")
     args = parser.parse_args()
     gen = Generator.load(args.model)  # sets one thread
     search = LineSearch(gen, SearchConfig())
     print(f"machine: {machine()}")
     pooled(search, 2, -1, True)  # warm-up
-    ways = {"one after another": False, "side by side": True}
+    ways = {"one after another": (search, False), "side by side": (search, True)}
+    if args.against:
+        with tempfile.TemporaryDirectory() as folder:  # the module is loaded: its file may go
+            then = search_of(args.against, Path(folder))
+        ways = {f"{args.against}, one after another": (then.LineSearch(gen, then.SearchConfig()),
+                                                        False), **ways}
     spent: dict[str, list[float]] = {name: [] for name in ways}
     lines: dict[str, list[float]] = {name: [] for name in ways}
     for seed in range(args.posts):
-        for name, batched in ways.items():
-            seconds, mean_lines = pooled(search, args.searches, seed, batched)
+        for name, (way, batched) in ways.items():
+            seconds, mean_lines = pooled(way, args.searches, seed, batched)
             spent[name].append(seconds)
             lines[name].append(mean_lines)
     print(f"| {args.searches} searches a post | CPU s a post (mean of {args.posts}) | "
@@ -62,8 +85,9 @@ def main() -> int:
     for name in ways:
         print(f"| {name} | {statistics.mean(spent[name]):.2f} | "
               f"{statistics.mean(lines[name]):.2f} |")
-    alone, batch = (statistics.mean(spent[name]) for name in ways)
-    print(f"side by side: {batch / alone:.2f}× the CPU of one after another")
+    first = statistics.mean(spent[next(iter(ways))])
+    for name in list(ways)[1:]:
+        print(f"{name}: {statistics.mean(spent[name]) / first:.2f}× the CPU of the first")
     return 0
 
 
