@@ -41,6 +41,7 @@ def search_of(commit: str, folder: Path):
                                    capture_output=True, text=True, check=True).stdout)
     spec = importlib.util.spec_from_file_location("search_then", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["search_then"] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
