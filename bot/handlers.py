@@ -120,14 +120,19 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # itself, and a traceback for every try would bury the log.
         log.warning("polling Telegram failed, retrying: %s", context.error)
         return
-    log.error("error while handling an update", exc_info=context.error)
+    # The database out of reach (a restart, a backup's lock) is logged once per outage by the
+    # Database itself: a job tries again at its next run, a person is told to send it again.
+    down = _runner(context).db.failed(context.error)
+    if not down:
+        log.error("error while handling an update", exc_info=context.error)
     if not isinstance(update, Update):
         return
     # Only a person's own message gets the apology (a vote's message is the channel post); an
     # inline query gets an empty answer saying so, instead of a spinner until Telegram gives up.
     with contextlib.suppress(TelegramError):
         if update.message is not None:
-            await update.message.reply_text(texts.INTERNAL_ERROR)
+            await update.message.reply_text(texts.STORAGE_DOWN if down else texts.INTERNAL_ERROR)
         elif update.inline_query is not None:
-            button = InlineQueryResultsButton(texts.INLINE_ERROR, start_parameter="inline")
+            note = texts.INLINE_STORAGE_DOWN if down else texts.INLINE_ERROR
+            button = InlineQueryResultsButton(note, start_parameter="inline")
             await update.inline_query.answer([], cache_time=0, is_personal=True, button=button)

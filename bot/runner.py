@@ -216,7 +216,19 @@ class Runner:
         await chat.say(texts.SCHEDULED.format(schedule=self.schedule.describe()))
 
     async def _cmd_status(self, args: str, sender: Sender, chat: Chat) -> None:
-        await chat.say(
+        try:
+            text = self._status()
+        except Exception as exc:
+            if not self.db.failed(exc):
+                raise
+            text = texts.status_offline(self.slot.model_dir, time.monotonic() - self.started)
+        outage = self.db.outage  # first when it is news, last when all is well
+        await chat.say(f"{texts.database_down(outage)}\n{text}" if outage else
+                       f"{text}\nDatabase: {self.db.dialect}, reachable")
+
+    def _status(self) -> str:
+        """/status from the database and the served model (what it says is in texts.status)."""
+        return (
             texts.status(
                 model_dir=self.slot.model_dir,
                 info=self.slot.generator.info,

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
+from common.db import Outage
 
 START = (
     "Hi! I write bugurts: short capital-letter stories whose lines are separated by '@'.\n"
@@ -65,6 +66,8 @@ VOTE_UNKNOWN = "This post is not in my records any more."
 VOTED_UP = "Thanks! 👍 counted."
 VOTED_DOWN = "Thanks! 👎 counted."
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+STORAGE_DOWN = "My database is out of reach for a moment; please send that again in a minute."
+INLINE_STORAGE_DOWN = "My database is out of reach: try again in a minute"
 
 
 def published(outbox_id: int, temperature: float, results: Sequence[Result]) -> str:
@@ -126,6 +129,21 @@ def status(
             f"Uptime: {hours}h {rest // 60:02d}m",
         ]
     )
+
+
+def database_down(outage: Outage) -> str:
+    """/status's first line while the database is out of reach."""
+    since = dtm.datetime.fromtimestamp(outage.since, dtm.UTC)
+    seconds = max(0.0, dtm.datetime.now(dtm.UTC).timestamp() - outage.since)
+    return (f"Database: OUT OF REACH since {since:%H:%M:%S} UTC ({seconds:.0f} s): "
+            f"{outage.reason[:200]}. Replies that need it ask to send again; scheduled posts"
+            " and pending deliveries wait for it.")
+
+
+def status_offline(model_dir: str, uptime: float) -> str:
+    """What /status can tell without the database."""
+    hours, rest = divmod(int(uptime), 3600)
+    return f"Model: {model_dir}\nUptime: {hours}h {rest // 60:02d}m"
 
 
 def retrain_progress(text: str) -> str:
