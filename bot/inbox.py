@@ -18,9 +18,10 @@ alone a process killed during the outage loses what it had not answered.
 
 Guarantee: at least once. A process killed in the milliseconds between Telegram's answer to a
 reply and the commit of done has that update handled once more by another process (Telegram
-takes no idempotency key). After a database restart cuts a live owner's lock connection, the
-owner takes its lock back at its next `take_over` (within TAKE_OVER_SECONDS); another process
-doing its own check in between would handle the owner's in-flight updates a second time.
+takes no idempotency key). After a database restart cuts every live owner's lock connection,
+each owner takes its lock back at its next `take_over` (within TAKE_OVER_SECONDS), and a
+process that took its own back judges no other dead for REGAIN_GRACE_SECONDS meanwhile
+(bot/leader.py), so the owners' in-flight updates are not handled a second time.
 """
 
 from __future__ import annotations

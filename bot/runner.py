@@ -8,6 +8,7 @@ Beyond `pool.queue_limit` waiting requests the answer is a polite "busy".
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -19,7 +20,7 @@ from bot.chat import Chat, Sender, typing
 from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
-from bot.pool import Pool
+from bot.pool import OUTAGE_RETRY_SECONDS, Pool
 from bot.posts import Posts
 from bot.prime import MAX_PRIME_CHARS
 from bot.ratings import Ratings
@@ -187,12 +188,27 @@ class Runner:
             best = posts[0], temperature
         text, temperature = best
         outbox_id = self.outbox.store(text, temperature, source)
-        results = await self.outbox.deliver(outbox_id)
+        try:
+            results = await self.outbox.deliver(outbox_id)
+        except Exception as exc:
+            if not self.db.failed(exc):
+                raise
+            return texts.PUBLISH_LATER.format(id=outbox_id)  # pending: the sweep sends it
         return texts.published(outbox_id, temperature, results)
 
     async def scheduled_post(self) -> None:
-        """The posting job's callback."""
-        log.info("scheduled post: %s", await self.publish("schedule"))
+        """The posting job's callback. While the database is out of reach nothing is stored:
+        the post is written again every OUTAGE_RETRY_SECONDS until it is back (within the
+        misfire grace), so an outage neither loses the run nor posts it twice."""
+        deadline = time.monotonic() + self.config.schedule.misfire_grace_seconds
+        while True:
+            try:
+                log.info("scheduled post: %s", await self.publish("schedule"))
+                return
+            except Exception as exc:
+                if not self.db.failed(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(OUTAGE_RETRY_SECONDS)
 
     async def _cmd_pause(self, args: str, sender: Sender, chat: Chat) -> None:
         paused = self.schedule.pause()

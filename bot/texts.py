@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.outbox import Result
 from bot.ratings import Arm, Rated
-from common.db import Outage
+from common.outage import Outage
 
 START = (
     "Hi! I write bugurts: short capital-letter stories whose lines are separated by '@'.\n"
@@ -66,8 +66,10 @@ VOTE_UNKNOWN = "This post is not in my records any more."
 VOTED_UP = "Thanks! 👍 counted."
 VOTED_DOWN = "Thanks! 👎 counted."
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+PUBLISH_LATER = "Post #{id} is stored; it goes out once my database is back."
 STORAGE_DOWN = "My database is out of reach for a moment; please send that again in a minute."
-INLINE_STORAGE_DOWN = "My database is out of reach: try again in a minute"
+INLINE_PUBLISH_LATER = "Post #{id} is stored; it goes out once my database is back."
+STORAGE_DOWN = "My database is out of reach: try again in a minute"
 
 
 def published(outbox_id: int, temperature: float, results: Sequence[Result]) -> str:

@@ -10,7 +10,11 @@ outage and no traceback, and /status tells the admin while it lasts.
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +23,15 @@ from tests.fakes.telegram import CHANNEL_ID
 from tests.fakes.webhook import WebhookTelegram
 from tests.peers import prefill, start_webhook_bot
 from tests.pgserver import PrivateServer
-from tests.pipeline import ADMIN, Child, bot_config, rewind_posting_job, wait_until
+from tests.pipeline import (
+    ADMIN,
+    Child,
+    bot_config,
+    integrity,
+    query,
+    rewind_posting_job,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow  # real bot processes and a real database server stopped
 
@@ -144,3 +156,67 @@ def test_two_processes_ride_out_a_postgresql_restart_and_a_20_s_stop(tmp_path, b
             assert bot.stop() == 0, bot.stderr[-3000:]
             _clean_log(bot, outages=2)
 
+
+
+def _backup_holding_the_write_lock(db: Path, copy: Path, seconds: float) -> threading.Thread:
+    """A backup in progress: it takes SQLite's write lock (so the file and its WAL stay
+    consistent), copies the file and holds the lock for `seconds` in all (a slow disk)."""
+    taken = threading.Event()
+
+    def backup() -> None:
+        conn = sqlite3.connect(db, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            taken.set()
+            began = time.monotonic()
+            for path in (db, db.with_name(db.name + "-wal")):
+                if path.exists():
+                    shutil.copyfile(path, copy.with_name(copy.name + path.name[len(db.name):]))
+            time.sleep(max(0.0, seconds - (time.monotonic() - began)))
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=backup, daemon=True)
+    thread.start()
+    assert taken.wait(30)
+    return thread
+
+
+def test_one_process_rides_out_a_backup_holding_the_sqlite_write_lock_for_20_s(
+    tmp_path, bot_model, hooked
+):
+    db = tmp_path / "a" / "data" / "neurobugurt.sqlite3"
+    ready = prefill(f"sqlite:///{db}", str(bot_model), per_temperature=2 * USERS)
+    raw = bot_config(tmp_path / "a", bot_model, hooked, cooldown_seconds=0)
+    raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
+    bot, hook = start_webhook_bot(tmp_path / "a", raw, hooked)
+    hooked.targets = [hook]
+    seen: set[str] = set()
+    backups: list[threading.Thread] = []
+
+    def backup() -> None:
+        rewind_posting_job(db, seconds=-3)  # due 3 s from now: while the lock is held
+        backups.append(_backup_holding_the_write_lock(db, tmp_path / "backup.sqlite3",
+                                                      OUTAGE_SECONDS))
+
+    answers = _burst(hooked, range(1000, 1000 + USERS), backup)
+    status = _status(hooked)
+    assert backups[0].is_alive(), "the lock ended before /status: make the outage longer"
+    assert status.startswith("Database: OUT OF REACH since "), status
+    assert "database is locked" in status.splitlines()[0]
+    backups[0].join(60)
+    assert _answered_once(answers, ready, seen) > 0  # some met the lock
+    _posted_once(hooked, expected=1)
+
+    after = range(2000, 2000 + USERS)
+    for user in after:
+        hooked.send_command("/bugurt", user_id=user)
+    wait_until(lambda: all(_answers(hooked, after).values()), 120, "the burst after the lock")
+    assert _answered_once(_answers(hooked, after), ready, seen) == 0
+    assert bot.stop() == 0, bot.stderr[-3000:]
+    _clean_log(bot, outages=1)
+    assert bot.stderr.count(DOWN) == 1
+    assert integrity(db) == "ok" and integrity(tmp_path / "backup.sqlite3") == "ok"
+    assert query(db, "SELECT text FROM pool GROUP BY text HAVING COUNT(*) > 1") == []
+    assert query(db, "SELECT status, COUNT(*) FROM deliveries GROUP BY status") == [("sent", 1)]
