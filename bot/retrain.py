@@ -270,8 +270,10 @@ class RetrainJob:
                 with contextlib.suppress(Exception):
                     await done  # reap it
         if proc.returncode != 0:
-            tail = stderr.decode("utf-8", "replace").strip().splitlines()
-            reason = tail[-1] if tail else f"exit status {proc.returncode}"
+            tail = stderr.decode("utf-8", "replace").replace("\r", "\n").strip().splitlines()
+            # the command's own "error: ..." line (a progress bar may redraw itself after it)
+            errors = [line[line.index("error: "):] for line in tail if "error: " in line]
+            reason = (errors or tail or [f"exit status {proc.returncode}"])[-1]
             command = " ".join(a for a in args[:2] if not a.startswith("-"))  # "generator train"
             raise RetrainFailed(f"python -m {command}: {reason}")
         return stdout.decode("utf-8", "replace")
