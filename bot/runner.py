@@ -226,7 +226,8 @@ class Runner:
         try:
             self.schedule.set_cron(args)
         except CrontabError as exc:
-            await chat.say(texts.BAD_CRONTAB.format(line=args[:60], error=exc))
+            shown = " ".join(args.split())[:60]  # one line, however it was typed
+            await chat.say(texts.BAD_CRONTAB.format(line=shown, error=exc))
             return
         self.settings.set_schedule_cron(self.config.schedule.cron, " ".join(args.split()))
         await chat.say(texts.SCHEDULED.format(schedule=self.schedule.describe()))
