@@ -231,7 +231,16 @@ class RetrainJob:
     async def _set(self, chat: Chat, message: object, stage: str, text: str) -> None:
         self.stage = stage
         self._progress = text
-        await chat.edit(message, texts.retrain_progress(text))
+        await self._show(chat, message, text)
+
+    @staticmethod
+    async def _show(chat: Chat, message: object, text: str) -> None:
+        """Edit the progress message; one the chat cannot take (the platform unreachable) is
+        skipped with a log line: progress is news, the run goes on (its end is not skipped)."""
+        try:
+            await chat.edit(message, texts.retrain_progress(text))
+        except Exception as exc:  # noqa: BLE001 (whatever the platform raised)
+            log.warning("retrain: progress %r not shown (%s); going on", text, exc)
 
     async def _eval(self, model_dir: Path, val_path: Path) -> float:
         out = await self._run_child(
@@ -291,7 +300,7 @@ class RetrainJob:
         )
         if text != self._progress:
             self._progress = text
-            await chat.edit(message, texts.retrain_progress(text))
+            await self._show(chat, message, text)
 
 
 def prune(models_dir: Path, keep: set[str]) -> list[Path]:
