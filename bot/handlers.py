@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from telegram import (
     Bot,
@@ -15,7 +19,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 from telegram.ext import ContextTypes
 
 from bot.chat import Sender
@@ -27,6 +31,26 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4096  # Bot API limit of one text message
 TITLE_CHARS = 60  # an inline result's title: the post's first line, cut
+REPLY_PATIENCE_SECONDS = 60.0  # a reply is tried again this long while Telegram is unreachable
+T = TypeVar("T")
+
+
+async def patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, tried again while Telegram cannot be reached (a proxy's 502 page, a reset
+    connection: the request never reached it) for REPLY_PATIENCE_SECONDS, then given up. A
+    call that timed out is not repeated: Telegram may have taken it."""
+    deadline = time.monotonic() + REPLY_PATIENCE_SECONDS
+    delay = 1.0
+    while True:
+        try:
+            return await call()
+        except (TimedOut, BadRequest):
+            raise
+        except NetworkError:
+            if time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(2 * delay, 10.0)
 
 
 class TelegramChat:
@@ -37,19 +61,23 @@ class TelegramChat:
         self.chat_id = chat_id
 
     async def say(self, text: str) -> Message:
-        return await self.bot.send_message(self.chat_id, text[:MAX_MESSAGE_CHARS])
+        return await patiently(lambda: self.bot.send_message(self.chat_id,
+                                                             text[:MAX_MESSAGE_CHARS]))
 
     async def edit(self, handle: object, text: str) -> None:
         assert isinstance(handle, Message)
         try:
-            await handle.edit_text(text[:MAX_MESSAGE_CHARS])
+            await patiently(lambda: handle.edit_text(text[:MAX_MESSAGE_CHARS]))
         except BadRequest as exc:
             if "not modified" not in str(exc):
                 raise
 
     async def photo(self, path: Path, caption: str) -> None:
-        with open(path, "rb") as fh:
-            await self.bot.send_photo(self.chat_id, fh, caption=caption)
+        async def send() -> None:
+            with open(path, "rb") as fh:
+                await self.bot.send_photo(self.chat_id, fh, caption=caption)
+
+        await patiently(send)
 
     async def typing(self) -> None:
         await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
@@ -159,7 +187,19 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         # itself, and a traceback for every try would bury the log.
         log.warning("polling Telegram failed, retrying: %s", context.error)
         return
-    log.error("error while handling an update", exc_info=context.error)
+    # The database out of reach (a restart, a backup's lock) is logged once per outage by the
+    # Database itself: a job tries again at its next run, a person is told to send it again.
+    error = context.error
+    down = _runner(context).db.failed(error)
+    if isinstance(error, NetworkError) and not isinstance(error, BadRequest):
+        # Telegram unreachable: the reply was tried for REPLY_PATIENCE_SECONDS (or timed out,
+        # then the apology may still get through); too late to matter now.
+        what = f"update {update.update_id}" if isinstance(update, Update) else "a job"
+        log.warning("%s: reply dropped, Telegram unreachable: %s", what, error)
+        if not isinstance(error, TimedOut):
+            return
+    elif not down:
+        log.error("error while handling an update", exc_info=error)
     if not isinstance(update, Update):
         return
     # Only a person's own message gets the apology (a vote's message is the channel post); an
@@ -167,7 +207,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     tr = _texts(update, context)
     with contextlib.suppress(TelegramError):
         if update.message is not None:
-            await update.message.reply_text(tr.t("internal_error"))
+            reply = tr.t("storage_down") if down else tr.t("internal_error")
+            await update.message.reply_text(reply)
         elif update.inline_query is not None:
-            button = InlineQueryResultsButton(tr.t("inline.error"), start_parameter="inline")
+            note = tr.t("inline.storage_down") if down else tr.t("inline.error")
+            button = InlineQueryResultsButton(note, start_parameter="inline")
             await update.inline_query.answer([], cache_time=0, is_personal=True, button=button)

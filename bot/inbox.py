@@ -12,11 +12,16 @@ queued or in progress drops them unanswered. With it:
   those a previous run left, on PostgreSQL those whose owner no longer holds its sign of life
   (`ProcessLife`, a session advisory lock that PostgreSQL frees when the process dies).
 
+While the database is out of reach (a restart, a backup's lock) updates are handled without
+being recorded, so that people get their answers and admins their /status meanwhile: for those
+alone a process killed during the outage loses what it had not answered.
+
 Guarantee: at least once. A process killed in the milliseconds between Telegram's answer to a
 reply and the commit of done has that update handled once more by another process (Telegram
-takes no idempotency key). After a database restart cuts a live owner's lock connection, the
-owner takes its lock back at its next `take_over` (within TAKE_OVER_SECONDS); another process
-doing its own check in between would handle the owner's in-flight updates a second time.
+takes no idempotency key). After a database restart cuts every live owner's lock connection,
+each owner takes its lock back at its next `take_over` (within TAKE_OVER_SECONDS), and a
+process that took its own back judges no other dead for REGAIN_GRACE_SECONDS meanwhile
+(bot/leader.py), so the owners' in-flight updates are not handled a second time.
 """
 
 from __future__ import annotations
@@ -70,8 +75,9 @@ class Inbox:
         try:
             self._mark_done()
         except DBAPIError as exc:
-            log.warning("inbox: cannot mark update %d done yet (%s); will retry",
-                        update_id, str(exc.orig or exc).strip().splitlines()[0])
+            if not self.db.failed(exc):  # an outage is logged once, by the database
+                log.warning("inbox: cannot mark update %d done yet (%s); will retry",
+                            update_id, str(exc.orig or exc).strip().splitlines()[0])
 
     def _mark_done(self) -> None:
         marks = dict(self._unmarked)
@@ -121,7 +127,13 @@ class InboxQueue(asyncio.Queue):
 
     async def put(self, item: object) -> None:
         if isinstance(item, Update):
-            fresh = await asyncio.to_thread(self.inbox.record, item.update_id, item.to_json())
+            try:
+                fresh = await asyncio.to_thread(self.inbox.record, item.update_id,
+                                                item.to_json())
+            except DBAPIError as exc:
+                if not self.inbox.db.failed(exc):
+                    raise
+                fresh = True  # the database is out of reach: handled now, unrecorded
             if not fresh:
                 log.info("update %d came again: already in the inbox", item.update_id)
                 return

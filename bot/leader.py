@@ -15,13 +15,16 @@ process) a lock is always this process's.
 
 from __future__ import annotations
 
+import datetime as dtm
 import logging
 import os
 import socket
+import time
 import uuid
 import zlib
 
 import sqlalchemy as sa
+from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy.exc import DBAPIError
 
@@ -29,6 +32,9 @@ from common.db import Database
 
 log = logging.getLogger(__name__)
 LEAD_SECONDS = 10.0  # how often a follower tries to take the lead: well within a minute
+# After a database restart cut every session, a process that took its sign of life back judges
+# no other dead for this long: each takes its own back at its next inbox pass (every 10 s).
+REGAIN_GRACE_SECONDS = 30.0
 
 
 def lock_key(conn: sa.Connection, name: str) -> int:
@@ -100,18 +106,48 @@ class ProcessLock:
 
 
 class LeaderJobStore(SQLAlchemyJobStore):
-    """APScheduler's SQLAlchemy job store whose due jobs only the leading process sees."""
+    """APScheduler's SQLAlchemy job store whose due jobs only the leading process sees.
+
+    While the database is out of reach no job is handed out: APScheduler starts a due job
+    before it stores the job's next run time, and a run whose next time was never stored would
+    run again once the database is back. A next run time the database could not take is kept
+    and stored before due jobs are read again."""
 
     def __init__(self, leadership: ProcessLock, **options) -> None:
         super().__init__(**options)
         self.leadership = leadership
+        self._unsaved: dict[str, Job] = {}
 
     def get_due_jobs(self, now):
-        return super().get_due_jobs(now) if self.leadership.held() else []
+        if not self.leadership.held() or not self._saved():
+            return []
+        return super().get_due_jobs(now)
 
     def get_next_run_time(self):
-        # A follower's scheduler must not wake for the job: it would find it not due for it.
-        return super().get_next_run_time() if self.leadership.held() else None
+        if not self.leadership.held():
+            return None  # a follower's scheduler must not wake for the job: not due for it
+        if self._unsaved or self.leadership.db.outage is not None:  # look again meanwhile
+            return dtm.datetime.now(dtm.UTC) + dtm.timedelta(seconds=LEAD_SECONDS)
+        return super().get_next_run_time()
+
+    def update_job(self, job: Job) -> None:
+        try:
+            super().update_job(job)
+        except DBAPIError as exc:
+            if not self.leadership.db.failed(exc):
+                raise
+            self._unsaved[job.id] = job
+
+    def _saved(self) -> bool:
+        """Whether the database is within reach and every kept next run time is stored."""
+        try:
+            for job_id, job in list(self._unsaved.items()):
+                super().update_job(job)
+                del self._unsaved[job_id]
+        except DBAPIError as exc:
+            if not self.leadership.db.failed(exc):
+                raise
+        return not self._unsaved and self.leadership.db.outage is None
 
 
 class ProcessLife:
@@ -125,6 +161,7 @@ class ProcessLife:
         # Unique even for a pid reused in another container.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = ProcessLock(db, self._lock_name(self.owner))
+        self._regained = -REGAIN_GRACE_SECONDS  # monotonic time this process last took it again
 
     @staticmethod
     def _lock_name(owner: str) -> str:
@@ -132,7 +169,10 @@ class ProcessLife:
 
     def keep(self) -> None:
         """Hold the sign of life: take it, or take it again after a database restart cut it."""
+        takes = self._lock.takes
         self._lock.try_take()
+        if takes and self._lock.takes > takes:  # a restart cut every process's sign of life
+            self._regained = time.monotonic()
 
     def end(self) -> None:
         self._lock.release()
@@ -143,6 +183,8 @@ class ProcessLife:
             return False
         if not self.db.postgres:
             return True
+        if time.monotonic() - self._regained < REGAIN_GRACE_SECONDS:
+            return False  # the others are taking theirs back too: not dead, only cut off
         with self.db.engine.connect() as conn:  # take the lock and let it go at once, to tell
             key = lock_key(conn, self._lock_name(owner))
             free = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"),

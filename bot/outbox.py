@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 
 from bot.leader import ProcessLife
 from common.db import Database
@@ -82,6 +83,9 @@ class Outbox:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._lock = asyncio.Lock()  # one delivery pass at a time in this process
+        # Outcomes of sends the database could not take (out of reach): written before the
+        # next pass claims anything, else a post Telegram accepted would be sent again.
+        self._unrecorded: list[dict] = []
 
     @property
     def owner(self) -> str:
@@ -114,6 +118,8 @@ class Outbox:
         """Try every due pending delivery (of one post, or all) that no live process has
         claimed; force ignores back-off times."""
         async with self._lock:
+            if self._unrecorded:
+                self._write_outcomes()  # raises while the database is still out of reach
             results = []
             for row in self._claim(outbox_id, force):
                 if self._renew(row["outbox_id"], row["target"]):
@@ -213,18 +219,29 @@ class Outbox:
         error: str | None,
         next_try: float,
     ) -> None:
-        """The outcome of a send, and the claim released."""
+        """The outcome of a send, and the claim released; while the database is out of reach,
+        kept for the next pass to write."""
+        self._unrecorded.append({
+            "status": status, "message_id": message_id, "error": error, "next_try": next_try,
+            "sent_at": int(time.time()) if status == "sent" else None,
+            "id": outbox_id, "target": target})
+        try:
+            self._write_outcomes()
+        except DBAPIError as exc:
+            if not self.db.failed(exc):
+                raise
+
+    def _write_outcomes(self) -> None:
+        outcomes = list(self._unrecorded)
         with self.db.write() as conn:
             conn.execute(
                 sa.text("UPDATE deliveries SET status = :status, message_id = :message_id,"
                      " attempts = attempts + 1, last_error = :error, next_try = :next_try,"
                      " sent_at = :sent_at, claimed_by = NULL, claimed_until = NULL"
                      " WHERE outbox_id = :id AND target = :target"),
-                {"status": status, "message_id": message_id, "error": error,
-                 "next_try": next_try,
-                 "sent_at": int(time.time()) if status == "sent" else None,
-                 "id": outbox_id, "target": target},
+                outcomes,
             )
+        del self._unrecorded[:len(outcomes)]
 
     def counts(self) -> dict[str, int]:
         """Deliveries by status, e.g. {'pending': 1, 'sent': 8}."""

@@ -55,6 +55,7 @@ from generator.sample import Candidate, Generator
 
 log = logging.getLogger(__name__)
 IDLE_SECONDS = 30.0  # a full pool looks again this often (a pop or a swap wakes it at once)
+OUTAGE_RETRY_SECONDS = 10.0  # the database out of reach: the worker tries again this often
 # handed-out rows stay a day (what was served), and beyond it while they are among the last
 # pool.memory of their kind (the feed's memory against repetition), whatever their model
 USED_KEPT_SECONDS = 86400.0
@@ -301,10 +302,13 @@ class Pool:
         while self._begin():
             try:
                 seconds, wakeable = self._batch(rng)
-            except Exception:  # noqa: BLE001 (a thread's edge: log, keep serving on demand)
-                log.exception("pool worker: a batch failed (sampling or the database);"
-                              " trying again in a minute")
-                seconds, wakeable = 60, False
+            except Exception as exc:  # noqa: BLE001 (a thread's edge: log, serve on demand)
+                if self.store.db.failed(exc):  # logged once per outage by the database
+                    seconds, wakeable = OUTAGE_RETRY_SECONDS, False
+                else:
+                    log.exception("pool worker: a batch failed (sampling or the database);"
+                                  " trying again in a minute")
+                    seconds, wakeable = 60, False
             finally:
                 self.drawing = False
             self._wait((lambda: self._woken) if wakeable else (lambda: False), seconds)

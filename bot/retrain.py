@@ -275,12 +275,18 @@ class RetrainJob:
         await self._show(chat, message, progress)
 
     async def _show(self, chat: Chat, message: object, progress: Say) -> None:
-        """Edit the progress message to `progress` unless it already says that."""
+        """Edit the progress message to `progress` unless it already says that; an edit the
+        chat cannot take (the platform unreachable) is skipped with a log line: progress is
+        news, the run goes on (its end is not skipped)."""
         self._progress = progress
         text = progress(self.tr)
-        if text != self._shown:
-            self._shown = text
+        if text == self._shown:
+            return
+        self._shown = text
+        try:
             await chat.edit(message, self.tr.t("retrain.progress", text=text))
+        except Exception as exc:  # noqa: BLE001 (whatever the platform raised)
+            log.warning("retrain: progress %r not shown (%s); going on", text, exc)
 
     async def _eval(self, model_dir: Path, val_path: Path) -> float:
         out = await self._run_child(
@@ -320,8 +326,10 @@ class RetrainJob:
                 with contextlib.suppress(Exception):
                     await done  # reap it
         if proc.returncode != 0:
-            tail = stderr.decode("utf-8", "replace").strip().splitlines()
-            reason = tail[-1] if tail else f"exit status {proc.returncode}"
+            tail = stderr.decode("utf-8", "replace").replace("\r", "\n").strip().splitlines()
+            # the command's own "error: ..." line (a progress bar may redraw itself after it)
+            errors = [line[line.index("error: "):] for line in tail if "error: " in line]
+            reason = (errors or tail or [f"exit status {proc.returncode}"])[-1]
             command = " ".join(a for a in args[:2] if not a.startswith("-"))  # "generator train"
             raise RetrainFailed(lambda tr: tr.t("retrain.child_failed", command=command,
                                                 reason=reason))

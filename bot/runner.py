@@ -8,6 +8,7 @@ Beyond `pool.queue_limit` waiting requests the answer is a polite "busy".
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -22,7 +23,7 @@ from bot.i18n import N_, Texts, texts_for
 from bot.inline import InlineAnswer, InlineAnswers
 from bot.model_slot import ModelSlot
 from bot.outbox import Outbox
-from bot.pool import Pool
+from bot.pool import OUTAGE_RETRY_SECONDS, Pool
 from bot.posts import Posts
 from bot.prime import MAX_PRIME_CHARS
 from bot.ratings import Ratings
@@ -206,12 +207,28 @@ class Runner:
         text, temperature = best
         outbox_id = self.outbox.store(text, temperature, source, self.slot.model_dir,
                                       features(text, None, temperature))
-        results = await self.outbox.deliver(outbox_id)
+        try:
+            results = await self.outbox.deliver(outbox_id)
+        except Exception as exc:
+            if not self.db.failed(exc):
+                raise
+            return tr.t("publish_later", id=outbox_id)  # pending: the sweep sends it
         return texts.published(tr, outbox_id, temperature, results)
 
     async def scheduled_post(self) -> None:
-        """The posting job's callback; its summary goes to the log in bot.language."""
-        log.info("scheduled post: %s", await self.post("schedule", self.texts))
+        """The posting job's callback; its summary goes to the log in bot.language. While the
+        database is out of reach nothing is stored: the post is written again every
+        OUTAGE_RETRY_SECONDS until it is back (within the misfire grace), so an outage neither
+        loses the run nor posts it twice."""
+        deadline = time.monotonic() + self.config.schedule.misfire_grace_seconds
+        while True:
+            try:
+                log.info("scheduled post: %s", await self.post("schedule", self.texts))
+                return
+            except Exception as exc:
+                if not self.db.failed(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(OUTAGE_RETRY_SECONDS)
 
     async def _cmd_pause(self, args: str, sender: Sender, chat: Chat) -> None:
         tr = sender.texts
@@ -234,31 +251,45 @@ class Runner:
         try:
             self.schedule.set_cron(args)
         except CrontabError as exc:
-            await chat.say(tr.t("bad_crontab", line=args[:60], error=texts.crontab_error(tr, exc)))
+            shown = " ".join(args.split())[:60]  # one line, however it was typed
+            await chat.say(tr.t("bad_crontab", line=shown, error=texts.crontab_error(tr, exc)))
             return
         self.settings.set_schedule_cron(self.config.schedule.cron, " ".join(args.split()))
         await chat.say(tr.t("scheduled", schedule=self.schedule.describe(tr)))
 
     async def _cmd_status(self, args: str, sender: Sender, chat: Chat) -> None:
         tr = sender.texts
+        try:
+            text = self._status(tr)
+        except Exception as exc:
+            if not self.db.failed(exc):
+                raise
+            text = texts.status_offline(tr, self.slot.model_dir, time.monotonic() - self.started)
+        outage = self.db.outage  # first when it is news, last when all is well
+        if outage:
+            await chat.say(f"{texts.database_down(tr, outage)}\n{text}")
+        else:
+            up = tr.t("status.database_up", dialect=self.db.dialect)
+            await chat.say(f"{text}\n{up}")
+
+    def _status(self, tr: Texts) -> str:
+        """/status from the database and the served model (what it says is in texts.status)."""
         model_dir = self.slot.model_dir
-        await chat.say(
-            texts.status(
-                tr,
-                model_dir=model_dir,
-                info=self.slot.generator.info,
-                schedule=self.schedule.describe(tr),
-                targets=list(self.outbox.publishers),
-                counts=self.outbox.counts(),
-                last=self.outbox.last_post(),
-                arms=self.ratings.arms(self.config.bot.temperatures),
-                retrain=self.retrain.describe(tr),
-                pool=texts.pool(tr, self.pool.store.ready(model_dir),
-                                self.pool.store.gathered(model_dir)[0]),
-                uptime=time.monotonic() - self.started,
-                review=self.editors.describe(tr),
-                ranking=self.editors.ranking.describe(tr),
-            )
+        return texts.status(
+            tr,
+            model_dir=model_dir,
+            info=self.slot.generator.info,
+            schedule=self.schedule.describe(tr),
+            targets=list(self.outbox.publishers),
+            counts=self.outbox.counts(),
+            last=self.outbox.last_post(),
+            arms=self.ratings.arms(self.config.bot.temperatures),
+            retrain=self.retrain.describe(tr),
+            pool=texts.pool(tr, self.pool.store.ready(model_dir),
+                            self.pool.store.gathered(model_dir)[0]),
+            uptime=time.monotonic() - self.started,
+            review=self.editors.describe(tr),
+            ranking=self.editors.ranking.describe(tr),
         )
 
     async def _cmd_review(self, args: str, sender: Sender, chat: Chat) -> None:

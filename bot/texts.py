@@ -16,6 +16,7 @@ from bot.outbox import Result
 from bot.ratings import Arm, Rated
 from bot.review import EDIT, NONE, PICK, PUBLISHED, TIMEOUT, Candidate, Review
 from common.crontab import CrontabError
+from common.outage import Outage
 
 RESULTS = {"sent": N_("publish.sent"), "pending": N_("publish.pending"),
            "failed": N_("publish.failed")}  # an outbox Result's status
@@ -95,6 +96,21 @@ def pool(tr: Texts, ready: Mapping[float, int], gathered: int) -> str:
     per = ", ".join(f"{t:g}: {n}" for t, n in sorted(ready.items()))
     per = " (" + per + ")" if per else ""
     return tr.t("status.pool", ready=sum(ready.values()), per=per, gathered=gathered)
+
+
+def database_down(tr: Texts, outage: Outage) -> str:
+    """/status's first line while the database is out of reach."""
+    since = dtm.datetime.fromtimestamp(outage.since, dtm.UTC)
+    seconds = max(0.0, dtm.datetime.now(dtm.UTC).timestamp() - outage.since)
+    return tr.t("status.database_down", since=since, seconds=seconds,
+                reason=outage.reason[:200])
+
+
+def status_offline(tr: Texts, model_dir: str, uptime: float) -> str:
+    """What /status can tell without the database."""
+    hours, rest = divmod(int(uptime), 3600)
+    return tr.t("status.offline", model=model_dir,
+                uptime=tr.t("status.uptime", hours=hours, minutes=rest // 60))
 
 
 def retrain_training(

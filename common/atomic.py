@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from common.cli import disk_full
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Replace `path` with what `write(fh)` puts into a binary file; the old file stays when
@@ -28,8 +30,11 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        full = disk_full(exc)
+        if full is not None and full.filename is None:  # name the file the disk refused
+            raise OSError(full.errno, full.strerror, str(path)) from exc
         raise
     fsync_dir(path.parent)
 

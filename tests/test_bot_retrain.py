@@ -156,22 +156,24 @@ def test_retrain_during_a_failing_scrape_says_so_once(tmp_path, bot_model, teleg
 @pytest.mark.slow  # real trainer processes
 def test_an_unexpected_error_ends_the_retrain_with_one_message(tmp_path, bot_model, telegram):
     with _app(tmp_path, bot_model, telegram):
-        # The first progress edit finds the Bot API unreachable: not a stage failure, an
-        # exception from the chat itself. The retrain stops there and says so.
-        telegram.fail("editMessageText", drop=True)
+        # Telegram refuses the progress message itself: not a stage failure, an exception from
+        # the chat. The retrain stops there and says so in a message of its own.
+        telegram.fail("sendMessage", status=400, description="Bad Request: chat not found")
         start = len(telegram.calls)
-        assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"
-        final = _finished(telegram, start)
-        assert final.startswith("Retrain failed at train: NetworkError"), final
+        assert ask(telegram, "/retrain", ADMIN) == "Retrain: starting…"  # refused
+        final = telegram.wait_for("sendMessage", lambda p: p["text"].startswith("Retrain fail"),
+                                  90, start).params["text"]
+        assert final.startswith("Retrain failed at starting: BadRequest"), final
         assert final.endswith("\nThe served model is unchanged.")
         status = _idle(telegram)
-        assert "Retrain: failed at train: NetworkError" in status
+        assert "Retrain: failed at starting: BadRequest" in status
         assert f"Model: {bot_model} " in status
-        time.sleep(0.5)  # nothing more comes: no samples, no second failure
+        time.sleep(0.5)  # nothing more comes: no training, no samples, no second failure
         later = [c.params.get("text") for c in telegram.calls[start:]
                  if c.method in ("sendMessage", "editMessageText", "sendPhoto")]
         assert [t for t in later if t and t.startswith(("Retrain", "Samples"))] == [
-            "Retrain: starting…", "Retrain: training 0%", final]
+            "Retrain: starting…", final]
+        assert not (tmp_path / "data" / "models").exists()
 
 
 @pytest.mark.slow  # real scraper and trainer processes

@@ -1,7 +1,7 @@
 """Fuzzing with hypothesis where outside input enters: wall text on its way through SQLite and the
-cleaner into the corpus, config values (also through ${ENV}), and the prime text of /bugurt
-through the bot's real Runner and a real trained model. No input may raise an unexpected
-exception; a bad one gets one clear line.
+cleaner into the corpus, config values (also through ${ENV}), and the prime text of /bugurt,
+inline queries and /schedule arguments through the bot's real Runner and a real trained model.
+No input may raise an unexpected exception; a bad one gets one clear line.
 """
 
 from __future__ import annotations
@@ -172,3 +172,68 @@ def test_any_prime_text_gets_a_post_or_one_short_answer(runner, prime):
         known = reply in SHORT_ANSWERS or reply.startswith(LEFT_OUT)
         too_long = reply.startswith("Your beginning has ") and f"{MAX_PRIME_CHARS} fit" in reply
         assert is_post or known or too_long, repr(reply)
+
+
+# ----- inline queries through the Runner ----------------------------------------------------------
+
+INLINE_NOTES = {EN.n("inline.too_long", MAX_PRIME_CHARS), EN.t("inline.no_chars"),
+                EN.t("inline.slow_down"), EN.t("inline.busy"), EN.t("inline.no_good_post")}
+
+
+def _stored(built) -> list[tuple]:
+    """What a query or a refused command must not change: the outbox, the votes, the settings."""
+    with built.db.read() as conn:
+        return [conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1").all()
+                for table in ("outbox", "deliveries", "votes")] + [
+            conn.exec_driver_sql("SELECT * FROM bot_state WHERE key != 'heartbeat'").all()]
+
+
+@fuzz(60)
+@given(st.one_of(ANY_TEXT, PRIME_TEXT, st.text(max_size=600)), st.integers(1, 2**40))
+@example("Я" * 300, 1)
+@example("", 2)
+def test_any_inline_query_gets_posts_or_one_short_note(runner, query, user_id):
+    built, loop = runner
+    before = _stored(built)
+    answer = loop.run_until_complete(built.inline(query, user_id, EN))
+    event("posts" if answer.posts else answer.note[:20])
+    if answer.posts:
+        assert not answer.note and len(answer.posts) <= built.config.inline.posts
+        start = built.posts.read(query).text  # cleaned, characters the model lacks left out
+        for post in answer.posts:
+            assert post.endswith("\n#neurobugurt") and post.startswith(start), (start, post)
+    else:
+        # Telegram shows the note on a button: one line of at most 64 characters
+        assert answer.note in INLINE_NOTES and len(answer.note) <= 64 and "\n" not in answer.note
+    assert _stored(built) == before
+
+
+# ----- /schedule arguments through the Runner -----------------------------------------------------
+
+CRON_PART = st.sampled_from(["*", "*/5", "0", "7", "59", "60", "1-5", "5-1", "mon", "sun-sat",
+                             "1,2", ",", "-", "*/0", "L", "last", "99999999999999999999", "٣"])
+
+
+@fuzz(80)
+@given(st.one_of(st.lists(CRON_PART, max_size=7).map(" ".join), ANY_TEXT,
+                 st.lists(CRON_PART, min_size=5, max_size=5).map("\n".join)))
+@example("0 9 31 2 *")  # 31 February: never fires
+@example("0 9 * * 8")
+def test_any_schedule_argument_is_set_or_refused_with_one_line(runner, args):
+    built, loop = runner
+    out = io.StringIO()
+    before = _stored(built)
+    cron_before = built.schedule.describe(EN)
+    loop.run_until_complete(built.command("schedule", args, Sender(1, is_admin=True, texts=EN),
+                                          TerminalChat(out, EN)))
+    reply = out.getvalue().strip("\n")
+    event(reply.split(" ")[0])
+    if reply.startswith("Schedule set: "):
+        line = " ".join(args.split())
+        assert built.settings.schedule_cron(built.config.schedule.cron) == line
+        assert reply == EN.t("scheduled", schedule=built.schedule.describe(EN))
+    elif args.strip():
+        assert reply.startswith("Can't use '") and "\n" not in reply and len(reply) < 400, reply
+        assert _stored(built) == before and built.schedule.describe(EN) == cron_before
+    else:
+        assert reply == EN.t("schedule_usage", schedule=cron_before)

@@ -4,7 +4,7 @@ It answers the Bot API methods the bot uses over real HTTP (`/bot<TOKEN>/<method
 chats' messages, records every request, serves queued updates through long-polling getUpdates,
 holds calls back until a test releases them, and can inject errors (a 429 with `retry_after`, a
 400, a dropped connection, a raw body such as an HTML error page or truncated JSON) for the next
-N calls of a method.
+N calls of a method, or make every method fail until it recovers (`outage`).
 
     server = FakeTelegram(token="123:abc").start()
     config api_url = server.api_url          # "http://127.0.0.1:PORT/bot"
@@ -33,6 +33,7 @@ BOT_USERNAME = "neurobugurt_bot"
 CHANNEL_ID = -1001234567890
 # Telegram's language_code of a user no test gave another (`speaks`): the suite reads English.
 DEFAULT_LANGUAGE = "en"
+BAD_GATEWAY = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
 @dataclass
@@ -70,6 +71,8 @@ class FakeTelegram:
         self._hold: tuple[str, frozenset[int]] | None = None  # (method, chat ids) held back
         self._released = threading.Event()
         self.held = 0  # calls held back so far
+        self._outage: str | None = None  # see outage()
+        self._recovered = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll: stop() returns within 0.05 s instead of serve_forever's default 0.5 s.
@@ -126,6 +129,20 @@ class FakeTelegram:
             self._faults.setdefault(method, []).append(
                 _Fault(times, status, None if drop or hang else body, hang, raw)
             )
+
+    def outage(self, kind: str) -> None:
+        """Telegram unreachable for every method until `recover`: 'bad-gateway' (a proxy's 502
+        page), 'reset' (the connection closed unanswered) or 'hang' (no answer; at recovery the
+        connection closes). No call made meanwhile takes effect."""
+        assert kind in ("bad-gateway", "reset", "hang")
+        with self._cond:
+            self._recovered.clear()
+            self._outage = kind
+
+    def recover(self) -> None:
+        with self._cond:
+            self._outage = None
+            self._recovered.set()
 
     def hold(self, method: str, chat_ids: range | set[int]) -> None:
         """Keep calls of `method` to these chats unanswered and unrecorded until `release`: the
@@ -277,7 +294,12 @@ class FakeTelegram:
             if method != "getUpdates":
                 self.calls.append(Call(method, params))
                 self._cond.notify_all()
-            fault = self._take_fault(method)
+            outage = self._outage
+            fault = None if outage else self._take_fault(method)
+        if outage == "hang":
+            self._recovered.wait(60)
+        if outage:
+            return (502, BAD_GATEWAY) if outage == "bad-gateway" else (502, None)
         if fault is not None:
             if fault.hang:
                 self._stopping.wait(60)
