@@ -66,9 +66,10 @@ def test_each_reader_is_answered_in_their_language(tmp_path, bot_model, telegram
         # An admin's replies: /status's labels and what it reports, /help, /schedule, /pause.
         status = ask(telegram, "/status", ADMIN).splitlines()
         assert all(_russian(line.split(":")[0]) for line in status)
-        assert RU.t("retrain.none_yet") in status[-5] and "ещё не было" in status[4]
-        assert status[-3].endswith(RU.t("review.mode_auto"))  # review mode's lines too
-        assert status[-2].endswith(RU.t("ranker.none"))
+        assert RU.t("retrain.none_yet") in status[6] and "ещё не было" in status[4]
+        assert status[-4].endswith(RU.t("review.mode_auto"))  # review mode's lines too
+        assert status[-3].endswith(RU.t("ranker.none"))
+        assert status[-1] == RU.t("status.database_up", dialect="sqlite")  # last while all is well
         assert RU.t("help.admin") in ask(telegram, "/help", ADMIN)
         assert _russian(ask(telegram, "/schedule 0 25 * * *", ADMIN)).startswith(
             "Не могу поставить расписание «0 25 * * *»: в поле «час» нельзя «25».")
