@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -68,7 +68,7 @@ def first_word(line: str) -> str:
 class FeedMemory:
     """The lines, phrases and openings of the last `rules.memory` posts of a feed."""
 
-    def __init__(self, rules: FeedRules, novelty: NoveltyIndex, posts: list[str] = ()):
+    def __init__(self, rules: FeedRules, novelty: NoveltyIndex, posts: Sequence[str] = ()):
         self.rules, self.novelty = rules, novelty
         self.posts: deque[list[str]] = deque()
         self.lines: Counter[str] = Counter()
@@ -91,11 +91,9 @@ class FeedMemory:
 
     def _count(self, lines: list[str], sign: int) -> None:
         for line in lines:
-            self.lines[" ".join(stems(line))] += sign
+            _tally(self.lines, " ".join(stems(line)), sign)
             for phrase in phrases(line, self.rules.phrase_words):
-                self.phrases[phrase] += sign
-        self.lines += Counter()  # drops the lines counted down to zero
-        self.phrases += Counter()
+                _tally(self.phrases, phrase, sign)
 
     def refuses(self, line: str, depth: int) -> bool:
         """Whether a line drawn at `depth` (0: the opening) would repeat the feed or copy
@@ -108,6 +106,13 @@ class FeedMemory:
             return True
         return (len(WORD.findall(line)) >= self.rules.copy_words
                 and self.novelty.copies_line(line))
+
+
+def _tally(counts: Counter[str], key: str, sign: int) -> None:
+    """Count a key up or down; a key counted down to zero leaves (no longer remembered)."""
+    counts[key] += sign
+    if counts[key] <= 0:
+        del counts[key]
 
 
 def next_post(generator: Generator, memory: FeedMemory | None, searches: int,
