@@ -68,6 +68,7 @@ def test_fake_telegram_errors_and_updates(telegram):
     assert status == 429 and limited["parameters"] == {"retry_after": 3}
     assert telegram.messages_in(1) == []  # a failed call delivers nothing
     assert bot_api(telegram, "sendMessage", chat_id=1, text="x")[0] == 200  # once only
+    assert [c.status for c in telegram.calls_of("sendMessage")] == [429, 200]  # as answered
 
     update = telegram.send_command("/bugurt КОТ", user_id=7)
     _, got = bot_api(telegram, "getUpdates", offset=0, timeout=0)

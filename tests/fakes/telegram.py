@@ -43,6 +43,7 @@ class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    status: int = 200  # the HTTP status it was answered with (an outage's 502, a fault's)
 
 
 @dataclass
@@ -291,11 +292,12 @@ class FakeTelegram:
         """Answer one Bot API call: (HTTP status, JSON body, raw text body, or None to drop the
         connection)."""
         with self._cond:
-            if method != "getUpdates":
-                self.calls.append(Call(method, params))
-                self._cond.notify_all()
             outage = self._outage
             fault = None if outage else self._take_fault(method)
+            if method != "getUpdates":
+                status = 502 if outage else fault.status if fault else 200
+                self.calls.append(Call(method, params, status=status))
+                self._cond.notify_all()
         if outage == "hang":
             self._recovered.wait(60)
         if outage:
