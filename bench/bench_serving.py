@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 from bench.bench_generator import machine, write_section  # noqa: E402
 from bot.i18n import texts_for  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
-from tests.fakes.telegram import FakeTelegram  # noqa: E402
-from tests.pipeline import (  # noqa: E402
+from harness.fakes.telegram import FakeTelegram  # noqa: E402
+from harness.pipeline import (  # noqa: E402
     AppThread,
     ask,
     bot_config,

@@ -4,7 +4,7 @@
                                             [--no-execute]
 
 Serves ../shared/data/bugurtthread/messages-2020-2022.jsonl as the wall of `bugurt_thread`
-(tests/fakes/vk.py), runs the real `python -m scraper` against it with a temporary config,
+(harness/fakes/vk.py), runs the real `python -m scraper` against it with a temporary config,
 leaves the corpus (and its .train/.val split files) at --out, and reports how long the scrape
 took and what share of the posts the cleaner kept, with the reason each other post went.
 """
@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.db import open_database, storage_url  # noqa: E402
+from harness.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
 from scraper.clean import DROP_REASONS, build_corpus  # noqa: E402
 from scraper.store import PostStore  # noqa: E402
-from tests.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
 
 SHARED_POSTS = REPO.parent / "shared" / "data" / "bugurtthread" / "messages-2020-2022.jsonl"
 

@@ -25,7 +25,7 @@ from bench.bench_generator import machine  # noqa: E402
 from bench.bench_serving import _config, _ready, fake_telegram  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from generator.modeldir import STARTER_FILE  # noqa: E402
-from tests.pipeline import AppThread  # noqa: E402
+from harness.pipeline import AppThread  # noqa: E402
 
 
 def first_minute(folder: Path, model: Path, users: int, after: float) -> dict:

@@ -3,7 +3,7 @@
 
     nice -n 5 .venv/bin/python bench/soak.py [--minutes 30] [--model DIR]
 
-The real bot process serves the bundled model against the fake Bot API (tests/fakes): a post
+The real bot process serves the bundled model against the fake Bot API (harness/fakes): a post
 to the channel every minute (crontab `* * * * *`), and about every 2 s one of `/bugurt`,
 `/bugurt TEXT`, an inline query, or a reader's vote on a channel post, from 200 readers. RSS is
 the process's VmRSS; the target (issue 34): growth over the last 20 minutes of a 30-minute soak
@@ -30,8 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.bench_generator import machine, write_section  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram  # noqa: E402
-from tests.pipeline import bot_config, start_bot, write_config  # noqa: E402
+from harness.fakes.telegram import CHANNEL_ID, FakeTelegram  # noqa: E402
+from harness.pipeline import bot_config, start_bot, write_config  # noqa: E402
 
 SAMPLE_SECONDS = 30.0
 PRIMES = ["КОГДА ПРИШЕЛ НА ПАРУ", "ТЫ", "БАТЯ", "СОСЕД ПО ПАРТЕ", "МАГАЗИН", "ЖДУ АВТОБУС"]

@@ -16,7 +16,7 @@ import pytest
 from bench import gpu_run
 from common.corpus import format_posts, read_split, write_corpus
 from generator import modeldir
-from tests.paths import REPO
+from harness.paths import REPO
 from tests.test_generator import bugurts
 
 # What the GPU machine's python has (KINDS.md lists more; these are all the generator may need).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 
-from tests.paths import REPO
+from harness.paths import REPO
 
 PACKAGES = ("common", "scraper", "generator", "bot")
 

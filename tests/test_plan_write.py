@@ -9,7 +9,7 @@ from collections import Counter
 
 from bench import plan_corpus
 from common.corpus import parse_posts
-from tests.paths import REPO
+from harness.paths import REPO
 
 
 def test_each_line_gives_its_rarest_known_content_word():

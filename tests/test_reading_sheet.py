@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 from common.corpus import format_posts
-from tests.paths import REPO
-from tests.pipeline import made_up_bugurts
+from harness.paths import REPO
+from harness.pipeline import made_up_bugurts
 
 REAL = ["КУПИЛ ХЛЕБ\n@\nОН ЧЕРСТВЫЙ", "ПРОСНУЛСЯ\n@\nПОНЕДЕЛЬНИК", "ЗАШЕЛ В АВТОБУС\n@\nОН ПОЛНЫЙ"]
 PICK_A = ["ОБЩИЙ ПОСТ\n@\nОДИН", "ТОЛЬКО А\n@\nПЕРВЫЙ"]

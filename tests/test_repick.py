@@ -10,8 +10,8 @@ import sys
 from bench import repick
 from common.corpus import LINE_BREAK, parse_posts
 from generator.sample import Generator
-from tests.paths import REPO
-from tests.pipeline import made_up_bugurts
+from harness.paths import REPO
+from harness.pipeline import made_up_bugurts
 
 TOLERANCE = 0.02  # bits a character
 
@@ -22,7 +22,7 @@ def write_searches(path, searches: list[dict]) -> None:
 
 
 def test_a_second_model_picks_what_it_reads_best(tmp_path, bot_model):
-    # The tiny model learned made-up words of Cyrillic syllables (tests.pipeline); Latin letters
+    # The tiny model learned made-up words of Cyrillic syllables (harness.pipeline); Latin letters
     # it never read. The sampler's likelihood (as given) prefers the Latin post by a little.
     known = made_up_bugurts(1, seed=3)[0]
     foreign = "QXZ WJV QQX\n@\nZJW VQX\n@\nXXQ JJZ"
