@@ -18,12 +18,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.repick import spearman  # noqa: E402
 from bot.judgements import Judgement, load  # noqa: E402
 from bot.ranker import Ranker, fit, held_out  # noqa: E402
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation of a and b (tied values take distinct ranks)."""
+    ra, rb = (torch.tensor(x).argsort().argsort().float() for x in (a, b))
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
 
 
 def reader_orders(judged: list[Judgement], ranker: Ranker) -> dict[str, float] | None:

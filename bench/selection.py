@@ -14,8 +14,8 @@ With `--pick-of N` every search system also writes NAME-pickN.txt: each post the
 searched posts by `Generator.score`, as the channel picks among its gathered searches. Given
 several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
 largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
-NAME-searches.jsonl keeps every search (post, text, likelihood) for picking again
-(bench/repick.py).
+NAME-searches.jsonl keeps every search (post, text, likelihood), for picking again by another
+rule.
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
 """
