@@ -21,15 +21,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine, write_section  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from common.db import storage_url  # noqa: E402
 from harness import pg  # noqa: E402
 from harness.fakes.webhook import WebhookTelegram  # noqa: E402
 from harness.peers import prefill, start_webhook_bot  # noqa: E402
 from harness.pipeline import bot_config, wait_until  # noqa: E402
+from harness.report import machine, write_section  # noqa: E402
 
 READING = """
 Reading: absolute rates move with the machine's load (see the load average); the order is what

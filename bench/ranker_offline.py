@@ -2,7 +2,7 @@
 them, its pairwise accuracy and likelihood's; on the held-out posts of blind readings, Spearman
 of each one's order against the readers' mean grade.
 
-    .venv/bin/python bench/reading.py judgements --dir runs/reading --sheet W ... \
+    .venv/bin/python tools/reading.py judgements --dir runs/reading --sheet W ... \
         --out bench/readings/W/judgements.jsonl
     .venv/bin/python bench/ranker_offline.py bench/readings/*/judgements.jsonl [export.jsonl]
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from bot.judgements import Judgement, load  # noqa: E402
 from bot.ranker import Ranker, fit, held_out  # noqa: E402

@@ -21,17 +21,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.bench_generator import machine, write_section  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from harness.fakes.telegram import CHANNEL_ID, FakeTelegram  # noqa: E402
 from harness.pipeline import bot_config, start_bot, write_config  # noqa: E402
+from harness.report import machine, write_section  # noqa: E402
 
 SAMPLE_SECONDS = 30.0
 PRIMES = ["КОГДА ПРИШЕЛ НА ПАРУ", "ТЫ", "БАТЯ", "СОСЕД ПО ПАРТЕ", "МАГАЗИН", "ЖДУ АВТОБУС"]

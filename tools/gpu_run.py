@@ -1,17 +1,17 @@
 """The GPU run in one call of the device tool: train, prove resume and torchrun, pack the model.
 
 Two kinds of run. With --mixture FOLDER (ru-pretrain's .xz files), two stages: pretraining on
-the Russian mixture, then fine-tuning on --corpus, in the units of --base (bench/gpu_mix.py says
+the Russian mixture, then fine-tuning on --corpus, in the units of --base (tools/gpu_mix.py says
 each step). Without it, one stage: any `generator train` recipe on --corpus, as below.
 
 On the device machine (its python3 has torch, numpy, PyYAML, tqdm, sentencepiece; no venv):
 
-    python3 bench/gpu_run.py run --out "$OUT" --corpus data/gpu/corpus.txt --minutes 6.5 \
+    python3 tools/gpu_run.py run --out "$OUT" --corpus data/gpu/corpus.txt --minutes 6.5 \
         -- --layers 3 --hidden 768 ...          # the recipe: any `generator train` flags
 
 Back here, the files that came back (under the device reply's files_at) become a model directory:
 
-    .venv/bin/python bench/gpu_run.py unpack FILES_AT/model runs/gpu
+    .venv/bin/python tools/gpu_run.py unpack FILES_AT/model runs/gpu
 
 `run` does, in order, each step logged to OUT/run.log and summed up in OUT/summary.json:
 1. a 5-step tiny run in bf16; should it fail (a cuDNN without bf16 LSTMs), fp32 from then on;
@@ -93,7 +93,7 @@ def main() -> int:
 
 
 def _run_mixture(args, recipe: list[str]) -> dict:
-    from bench import gpu_mix  # noqa: PLC0415 - torch, and only for this kind of run
+    from tools import gpu_mix  # noqa: PLC0415 - torch, and only for this kind of run
 
     if recipe:
         raise SystemExit("error: with --mixture the recipe comes from the throughput probe: "

@@ -1,6 +1,6 @@
 """Build the real bugurt corpus: the shared posts served by the fake VK server, scraped for real.
 
-    .venv/bin/python bench/bugurt_corpus.py [--out data/bugurt/corpus.txt] [--jsonl FILE]
+    .venv/bin/python tools/bugurt_corpus.py [--out data/bugurt/corpus.txt] [--jsonl FILE]
                                             [--no-execute]
 
 Serves ../shared/data/bugurtthread/messages-2020-2022.jsonl as the wall of `bugurt_thread`

@@ -44,13 +44,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.gpu_run import pack, result_fields, resume_check, run_generator  # noqa: E402
 from common.corpus import format_posts, parse_posts, read_split  # noqa: E402
 from generator import modeldir  # noqa: E402
 from generator.evaluate import autocast_context, text_bpc  # noqa: E402
 from generator.model import LSTMModel, ModelConfig  # noqa: E402
 from generator.tokenizer import from_stored  # noqa: E402
 from generator.train import Streams, TrainConfig, Trainer, batch_loss  # noqa: E402
+from tools.gpu_run import pack, result_fields, resume_check, run_generator  # noqa: E402
 
 SIZES = "3x1024x400,3x768x400,2x768x400,2x512x256"  # layers x hidden x embed, largest first
 BATCH = "256x128"  # rows x TBPTT window: the single-stage GPU recipe's
