@@ -17,7 +17,7 @@ from common.corpus import format_posts, read_split, write_corpus
 from generator import modeldir
 from harness.paths import REPO
 from tests.test_generator import bugurts
-from tools import gpu_run
+from tools import gpu_steps
 
 # What the GPU machine's python has (KINDS.md lists more; these are all the generator may need).
 GPU_PACKAGES = ("torch", "numpy", "pyyaml", "tqdm", "sentencepiece")
@@ -77,7 +77,7 @@ def evaluates(model_dir: Path, text: Path, env: dict) -> float:
     done = subprocess.run([sys.executable, "-m", "generator", "eval", "--model", str(model_dir),
                            "--text", str(text)], cwd=REPO, capture_output=True, text=True,
                           timeout=120, check=True, env=env)
-    return gpu_run.result_fields(done.stdout, "bits_per_char:")["value"]
+    return gpu_steps.result_fields(done.stdout, "bits_per_char:")["value"]
 
 
 @pytest.mark.slow  # trains four tiny models in child processes
@@ -178,29 +178,29 @@ def test_gpu_run_mixture_says_what_is_missing(tmp_path):
 
 
 def test_pack_and_unpack_round_trip_a_model_larger_than_a_part(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_run, "PART_BYTES", 4000)
+    monkeypatch.setattr(gpu_steps, "PART_BYTES", 4000)
     src = tmp_path / "src"
     src.mkdir()
     (src / "model.pt").write_bytes(bytes(range(256)) * 9)  # the tar is 10 KB: 3 parts
     (src / "metrics.jsonl").write_text("{}\n")
-    written = gpu_run.pack(src, tmp_path / "parts")
+    written = gpu_steps.pack(src, tmp_path / "parts")
     assert written == ["model.tar.part00of03", "model.tar.part01of03", "model.tar.part02of03"]
     assert max((tmp_path / "parts" / n).stat().st_size for n in written) <= 4000
-    gpu_run.unpack(tmp_path / "parts", tmp_path / "joined")
+    gpu_steps.unpack(tmp_path / "parts", tmp_path / "joined")
     for name in ("model.pt", "metrics.jsonl"):
         assert (tmp_path / "joined" / name).read_bytes() == (src / name).read_bytes()
     (tmp_path / "parts" / written[1]).unlink()  # a part that did not come back
     with pytest.raises(SystemExit, match="do not make a whole model"):
-        gpu_run.unpack(tmp_path / "parts", tmp_path / "again")
+        gpu_steps.unpack(tmp_path / "parts", tmp_path / "again")
 
 
 def test_pack_refuses_a_model_the_device_tool_cannot_return(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_run, "PART_BYTES", 100)
+    monkeypatch.setattr(gpu_steps, "PART_BYTES", 100)
     src = tmp_path / "src"
     src.mkdir()
     (src / "model.pt").write_bytes(bytes(1000))  # the tar's 10 KB: > 5 parts of 100 bytes
     with pytest.raises(SystemExit, match="train a smaller model"):
-        gpu_run.pack(src, tmp_path / "parts")
+        gpu_steps.pack(src, tmp_path / "parts")
 
 
 @pytest.mark.slow  # starts two worker processes, each importing torch

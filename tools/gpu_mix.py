@@ -5,7 +5,7 @@ Each step is timed in OUT/summary.json, which is rewritten after every step (a c
 still returns what was done), and logged to OUT/run.log:
 1. bf16: an LSTM forward and backward under bf16 autocast on the device, against fp32; where it
    fails, both stages train in fp32 (--no-bf16); the torch, CUDA and cuDNN versions are reported;
-2. the resume check of gpu_run.py, in a thread beside step 3 (waited for RESUME_SECONDS at most);
+2. the resume check of gpu_steps.py, in a thread beside step 3 (waited for RESUME_SECONDS at most);
 3. the mixture: ru-pretrain upper-cased plus the bugurt training posts repeated (`mixture`),
    tokenized by the base's units in parallel processes;
 4. the recipe: a throughput probe of each size in turn, largest first, taking the first whose
@@ -16,7 +16,7 @@ still returns what was done), and logged to OUT/run.log:
    train` would spend minutes building a novelty index of 84M characters that nothing reads;
 6. stage two: `generator train --init-from` stage one on the bugurt corpus for the rest;
 7. bits per character on the bugurt validation split of the result and of the base;
-8. the result exported with bf16 weights and packed into OUT/model (gpu_run.pack);
+8. the result exported with bf16 weights and packed into OUT/model (gpu_steps.pack);
 9. `generator feed` of the result into OUT/feed.txt (last: the model is back even if it runs out).
 """
 
@@ -50,7 +50,7 @@ from generator.evaluate import autocast_context, text_bpc  # noqa: E402
 from generator.model import LSTMModel, ModelConfig  # noqa: E402
 from generator.tokenizer import from_stored  # noqa: E402
 from generator.train import Streams, TrainConfig, Trainer, batch_loss  # noqa: E402
-from tools.gpu_run import pack, result_fields, resume_check, run_generator  # noqa: E402
+from tools.gpu_steps import pack, result_fields, resume_check, run_generator  # noqa: E402
 
 SIZES = "3x1024x400,3x768x400,2x768x400,2x512x256"  # layers x hidden x embed, largest first
 BATCH = "256x128"  # rows x TBPTT window: the single-stage GPU recipe's
