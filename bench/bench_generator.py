@@ -34,9 +34,9 @@ from generator.model import FastLSTM, LSTMModel, ModelConfig  # noqa: E402
 from generator.modeldir import load_model  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.vocab import END, UNK  # noqa: E402
+from harness.paths import SHARED_DATA  # noqa: E402
 from harness.report import machine, write_section  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
 COMMAND = "    .venv/bin/python bench/bench_generator.py "
 
 
@@ -284,7 +284,7 @@ def _interpolated(model_dir: str, corpus: Path, order: int) -> tuple[float, ...]
 # ----- tiny shakespeare -----
 def shakespeare(args) -> None:
     where = machine()  # the load average before the run
-    source = SHARED / "tinyshakespeare" / "input.txt"
+    source = SHARED_DATA / "tinyshakespeare" / "input.txt"
     if not source.exists():
         print(f"skip: {source} not found (shared data is present in CI only)")
         return

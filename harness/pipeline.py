@@ -30,9 +30,8 @@ from common.corpus import write_corpus
 from harness.fakes.telegram import FakeTelegram
 from harness.fakes.vk import TOKEN as VK_TOKEN
 from harness.fakes.vk import FakeVk, items_from_jsonl, make_item
-from harness.paths import REPO, SHARED_DATA
+from harness.paths import REAL_WALL, REPO
 
-REAL_WALL = SHARED_DATA / "bugurtthread" / "messages-2020-2022.jsonl"
 POST_COMMUNITY = 4242  # vk.post_community: the bot publishes to the wall of -4242
 CHANNEL = "@neurobugurt_e2e"
 ADMIN, READER, OTHER = 11, 22, 33

@@ -24,15 +24,14 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.db import open_database, storage_url  # noqa: E402
 from harness.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
+from harness.paths import REAL_WALL  # noqa: E402
 from scraper.clean import DROP_REASONS, build_corpus  # noqa: E402
 from scraper.store import PostStore  # noqa: E402
-
-SHARED_POSTS = REPO.parent / "shared" / "data" / "bugurtthread" / "messages-2020-2022.jsonl"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jsonl", type=Path, default=SHARED_POSTS)
+    parser.add_argument("--jsonl", type=Path, default=REAL_WALL)
     parser.add_argument("--out", type=Path, default=Path("data/bugurt/corpus.txt"))
     parser.add_argument(
         "--no-execute", action="store_true",
