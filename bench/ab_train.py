@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench_generator import machine  # noqa: E402
-from gpu_run import result_fields  # noqa: E402
+from harness.report import machine  # noqa: E402
+from tools.gpu_steps import result_fields  # noqa: E402
 
 NGRAM13_BPC = 2.2557  # character 13-gram Kneser–Ney on data/bugurt's validation split
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import re
 import subprocess
 import sys
 import time
@@ -26,36 +25,19 @@ import torch
 from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from bench.ngram import corpus_bpc, kneser_ney_probs  # noqa: E402
 from common.atomic import write_text_atomic  # noqa: E402
 from common.corpus import format_posts, parse_posts  # noqa: E402
 from generator.model import FastLSTM, LSTMModel, ModelConfig  # noqa: E402
 from generator.modeldir import load_model  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.vocab import END, UNK  # noqa: E402
+from harness.paths import SHARED_DATA  # noqa: E402
+from harness.report import machine, write_section  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
-REPORT = REPO / "BENCHMARKS.md"
 COMMAND = "    .venv/bin/python bench/bench_generator.py "
-
-
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section between <!-- name --> markers of BENCHMARKS.md."""
-    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Benchmarks\n"
-    block = f"<!-- {name} -->\n{body.strip()}\n<!-- /{name} -->"
-    pattern = re.compile(f"<!-- {name} -->.*?<!-- /{name} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
-    write_text_atomic(REPORT, text)
-    print(body)
-
-
-def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "?")
-    amx = "AMX" if "amx_bf16" in Path("/proc/cpuinfo").read_text() else "no AMX"
-    return (f"{cpu} ({amx}), torch {torch.__version__}, torch threads: {torch.get_num_threads()}, "
-            f"load average {open('/proc/loadavg').read().split()[0]} at start")
 
 
 # ----- training speed -----
@@ -237,11 +219,8 @@ samples at its default temperature.
 def quality(args) -> None:
     corpus = Path(args.corpus)
     if not corpus.exists():
-        print(f"skip: {corpus} not found (build it with bench/bugurt_corpus.py)")
+        print(f"skip: {corpus} not found (build it with tools/bugurt_corpus.py)")
         return
-    sys.path.insert(0, str(REPO / "bench"))
-    from ngram import corpus_bpc  # noqa: PLC0415
-
     val = corpus.with_suffix(".val.txt")
     out = subprocess.run([sys.executable, "-m", "generator", "eval", "--model", args.model,
                           "--text", str(val)], cwd=REPO, capture_output=True, text=True,
@@ -275,7 +254,6 @@ alone there (λ = {mix[0]:.1f}; ratio to the n-gram {mix[1] / mix[3]:.3f}).
 def _interpolated(model_dir: str, corpus: Path, order: int) -> tuple[float, ...]:
     """(λ, mixture bpc, LSTM bpc, n-gram bpc) on the second half of the validation stream."""
     import numpy as np  # noqa: PLC0415
-    from ngram import kneser_ney_probs  # noqa: PLC0415
 
     from common.corpus import read_posts  # noqa: PLC0415
 
@@ -306,7 +284,7 @@ def _interpolated(model_dir: str, corpus: Path, order: int) -> tuple[float, ...]
 # ----- tiny shakespeare -----
 def shakespeare(args) -> None:
     where = machine()  # the load average before the run
-    source = SHARED / "tinyshakespeare" / "input.txt"
+    source = SHARED_DATA / "tinyshakespeare" / "input.txt"
     if not source.exists():
         print(f"skip: {source} not found (shared data is present in CI only)")
         return

@@ -8,7 +8,7 @@ POSTs a burst of `--requests` `/bugurt` from `--users` users (queued at once, up
 flight as Telegram's default `max_connections`) to the processes in turn. The shared pool is
 filled beforehand, so what is measured is serving (webhook, database, reply), not sampling.
 Latency: from the burst's start to each reply reaching the fake server; throughput: replies
-over the time to the last one. Needs the PostgreSQL server of tests/pg.py.
+over the time to the last one. Needs the PostgreSQL server of harness/pg.py.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine, write_section  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from common.db import storage_url  # noqa: E402
-from tests import pg  # noqa: E402
-from tests.fakes.webhook import WebhookTelegram  # noqa: E402
-from tests.peers import prefill, start_webhook_bot  # noqa: E402
-from tests.pipeline import bot_config, wait_until  # noqa: E402
+from harness import pg  # noqa: E402
+from harness.fakes.webhook import WebhookTelegram  # noqa: E402
+from harness.peers import prefill, start_webhook_bot  # noqa: E402
+from harness.pipeline import bot_config, wait_until  # noqa: E402
+from harness.report import machine, write_section  # noqa: E402
 
 READING = """
 Reading: absolute rates move with the machine's load (see the load average); the order is what

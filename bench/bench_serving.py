@@ -22,13 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine, write_section  # noqa: E402
 from bot.i18n import texts_for  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
-from tests.fakes.telegram import FakeTelegram  # noqa: E402
-from tests.pipeline import (  # noqa: E402
+from harness.fakes.telegram import FakeTelegram  # noqa: E402
+from harness.pipeline import (  # noqa: E402
     AppThread,
     ask,
     bot_config,
@@ -37,6 +36,7 @@ from tests.pipeline import (  # noqa: E402
     wait_until,
     write_config,
 )
+from harness.report import machine, write_section  # noqa: E402
 
 TODAY = {"size": 0, "channel_candidates": 0, "queue_limit": 8}  # the bot before the pool
 DB = ("data", "neurobugurt.sqlite3")

@@ -27,13 +27,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine  # noqa: E402
 from common.corpus import read_split  # noqa: E402
 from generator import feed  # noqa: E402
 from generator.feed import FeedRules  # noqa: E402
 from generator.sample import Generator  # noqa: E402
+from harness.report import machine  # noqa: E402
 
 
 def make(args) -> int:
@@ -100,7 +101,7 @@ def plot(args) -> int:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt  # noqa: PLC0415
 
-    from bench.reading import read_ratings  # noqa: PLC0415
+    from tools.reading import read_ratings  # noqa: PLC0415
 
     train, _, _ = read_split(Path(args.corpus))
     corpus_lines = {line for post in train for line in feed.lines_of(post)}

@@ -19,13 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine  # noqa: E402
 from bench.bench_serving import _config, _ready, fake_telegram  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from generator.modeldir import STARTER_FILE  # noqa: E402
-from tests.pipeline import AppThread  # noqa: E402
+from harness.pipeline import AppThread  # noqa: E402
+from harness.report import machine  # noqa: E402
 
 
 def first_minute(folder: Path, model: Path, users: int, after: float) -> dict:

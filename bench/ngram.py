@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.corpus import format_posts, read_posts, split_paths  # noqa: E402
 from generator.vocab import CharVocab  # noqa: E402

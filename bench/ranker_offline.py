@@ -2,7 +2,7 @@
 them, its pairwise accuracy and likelihood's; on the held-out posts of blind readings, Spearman
 of each one's order against the readers' mean grade.
 
-    .venv/bin/python bench/reading.py judgements --dir runs/reading --sheet W ... \
+    .venv/bin/python tools/reading.py judgements --dir runs/reading --sheet W ... \
         --out bench/readings/W/judgements.jsonl
     .venv/bin/python bench/ranker_offline.py bench/readings/*/judgements.jsonl [export.jsonl]
 
@@ -18,12 +18,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
 
-from bench.repick import spearman  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+
 from bot.judgements import Judgement, load  # noqa: E402
 from bot.ranker import Ranker, fit, held_out  # noqa: E402
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman's rank correlation of a and b (tied values take distinct ranks)."""
+    ra, rb = (torch.tensor(x).argsort().argsort().float() for x in (a, b))
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
 
 
 def reader_orders(judged: list[Judgement], ranker: Ranker) -> dict[str, float] | None:

@@ -26,12 +26,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine  # noqa: E402
 from common.corpus import LINE_BREAK  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
+from harness.report import machine  # noqa: E402
 
 
 def search_of(commit: str, folder: Path):

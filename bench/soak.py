@@ -3,7 +3,7 @@
 
     nice -n 5 .venv/bin/python bench/soak.py [--minutes 30] [--model DIR]
 
-The real bot process serves the bundled model against the fake Bot API (tests/fakes): a post
+The real bot process serves the bundled model against the fake Bot API (harness/fakes): a post
 to the channel every minute (crontab `* * * * *`), and about every 2 s one of `/bugurt`,
 `/bugurt TEXT`, an inline query, or a reader's vote on a channel post, from 200 readers. RSS is
 the process's VmRSS; the target (issue 34): growth over the last 20 minutes of a 30-minute soak
@@ -21,17 +21,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bench.bench_generator import machine, write_section  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram  # noqa: E402
-from tests.pipeline import bot_config, start_bot, write_config  # noqa: E402
+from harness.fakes.telegram import CHANNEL_ID, FakeTelegram  # noqa: E402
+from harness.pipeline import bot_config, start_bot, write_config  # noqa: E402
+from harness.report import machine, write_section  # noqa: E402
 
 SAMPLE_SECONDS = 30.0
 PRIMES = ["КОГДА ПРИШЕЛ НА ПАРУ", "ТЫ", "БАТЯ", "СОСЕД ПО ПАРТЕ", "МАГАЗИН", "ЖДУ АВТОБУС"]

@@ -1,6 +1,6 @@
 """Fixtures shared by the test files: child reaping, the tiny bot model, fake servers.
 
-Plain helpers (config builder, made-up bugurts, child processes) are in tests/pipeline.py.
+Plain helpers (config builder, made-up bugurts, child processes) are in harness/pipeline.py.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import contextlib
 import pytest
 
 from common.db import open_database
-from tests import pg, pipeline
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vk import FakeVk
+from harness import pg, pipeline
+from harness.fakes.telegram import FakeTelegram
+from harness.fakes.vk import FakeVk
 
 
 @pytest.fixture(autouse=True)
 def _reap_children():
-    """No child process started through tests.pipeline outlives its test, whatever its outcome."""
+    """No child process started through harness.pipeline outlives its test, whatever its outcome."""
     yield
     pipeline.reap()
 

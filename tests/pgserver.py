@@ -1,6 +1,6 @@
 """A private PostgreSQL server for the fault tests that restart or stop the database.
 
-The shared server on 127.0.0.1:5432 (tests/pg.py) serves every other test; restarting it would
+The shared server on 127.0.0.1:5432 (harness/pg.py) serves every other test; restarting it would
 cut them off. `PrivateServer` runs `initdb` into a temporary folder and `pg_ctl` on a free port
 with its socket in that folder, using the machine's PostgreSQL binaries (Debian's
 /usr/lib/postgresql/N/bin, or `pg_ctl` on PATH). PostgreSQL refuses to run as root, so under

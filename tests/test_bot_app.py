@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 import time
 
-from tests.fakes.telegram import BOT_USERNAME, CHANNEL_ID
-from tests.fakes.vk import FakeVk
-from tests.pipeline import ADMIN, CHANNEL, OTHER, READER, AppThread, ask, bot_config, quiet
+from harness.fakes.telegram import BOT_USERNAME, CHANNEL_ID
+from harness.fakes.vk import FakeVk
+from harness.pipeline import ADMIN, CHANNEL, OTHER, READER, AppThread, ask, bot_config, quiet
 
 
 def test_chat_commands_and_bad_input(tmp_path, bot_model, telegram):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from bot.inbox import Inbox
 from bot.leader import ProcessLife
 from common.db import Database, open_database
-from tests.pipeline import bot_config, quiet, start_bot, wait_until, write_config
+from harness.pipeline import bot_config, quiet, start_bot, wait_until, write_config
 
 
 def _body(update_id: int) -> str:

@@ -13,7 +13,7 @@ from bot.i18n import texts_for
 from bot.prime import MAX_PRIME_CHARS
 from bot.terminal import run_terminal
 from common.config import config_from_dict
-from tests.pipeline import ADMIN, AppThread, ask, bot_config
+from harness.pipeline import ADMIN, AppThread, ask, bot_config
 
 RU, EN = texts_for("ru"), texts_for("en")
 RUSSIAN, UKRAINIAN, ENGLISH, NO_CODE = 501, 502, 503, 504

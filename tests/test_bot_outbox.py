@@ -12,9 +12,9 @@ from telegram import Bot
 from bot.outbox import Outbox
 from bot.publish import TelegramChannel
 from bot.vk_wall import VkWall
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.vk import TOKEN as VK_TOKEN
-from tests.fakes.vk import FakeVk
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.vk import TOKEN as VK_TOKEN
+from harness.fakes.vk import FakeVk
 
 COMMUNITY = 4242
 

@@ -14,9 +14,9 @@ from bot.model_slot import ModelSlot
 from bot.pool import PoolStore
 from bot.settings import RuntimeSettings
 from common.db import open_database
-from tests import pg
-from tests.peers import prefill
-from tests.pipeline import AppThread, ask, bot_config, wait_until
+from harness import pg
+from harness.peers import prefill
+from harness.pipeline import AppThread, ask, bot_config, wait_until
 
 
 def test_a_model_swapped_in_by_one_process_is_served_by_the_others(database, bot_model,

@@ -22,8 +22,8 @@ from common.config import config_from_dict
 from common.db import MIGRATIONS, TYPES, open_database, storage_url
 from generator import gate
 from generator.sample import Candidate
-from tests.fakes.telegram import FakeTelegram
-from tests.pipeline import (
+from harness.fakes.telegram import FakeTelegram
+from harness.pipeline import (
     ADMIN,
     CHANNEL,
     OTHER,
@@ -35,7 +35,7 @@ from tests.pipeline import (
     wait_until,
 )
 
-EN = texts_for("en")  # the suite's Telegram users speak English (tests/fakes/telegram.py)
+EN = texts_for("en")  # the suite's Telegram users speak English (harness/fakes/telegram.py)
 
 
 def _config(tmp_path, bot_model, telegram, channel=False, **pool):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pipeline import (
+from harness.pipeline import (
     READER,
     ask,
     bot_config,

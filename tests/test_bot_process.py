@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from tests.fakes.telegram import FakeTelegram
-from tests.paths import REPO
-from tests.pipeline import bot_config, write_config
+from harness.fakes.telegram import FakeTelegram
+from harness.paths import REPO
+from harness.pipeline import bot_config, write_config
 
 pytestmark = pytest.mark.slow
 

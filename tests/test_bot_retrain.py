@@ -12,10 +12,10 @@ from bot.retrain import prune
 from common.corpus import split_paths
 from generator.evaluate import text_bpc
 from generator.modeldir import LOSS_PLOT_FILE, load_model, load_starter, loss_curves, read_metrics
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vk import TOKEN as VK_TOKEN
-from tests.fakes.vk import FakeVk, make_item
-from tests.pipeline import (
+from harness.fakes.telegram import FakeTelegram
+from harness.fakes.vk import TOKEN as VK_TOKEN
+from harness.fakes.vk import FakeVk, make_item
+from harness.pipeline import (
     ADMIN,
     TINY_TRAIN,
     AppThread,

@@ -17,8 +17,8 @@ from bot.pool import PoolStore
 from bot.review import PICK, Candidate, Decision, ReviewStore
 from common.db import open_database
 from generator.sample import Candidate as Sampled
-from tests.fakes.telegram import CHANNEL_ID, FakeTelegram
-from tests.pipeline import ADMIN, OTHER, READER, AppThread, ask, bot_config, wait_until
+from harness.fakes.telegram import CHANNEL_ID, FakeTelegram
+from harness.pipeline import ADMIN, OTHER, READER, AppThread, ask, bot_config, wait_until
 
 EDITORS = (ADMIN, OTHER)
 GATHERED = 7  # channel candidates in the pool: pages of 5 and 2

@@ -15,12 +15,12 @@ from bot import judgements
 from bot.terminal import run_terminal
 from common.config import config_from_dict
 from common.db import open_database
-from tests import pg
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.vk import FakeVk
-from tests.fakes.webhook import WebhookTelegram
-from tests.peers import start_webhook_bot
-from tests.pipeline import (
+from harness import pg
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.vk import FakeVk
+from harness.fakes.webhook import WebhookTelegram
+from harness.peers import start_webhook_bot
+from harness.pipeline import (
     ADMIN,
     OTHER,
     bot_config,

@@ -15,7 +15,7 @@ from bot.schedule import Schedule
 from bot.settings import RuntimeSettings
 from common.crontab import CrontabError, parse_crontab
 from common.db import Database, open_database
-from tests import pg
+from harness import pg
 
 EN = texts_for("en")
 

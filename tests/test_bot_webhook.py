@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tests import pg
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.webhook import WebhookTelegram, post_update
-from tests.peers import SECRET, prefill, start_webhook_bot
-from tests.pipeline import (
+from harness import pg
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.webhook import WebhookTelegram, post_update
+from harness.peers import SECRET, prefill, start_webhook_bot
+from harness.pipeline import (
     Child,
     bot_config,
     quiet,

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.corpus import format_posts, parse_posts
+from harness.paths import shared_file
 from scraper.clean import (
     DROP_REASONS,
     RawPost,
@@ -17,7 +18,6 @@ from scraper.clean import (
     dedup_key,
     is_separator,
 )
-from tests.paths import shared_file
 
 BUGURT = "ПРОСНУЛСЯ\n@\nПОШЁЛ НА РАБОТУ\n@\nСУББОТА"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR, Config, config_from_dict, load_config, require
 from common.log import RedactingFilter, redact
-from tests.paths import REPO
+from harness.paths import REPO
 
 
 def test_repository_config_yaml_loads_with_contract_defaults(monkeypatch):

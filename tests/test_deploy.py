@@ -10,7 +10,7 @@ import re
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from tests.paths import REPO
+from harness.paths import REPO
 
 
 def instructions() -> list[tuple[str, str]]:

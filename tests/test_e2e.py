@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from common.corpus import read_posts, split_paths
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.vk import TOKEN as VK_TOKEN
-from tests.pipeline import (
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.vk import TOKEN as VK_TOKEN
+from harness.pipeline import (
     ADMIN,
     POST_COMMUNITY,
     READER,

@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from tests.fakes.telegram import BOT_ID, BOT_USERNAME, FakeTelegram
-from tests.fakes.vk import OWNER_ID, TOKEN, FakeVk, make_item
+from harness.fakes.telegram import BOT_ID, BOT_USERNAME, FakeTelegram
+from harness.fakes.vk import OWNER_ID, TOKEN, FakeVk, make_item
 
 
 def post(url: str, params: dict) -> tuple[int, dict]:

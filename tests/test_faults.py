@@ -20,9 +20,9 @@ import torch
 from common.corpus import write_corpus
 from generator import modeldir
 from generator.sample import Generator
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.vk import FakeVk, make_item
-from tests.pipeline import (
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.vk import FakeVk, make_item
+from harness.pipeline import (
     ADMIN,
     Child,
     admin_post,

@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import texts_for
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.webhook import WebhookTelegram
-from tests.peers import prefill, start_webhook_bot
-from tests.pgserver import PrivateServer
-from tests.pipeline import (
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.webhook import WebhookTelegram
+from harness.peers import prefill, start_webhook_bot
+from harness.pipeline import (
     ADMIN,
     Child,
     bot_config,
@@ -32,6 +31,7 @@ from tests.pipeline import (
     rewind_posting_job,
     wait_until,
 )
+from tests.pgserver import PrivateServer
 
 pytestmark = pytest.mark.slow  # real bot processes and a real database server stopped
 

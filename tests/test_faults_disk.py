@@ -12,9 +12,9 @@ import resource
 
 import pytest
 
-from tests import pg
-from tests.fakes.telegram import FakeTelegram
-from tests.pipeline import (
+from harness import pg
+from harness.fakes.telegram import FakeTelegram
+from harness.pipeline import (
     ADMIN,
     READER,
     ask,

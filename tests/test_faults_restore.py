@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from bot.pool import PoolStore
 from common.db import open_database
-from tests.fakes.telegram import CHANNEL_ID
-from tests.peers import TEMPERATURES, prefill
+from harness.fakes.telegram import CHANNEL_ID
+from harness.peers import TEMPERATURES, prefill
+from harness.pipeline import ADMIN, OTHER, READER, AppThread, ask, bot_config, wait_until
 from tests.pgserver import PrivateServer
-from tests.pipeline import ADMIN, OTHER, READER, AppThread, ask, bot_config, wait_until
 
 POOL = 3  # ready posts per temperature: a full pool
 

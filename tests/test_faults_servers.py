@@ -10,9 +10,9 @@ import time
 import pytest
 
 from bot.i18n import texts_for
-from tests.fakes.telegram import CHANNEL_ID
-from tests.fakes.vk import FakeVk
-from tests.pipeline import (
+from harness.fakes.telegram import CHANNEL_ID
+from harness.fakes.vk import FakeVk
+from harness.pipeline import (
     READER,
     admin_post,
     integrity,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.telegram import CHANNEL_ID
-from tests.pipeline import (
+from harness.fakes.telegram import CHANNEL_ID
+from harness.pipeline import (
     ADMIN,
     TINY_TRAIN,
     AppThread,

@@ -18,7 +18,7 @@ from generator.feed import FeedMemory, FeedRules
 from generator.gate import NoveltyIndex
 from generator.sample import Candidate, Generator
 from generator.search import LineSearch, SearchConfig
-from tests.pipeline import (
+from harness.pipeline import (
     OTHER,
     READER,
     AppThread,

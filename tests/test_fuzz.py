@@ -26,9 +26,9 @@ from common.cli import UserError
 from common.config import Config, config_from_dict, load_config
 from common.corpus import read_posts, split_paths, write_corpus
 from common.db import open_database, storage_url
+from harness.fakes.vk import OWNER_ID, make_item
 from scraper.clean import build_corpus
 from scraper.store import PostStore, ScrapeState
-from tests.fakes.vk import OWNER_ID, make_item
 
 
 def fuzz(examples: int) -> settings:

@@ -31,7 +31,7 @@ from generator.train import (
     batch_loss,
 )
 from generator.vocab import END, UNK, CharVocab
-from tests.paths import REPO
+from harness.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
 TINY = dict(embed=4, hidden=5, layers=2)  # torch-rnn style sizes: N,T,D,H,V = 2,3,4,5,6

@@ -1,4 +1,4 @@
-"""bench/gpu_run.py, the one-call GPU run, at a tiny size on the CPU, in the GPU machine's python:
+"""tools/gpu_run.py, the one-call GPU run, at a tiny size on the CPU, in the GPU machine's python:
 the generator's own packages and those of torch, numpy, PyYAML, tqdm and sentencepiece only."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu_run
 from common.corpus import format_posts, read_split, write_corpus
 from generator import modeldir
-from tests.paths import REPO
+from harness.paths import REPO
 from tests.test_generator import bugurts
+from tools import gpu_steps
 
 # What the GPU machine's python has (KINDS.md lists more; these are all the generator may need).
 GPU_PACKAGES = ("torch", "numpy", "pyyaml", "tqdm", "sentencepiece")
-OURS = ("common", "generator", "bench")  # the repository's modules the run may import
+OURS = ("common", "generator", "tools")  # the repository's modules the run may import
 BUNDLE = REPO / "generator" / "bundled"
 
 
@@ -59,7 +59,7 @@ def gpu_python(tmp_path: Path) -> dict[str, str]:
 
 
 def run_gpu_run(args: list[str], env: dict, out: Path) -> dict:
-    done = subprocess.run([sys.executable, "bench/gpu_run.py", "run", "--out", str(out),
+    done = subprocess.run([sys.executable, "tools/gpu_run.py", "run", "--out", str(out),
                            "--device", "cpu", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env=env)
     log = (out / "run.log").read_text() if (out / "run.log").exists() else ""
@@ -68,7 +68,7 @@ def run_gpu_run(args: list[str], env: dict, out: Path) -> dict:
 
 
 def unpacked(out: Path, dest: Path) -> Path:
-    subprocess.run([sys.executable, "bench/gpu_run.py", "unpack", str(out / "model"), str(dest)],
+    subprocess.run([sys.executable, "tools/gpu_run.py", "unpack", str(out / "model"), str(dest)],
                    cwd=REPO, check=True, capture_output=True, timeout=60)
     return dest
 
@@ -77,7 +77,7 @@ def evaluates(model_dir: Path, text: Path, env: dict) -> float:
     done = subprocess.run([sys.executable, "-m", "generator", "eval", "--model", str(model_dir),
                            "--text", str(text)], cwd=REPO, capture_output=True, text=True,
                           timeout=120, check=True, env=env)
-    return gpu_run.result_fields(done.stdout, "bits_per_char:")["value"]
+    return gpu_steps.result_fields(done.stdout, "bits_per_char:")["value"]
 
 
 @pytest.mark.slow  # trains four tiny models in child processes
@@ -168,7 +168,7 @@ def test_gpu_run_mixture_pretrains_then_fine_tunes_in_the_bundle_units(tmp_path)
 
 
 def test_gpu_run_mixture_says_what_is_missing(tmp_path):
-    done = subprocess.run([sys.executable, "bench/gpu_run.py", "run", "--out", str(tmp_path),
+    done = subprocess.run([sys.executable, "tools/gpu_run.py", "run", "--out", str(tmp_path),
                            "--corpus", str(tmp_path / "none.txt"), "--mixture", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
@@ -178,34 +178,34 @@ def test_gpu_run_mixture_says_what_is_missing(tmp_path):
 
 
 def test_pack_and_unpack_round_trip_a_model_larger_than_a_part(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_run, "PART_BYTES", 4000)
+    monkeypatch.setattr(gpu_steps, "PART_BYTES", 4000)
     src = tmp_path / "src"
     src.mkdir()
     (src / "model.pt").write_bytes(bytes(range(256)) * 9)  # the tar is 10 KB: 3 parts
     (src / "metrics.jsonl").write_text("{}\n")
-    written = gpu_run.pack(src, tmp_path / "parts")
+    written = gpu_steps.pack(src, tmp_path / "parts")
     assert written == ["model.tar.part00of03", "model.tar.part01of03", "model.tar.part02of03"]
     assert max((tmp_path / "parts" / n).stat().st_size for n in written) <= 4000
-    gpu_run.unpack(tmp_path / "parts", tmp_path / "joined")
+    gpu_steps.unpack(tmp_path / "parts", tmp_path / "joined")
     for name in ("model.pt", "metrics.jsonl"):
         assert (tmp_path / "joined" / name).read_bytes() == (src / name).read_bytes()
     (tmp_path / "parts" / written[1]).unlink()  # a part that did not come back
     with pytest.raises(SystemExit, match="do not make a whole model"):
-        gpu_run.unpack(tmp_path / "parts", tmp_path / "again")
+        gpu_steps.unpack(tmp_path / "parts", tmp_path / "again")
 
 
 def test_pack_refuses_a_model_the_device_tool_cannot_return(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpu_run, "PART_BYTES", 100)
+    monkeypatch.setattr(gpu_steps, "PART_BYTES", 100)
     src = tmp_path / "src"
     src.mkdir()
     (src / "model.pt").write_bytes(bytes(1000))  # the tar's 10 KB: > 5 parts of 100 bytes
     with pytest.raises(SystemExit, match="train a smaller model"):
-        gpu_run.pack(src, tmp_path / "parts")
+        gpu_steps.pack(src, tmp_path / "parts")
 
 
 @pytest.mark.slow  # starts two worker processes, each importing torch
 def test_encode_parallel_gives_the_stream_of_encode_posts(monkeypatch):
-    from bench import gpu_mix
+    from tools import gpu_mix
 
     monkeypatch.setattr(gpu_mix, "POOL_MIN_CHARS", 0)  # the real mixture's size takes the pool
     vocab = modeldir.tokenizer_of(modeldir.read_model(BUNDLE), BUNDLE)
@@ -217,7 +217,7 @@ def test_encode_parallel_gives_the_stream_of_encode_posts(monkeypatch):
 def test_recipe_takes_the_largest_size_that_reads_the_mixture_and_comes_back(monkeypatch):
     import torch
 
-    from bench import gpu_mix
+    from tools import gpu_mix
 
     sizes = [gpu_mix.Size.parse("2x32x8"), gpu_mix.Size.parse("1x16x8")]
     args = (sizes, (4, 8), 50, torch.device("cpu"), False, 1.0, 10_000, 1_000, 2.5)
@@ -234,7 +234,7 @@ def test_recipe_takes_the_largest_size_that_reads_the_mixture_and_comes_back(mon
 
 
 def test_dropouts_grow_with_the_passes_to_awd_lstm_values():
-    from bench import gpu_mix
+    from tools import gpu_mix
 
     assert gpu_mix.awd_dropouts(0) == {"weight_drop": 0, "locked_dropout": 0, "embed_dropout": 0}
     assert gpu_mix.awd_dropouts(1)["weight_drop"] < gpu_mix.awd_dropouts(16.5)["weight_drop"]

@@ -15,7 +15,7 @@ from common.config import BUNDLED_MODEL_DIR
 from generator import gate, modeldir
 from generator.model import LSTMModel, ModelConfig
 from generator.sample import Generator
-from tests.paths import REPO
+from harness.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
 TINY = ModelConfig(vocab_size=6, embed=4, hidden=5, layers=2)

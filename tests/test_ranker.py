@@ -17,7 +17,7 @@ from bot.ranker import MIN_PAIRS, Ranking, fit, pairs
 from bot.review import Candidate
 from common.db import open_database
 from generator.modeldir import RANKER_FILE
-from tests.pipeline import ADMIN, AppThread, ask, run, secrets, wait_until, write_config
+from harness.pipeline import ADMIN, AppThread, ask, run, secrets, wait_until, write_config
 from tests.test_bot_review import EDITORS, _config, _gather, _pages, _post
 
 EN = texts_for("en")

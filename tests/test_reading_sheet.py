@@ -1,4 +1,4 @@
-"""bench/reading.py, the blind sheet: each distinct post read once, its rating counted for every
+"""tools/reading.py, the blind sheet: each distinct post read once, its rating counted for every
 source that picked it, and two picks compared where they differ."""
 
 from __future__ import annotations
@@ -7,9 +7,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from common.corpus import format_posts
-from tests.paths import REPO
-from tests.pipeline import made_up_bugurts
+from harness.paths import REPO
+from harness.pipeline import made_up_bugurts
 
 REAL = ["КУПИЛ ХЛЕБ\n@\nОН ЧЕРСТВЫЙ", "ПРОСНУЛСЯ\n@\nПОНЕДЕЛЬНИК", "ЗАШЕЛ В АВТОБУС\n@\nОН ПОЛНЫЙ"]
 PICK_A = ["ОБЩИЙ ПОСТ\n@\nОДИН", "ТОЛЬКО А\n@\nПЕРВЫЙ"]
@@ -17,7 +19,7 @@ PICK_B = ["ОБЩИЙ ПОСТ\n@\nОДИН", "ТОЛЬКО Б\n@\nВТОРОЙ"
 
 
 def reading(*args: str) -> str:
-    done = subprocess.run([sys.executable, "bench/reading.py", *args], cwd=REPO,
+    done = subprocess.run([sys.executable, "tools/reading.py", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -84,3 +86,12 @@ def test_a_reading_becomes_judgements_the_bot_imports_and_the_ranker_is_measured
     assert accuracy["ranker"] > 90 > accuracy["likelihood"]  # the readers follow the lines
     assert "posts)" in rows["ranker"][1]
     assert done.stdout.strip().endswith("the bot would rank by the ranker")
+
+
+def test_spearman_compares_orders_not_values():
+    from bench.ranker_offline import spearman
+
+    ranks = [1.0, 2.0, 3.0, 4.0]
+    assert spearman(ranks, [10.0, 200.0, 3000.0, 40000.0]) == pytest.approx(1.0)
+    assert spearman(ranks, [4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    assert spearman(ranks, [2.0, 1.0, 4.0, 3.0]) == pytest.approx(0.6)  # 1 - 6·4 / (4·15)

@@ -8,9 +8,9 @@ import pytest
 
 from common.config import config_from_dict
 from common.corpus import read_posts, split_paths
+from harness.fakes.vk import TOKEN, FakeVk, make_item
 from scraper.run import ScrapeOptions, scrape
 from scraper.vk import Retry, VkClient, VkError, _page
-from tests.fakes.vk import TOKEN, FakeVk, make_item
 
 # Small pages so that a 100-post wall takes several execute batches; no waiting between calls.
 FAST = ScrapeOptions(

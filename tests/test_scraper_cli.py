@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 
 from common.config import load_config
+from harness.fakes.vk import FakeVk, make_item
+from harness.pipeline import process_config, run, secrets
 from scraper.run import scrape
 from scraper.vk import VkError
-from tests.fakes.vk import FakeVk, make_item
-from tests.pipeline import process_config, run, secrets
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from bot.ratings import Ratings
 from bot.settings import RuntimeSettings
 from common.cli import UserError
 from common.db import MIGRATIONS, open_database, storage_url
+from harness import pg
+from harness.paths import REPO
 from scraper.store import PostStore, ScrapeState
-from tests import pg
-from tests.paths import REPO
 
 V3_DUMP = REPO / "tests" / "data" / "schema-v3.sql"  # a database of the SQLite-only versions
 

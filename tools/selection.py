@@ -1,8 +1,8 @@
 """Posts of each selection system, for a blind reading, with the CPU seconds each post took.
 
-    .venv/bin/python bench/selection.py --model generator/bundled --corpus data/bugurt/corpus.txt \
+    .venv/bin/python tools/selection.py --model generator/bundled --corpus data/bugurt/corpus.txt \
         -n 15 --out runs/selection [--system likelihood64 --system search ...]
-    .venv/bin/python bench/reading.py prepare --real data/bugurt/corpus.val.txt -n 15 \
+    .venv/bin/python tools/reading.py prepare --real data/bugurt/corpus.val.txt -n 15 \
         --out runs/selection/sheet --file likelihood64=runs/selection/likelihood64.txt ...
 
 Systems (each writes OUT/NAME.txt, posts blank-line separated, no tag):
@@ -14,8 +14,8 @@ With `--pick-of N` every search system also writes NAME-pickN.txt: each post the
 searched posts by `Generator.score`, as the channel picks among its gathered searches. Given
 several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
 largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
-NAME-searches.jsonl keeps every search (post, text, likelihood) for picking again
-(bench/repick.py).
+NAME-searches.jsonl keeps every search (post, text, likelihood), for picking again by another
+rule.
 CPU seconds are the process's own (time.process_time), so other load on the machine does not
 count; run it on one thread (it sets one) and name the CPU when reporting.
 """
@@ -32,13 +32,13 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_generator import machine  # noqa: E402
 from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
 from generator.gate import TAG, form_reason  # noqa: E402
 from generator.sample import Candidate, Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
+from harness.report import machine  # noqa: E402
 
 SYSTEMS = ("likelihood64", "search", "markov")
 

@@ -1,6 +1,6 @@
-"""Helpers shared by the tests (fixtures built on them are in conftest.py): a wall, made-up
-bugurts, one config builder and writer, one tiny trained model, and the real commands as child
-processes, with the secrets in their environment only.
+"""Helpers shared by the tests and the benchmarks (the tests' fixtures built on them are in
+tests/conftest.py): a wall, made-up bugurts, one config builder and writer, one tiny trained
+model, and the real commands as child processes, with the secrets in their environment only.
 
 The wall is the newest real posts of ../shared/data when it is present, else one built here
 with the same furniture (signatures, credits, hashtags, links, ads, reposts, photo-only posts).
@@ -27,12 +27,11 @@ from telegram.ext import Application
 from bot.app import build_application
 from common.config import config_from_dict
 from common.corpus import write_corpus
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.vk import TOKEN as VK_TOKEN
-from tests.fakes.vk import FakeVk, items_from_jsonl, make_item
-from tests.paths import REPO, SHARED_DATA
+from harness.fakes.telegram import FakeTelegram
+from harness.fakes.vk import TOKEN as VK_TOKEN
+from harness.fakes.vk import FakeVk, items_from_jsonl, make_item
+from harness.paths import REAL_WALL, REPO
 
-REAL_WALL = SHARED_DATA / "bugurtthread" / "messages-2020-2022.jsonl"
 POST_COMMUNITY = 4242  # vk.post_community: the bot publishes to the wall of -4242
 CHANNEL = "@neurobugurt_e2e"
 ADMIN, READER, OTHER = 11, 22, 33

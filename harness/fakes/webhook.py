@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.fakes.telegram import FakeTelegram
+from harness.fakes.telegram import FakeTelegram
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 

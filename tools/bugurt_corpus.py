@@ -1,10 +1,10 @@
 """Build the real bugurt corpus: the shared posts served by the fake VK server, scraped for real.
 
-    .venv/bin/python bench/bugurt_corpus.py [--out data/bugurt/corpus.txt] [--jsonl FILE]
+    .venv/bin/python tools/bugurt_corpus.py [--out data/bugurt/corpus.txt] [--jsonl FILE]
                                             [--no-execute]
 
 Serves ../shared/data/bugurtthread/messages-2020-2022.jsonl as the wall of `bugurt_thread`
-(tests/fakes/vk.py), runs the real `python -m scraper` against it with a temporary config,
+(harness/fakes/vk.py), runs the real `python -m scraper` against it with a temporary config,
 leaves the corpus (and its .train/.val split files) at --out, and reports how long the scrape
 took and what share of the posts the cleaner kept, with the reason each other post went.
 """
@@ -23,16 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.db import open_database, storage_url  # noqa: E402
+from harness.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
+from harness.paths import REAL_WALL  # noqa: E402
 from scraper.clean import DROP_REASONS, build_corpus  # noqa: E402
 from scraper.store import PostStore  # noqa: E402
-from tests.fakes.vk import TOKEN, FakeVk, items_from_jsonl  # noqa: E402
-
-SHARED_POSTS = REPO.parent / "shared" / "data" / "bugurtthread" / "messages-2020-2022.jsonl"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jsonl", type=Path, default=SHARED_POSTS)
+    parser.add_argument("--jsonl", type=Path, default=REAL_WALL)
     parser.add_argument("--out", type=Path, default=Path("data/bugurt/corpus.txt"))
     parser.add_argument(
         "--no-execute", action="store_true",

@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+REAL_WALL = SHARED_DATA / "bugurtthread" / "messages-2020-2022.jsonl"  # the real posts, JSONL
 
 
 def shared_file(relative: str) -> Path:

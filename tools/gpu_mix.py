@@ -5,9 +5,9 @@ Each step is timed in OUT/summary.json, which is rewritten after every step (a c
 still returns what was done), and logged to OUT/run.log:
 1. bf16: an LSTM forward and backward under bf16 autocast on the device, against fp32; where it
    fails, both stages train in fp32 (--no-bf16); the torch, CUDA and cuDNN versions are reported;
-2. the resume check of gpu_run.py, in a thread beside step 3 (waited for RESUME_SECONDS at most);
-3. the mixture: ru-pretrain upper-cased plus the bugurt training posts repeated
-   (bench/pretrain_mix.py), tokenized by the base's units in parallel processes;
+2. the resume check of gpu_steps.py, in a thread beside step 3 (waited for RESUME_SECONDS at most);
+3. the mixture: ru-pretrain upper-cased plus the bugurt training posts repeated (`mixture`),
+   tokenized by the base's units in parallel processes;
 4. the recipe: a throughput probe of each size in turn, largest first, taking the first whose
    stage one reads the mixture at least MIN_PASSES times and whose bf16 weights come back; the
    dropouts follow the passes each stage makes (awd_dropouts);
@@ -16,7 +16,7 @@ still returns what was done), and logged to OUT/run.log:
    train` would spend minutes building a novelty index of 84M characters that nothing reads;
 6. stage two: `generator train --init-from` stage one on the bugurt corpus for the rest;
 7. bits per character on the bugurt validation split of the result and of the base;
-8. the result exported with bf16 weights and packed into OUT/model (gpu_run.pack);
+8. the result exported with bf16 weights and packed into OUT/model (gpu_steps.pack);
 9. `generator feed` of the result into OUT/feed.txt (last: the model is back even if it runs out).
 """
 
@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import gc
 import json
+import lzma
 import math
 import multiprocessing
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -42,14 +44,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.gpu_run import pack, result_fields, resume_check, run_generator  # noqa: E402
-from bench.pretrain_mix import mixture  # noqa: E402
-from common.corpus import format_posts, read_split  # noqa: E402
+from common.corpus import format_posts, parse_posts, read_split  # noqa: E402
 from generator import modeldir  # noqa: E402
 from generator.evaluate import autocast_context, text_bpc  # noqa: E402
 from generator.model import LSTMModel, ModelConfig  # noqa: E402
 from generator.tokenizer import from_stored  # noqa: E402
 from generator.train import Streams, TrainConfig, Trainer, batch_loss  # noqa: E402
+from tools.gpu_steps import pack, result_fields, resume_check, run_generator  # noqa: E402
 
 SIZES = "3x1024x400,3x768x400,2x768x400,2x512x256"  # layers x hidden x embed, largest first
 BATCH = "256x128"  # rows x TBPTT window: the single-stage GPU recipe's
@@ -93,6 +94,19 @@ def awd_dropouts(passes: float) -> dict[str, float]:
 def ema_decay(steps: float) -> float:
     """An average over about a twentieth of the stage's steps (0.9 to 0.999)."""
     return round(min(0.999, max(0.9, 1 - 20 / max(steps, 1))), 4)
+
+
+def mixture(train: list[str], bugurt_repeats: int, folder: Path) -> list[str]:
+    """ru-pretrain's posts (folder's literature.txt.xz and informal.txt.xz), upper-cased as the
+    bugurts are (lower-case general units would learn two spellings of every word), and the
+    bugurt training posts repeated; shuffled with seed 0."""
+    general = []
+    for name in ("literature.txt.xz", "informal.txt.xz"):
+        with lzma.open(folder / name, "rt", encoding="utf-8") as f:
+            general += [p.upper() for p in parse_posts(f.read())]
+    mix = general + train * bugurt_repeats
+    random.Random(0).shuffle(mix)
+    return mix
 
 
 def run_mixture(out: Path, corpus: Path, pretrain: Path, base: Path, minutes: float,

@@ -16,7 +16,7 @@ marked_as_ads, post_type, text, attachments, post_source, comments, likes, repos
         vk.calls                         # [(method, params)] in arrival order
         vk.published                     # wall.post calls that created a post
 
-Run by hand: `python -m tests.fakes.vk --jsonl FILE --port P` serves the posts of a JSONL file
+Run by hand: `python -m harness.fakes.vk --jsonl FILE --port P` serves the posts of a JSONL file
 (`{"id", "date", "text"}` per line, newest last) as the wall of `bugurt_thread`.
 """
 

@@ -1,16 +1,16 @@
 """What readers judge: a blind reading sheet and its scoring, and the share of invented words.
 
-    .venv/bin/python bench/reading.py prepare --model generator/bundled [--model runs/x@0.7 ...] \
+    .venv/bin/python tools/reading.py prepare --model generator/bundled [--model runs/x@0.7 ...] \
         --real data/bugurt/corpus.val.txt -n 20 --out runs/reading
-    .venv/bin/python bench/reading.py prepare --file likelihood=picks/likelihood.txt \
+    .venv/bin/python tools/reading.py prepare --file likelihood=picks/likelihood.txt \
         --file combined=picks/combined.txt --real data/bugurt/corpus.val.txt -n 10 --out DIR
     # give runs/reading/sheet.txt (and nothing else) to a reader who is not told the sources;
     # they write runs/reading/ratings.jsonl: {"id": 7, "coherence": 1-5, "humour": 1-5,
     #                                          "readable": true|false} a line
-    .venv/bin/python bench/reading.py score --dir runs/reading
-    .venv/bin/python bench/reading.py words --model generator/bundled \
+    .venv/bin/python tools/reading.py score --dir runs/reading
+    .venv/bin/python tools/reading.py words --model generator/bundled \
         --real data/bugurt/corpus.val.txt
-    .venv/bin/python bench/reading.py judgements --dir runs/reading --sheet W \
+    .venv/bin/python tools/reading.py judgements --dir runs/reading --sheet W \
         --ratings r1=runs/reading/ratings-1.jsonl --ratings r2=... --model generator/bundled \
         --out bench/readings/W/judgements.jsonl
 
@@ -37,7 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.corpus import parse_posts  # noqa: E402
 from generator.gate import TAG  # noqa: E402

@@ -9,8 +9,8 @@ from pathlib import Path
 from bot.pool import PoolStore
 from common.db import open_database
 from generator.sample import Candidate
-from tests.fakes.webhook import WebhookTelegram
-from tests.pipeline import Child, secrets, wait_until, write_config
+from harness.fakes.webhook import WebhookTelegram
+from harness.pipeline import Child, secrets, wait_until, write_config
 
 SECRET = "webhook-SECRET_42"
 TEMPERATURES = (0.4, 0.45, 0.5)  # bot.temperatures by default

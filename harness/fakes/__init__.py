@@ -1,0 +1,1 @@
+"""Fake servers of outside services (Telegram Bot API, VK API) for offline tests and benchmarks."""

@@ -1,1 +1,0 @@
-"""Fake servers of outside services (Telegram Bot API, VK API) for offline tests."""
