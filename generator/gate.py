@@ -152,12 +152,15 @@ def form_reason(text: str) -> str | None:
     return None
 
 
-def cut_at_line(text: str) -> str:
-    """A post that hit the length cap: keep whole lines only and no trailing @."""
-    lines = text.split("\n")[:-1]  # the last line is unfinished
-    while lines and lines[-1] == SEPARATOR:
-        lines.pop()
-    return "\n".join(lines)
+def cut_at_line(text: str, keep: int = 0) -> str:
+    """A post that hit the length cap: whole lines only and no trailing @, never shorter than
+    its first `keep` characters (a user's prime, which the post must start with)."""
+    cut = text.rfind("\n", keep)  # the last line is unfinished
+    body = text[:cut] if cut >= 0 else text[:keep]
+    while body == SEPARATOR or (body.endswith("\n" + SEPARATOR)
+                                and len(body) - len(SEPARATOR) - 1 >= keep):
+        body = body[: max(0, len(body) - len(SEPARATOR) - 1)]
+    return body
 
 
 def finish(text: str) -> str:

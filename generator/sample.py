@@ -203,7 +203,7 @@ class Generator:
         texts = []
         for row in range(rows):
             text = head + self.vocab.decode(out[row, : length[row]].tolist())
-            texts.append(text if finished[row] else gate.cut_at_line(text[:MAX_CHARS]))
+            texts.append(text if finished[row] else gate.cut_at_line(text[:MAX_CHARS], len(prime)))
         return texts, mean_logp.tolist()
 
     def _fits(self, pending: list[bytes]) -> torch.Tensor:

@@ -192,6 +192,7 @@ def _stored(built) -> list[tuple]:
 @given(st.one_of(ANY_TEXT, PRIME_TEXT, st.text(max_size=600)), st.integers(1, 2**40))
 @example("Я" * 300, 1)
 @example("", 2)
+@example("Н\n@\nБШ\nЕАЕ", 1)  # its last line ran to the length cap: once cut off the prime
 def test_any_inline_query_gets_posts_or_one_short_note(runner, query, user_id):
     built, loop = runner
     before = _stored(built)

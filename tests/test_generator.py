@@ -207,6 +207,11 @@ def test_form_gate_and_line_cut():
     assert gate.form_reason("ХА\n@\nАХАХАХАХАХА") is not None
     assert gate.form_reason("@\nА\n@\nБ") is not None
     assert gate.cut_at_line("А\n@\nБ\n@\nНЕДОПИСАН") == "А\n@\nБ"
+    assert gate.cut_at_line("@\nНЕДОПИСАН") == ""
+    # a user's prime stays whole, even when its own last line never ended before the cap
+    assert gate.cut_at_line("Н\n@\nБШ\nЕАЕ НЕДОПИСАН", keep=len("Н\n@\nБШ\nЕАЕ")) == "Н\n@\nБШ\nЕАЕ"
+    assert gate.cut_at_line("ТЫ\n@\nА\n@\nНЕДО", keep=len("ТЫ\n@")) == "ТЫ\n@\nА"
+    assert gate.cut_at_line("ТЫ\n@\nНЕДО", keep=len("ТЫ\n@")) == "ТЫ\n@"
     assert gate.finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
 
 
