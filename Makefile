@@ -42,12 +42,13 @@ messages: install
 run: install
 	$(PY) -m bot
 
+# Tests run on every core (pytest-xdist): most of the slow ones wait on processes and timeouts.
 test: install-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 # The suite without the process-level tests (marked slow): under 90 s, for the edit-test loop.
 test-fast: install-dev
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 lint: install-dev
 	$(PY) -m ruff check .
