@@ -2,7 +2,7 @@
 
 Every judgement keeps these (as JSON) beside its post, so a ranker fitted later reads the same
 features the review had. `likelihood` is the model's mean log-probability per character
-(`Generator.score`); it is None for a post sampled on demand, whose score the sampler does not
+(`Candidate.likelihood`); it is None for a post sampled on demand, whose score the sampler does not
 hand back.
 """
 

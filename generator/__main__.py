@@ -23,6 +23,7 @@ from generator import modeldir, tokenizer
 from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
 from generator.plan import plan_run
+from generator.sampling import TEMPERATURE
 from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, leave_process_group
 from generator.vocab import Tokenizer
 
@@ -83,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
     s.add_argument("-n", type=int, default=1)
     s.add_argument("--temperature", type=float,
-                   help="default: the model's (0.6 for unigram units, 0.85 for characters)")
+                   help=f"default: the model's ({TEMPERATURE['unigram']:g} for unigram units, "
+                        f"{TEMPERATURE['char']:g} for characters)")
     s.add_argument("--top-k", type=int)
     s.add_argument("--top-p", type=float)
     s.add_argument("--prime", help="text the posts start with (any case)")

@@ -29,7 +29,7 @@ import torch
 from common.corpus import LINE_BREAK
 from generator import gate
 from generator.model import CellState
-from generator.sampling import draw, end_at_rate, nucleus, typical
+from generator.sampling import draw, end_at_rate, nucleus
 from generator.vocab import END
 
 Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) → refused
@@ -47,16 +47,8 @@ class SearchConfig:
     # weight of lexical cohesion, the share of lines that reuse a content word of an earlier
     # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
     cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
-    temperature: float = 0.45  # read best of 0.35/0.45/0.6/0.75 (sheets E, F: BENCHMARKS.md)
-    # the first line's temperature (None: `temperature`). Cooled, openings collapse onto the
-    # corpus's commonest (93% of the picks open with "ТЫ", real posts 25%); drawn at 1.0 they
-    # spread as real ones do (27%) but both readers of sheet P rated the posts lower (−0.28 /
-    # −0.07 against the shipped search): the stock openings carry what coherence there is
-    opening_temperature: float | None = None
+    temperature: float | None = None  # None: the model's (sampling.TEMPERATURE)
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
-    # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
-    # nearest the step's entropy, as many as hold this probability; 1.0 keeps every unit
-    typical_p: float = 1.0
     # whether the post's end is cooled like every other unit. Cooled, the line break gains on
     # the end and posts run longer (7.2–7.4 lines a post at 0.45 against 4.9–5.0, real
     # validation posts a median of 5) at 2.2× the CPU; False draws END at the model's own rate
@@ -132,6 +124,7 @@ class LineSearch:
         self.config = config or SearchConfig()
         self.lock = lock or contextlib.nullcontext()  # held for one token step at a time
         self.avoid = avoid
+        self.temperature = self.config.temperature or generator.temperature
         self.line_break = generator.vocab.encode(LINE_BREAK)
         # the separator's first token ends a line; a lone newline (a unit of its own in a
         # subword vocabulary) would make a line without @, which the gate refuses
@@ -152,12 +145,10 @@ class LineSearch:
             active = [run for run in runs if run.beams]
             if not active:
                 break
-            temperature = cfg.temperature if depth or cfg.opening_temperature is None \
-                else cfg.opening_temperature
             parents = [beam for run in active for beam in run.beams]
             owner = [i for i, run in enumerate(active) for _ in run.beams]
             with torch.inference_mode():
-                expanded = self._expand(parents, rng, depth, temperature)
+                expanded = self._expand(parents, rng, depth)
             grouped: list[list[tuple[Partial, bool]]] = [[] for _ in active]
             for parent, partial, ended in expanded:
                 grouped[owner[parent]].append((partial, ended))
@@ -174,18 +165,18 @@ class LineSearch:
                 or _repeats(line, earlier)
                 or (self.avoid is not None and self.avoid(line, depth)))
 
-    def _expand(self, beams: list[Partial], rng: torch.Generator, depth: int,
-                temperature: float) -> list[tuple[int, Partial, bool]]:
+    def _expand(self, beams: list[Partial], rng: torch.Generator,
+                depth: int) -> list[tuple[int, Partial, bool]]:
         """Every usable next line of every beam: (the beam's index, the longer partial post,
         whether it ended)."""
         k = self.config.lines_drawn
         rows = len(beams) * k
         parent = [b for b in beams for _ in range(k)]
-        state = _stack([b.state for b in parent])
+        state = CellState.stack([b.state for b in parent])
         logits = torch.cat([b.logits for b in parent])
         may_end = depth + 1 >= self.config.min_lines
         drawn, logp, last, final, final_logits = self._draw_lines(state, logits, rows, rng,
-                                                                  may_end, temperature)
+                                                                  may_end)
         out = []
         for r in range(rows):
             line = self.gen.vocab.decode(drawn[r])
@@ -193,13 +184,13 @@ class LineSearch:
                 continue
             p, end = parent[r], bool(last[r])
             chars = len(line) + (1 if end else len(LINE_BREAK))
-            out.append((r // k, Partial(p.lines + [line], _row(final, r),
+            out.append((r // k, Partial(p.lines + [line], final.row(r),
                                         final_logits[r : r + 1], p.log_likelihood + logp[r],
                                         p.chars + chars), end))
         return out
 
     def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
-                    rng: torch.Generator, may_end: bool, temperature: float):
+                    rng: torch.Generator, may_end: bool):
         """Sample one line per row. Returns the tokens of each line (line break excluded), its
         log-probability (line break or END included), whether it ended the post (None: cut at
         the length cap), and the state and logits after each row's line break."""
@@ -221,9 +212,7 @@ class LineSearch:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
             own = torch.log_softmax(logits, -1)  # the model's own (temperature 1) log-probs
-            probs = nucleus(logits / temperature, cfg.top_p)
-            if cfg.typical_p < 1.0:
-                probs = typical(probs, cfg.typical_p)
+            probs = nucleus(logits / self.temperature, cfg.top_p)
             if may_end and not cfg.cool_end:
                 probs = end_at_rate(probs, own[:, END].exp())
             token = draw(probs, rng)
@@ -238,12 +227,12 @@ class LineSearch:
                 else:
                     drawn[r].append(t)
             if closing.any():
-                _copy_rows(state, final, closing, active[closing])
+                state.copy_rows(closing, final, active[closing])
                 final_logits[active[closing]] = logits[closing]
                 going = ~closing
                 if not going.any():
                     break
-                active, logits, state = active[going], logits[going], _select(state, going)
+                active, logits, state = active[going], logits[going], state.select(going)
         # a line break of several tokens (characters): its remaining tokens are read as given
         for token_id in self.line_break[1:]:
             follow = torch.tensor([last[r] is False for r in range(rows)])
@@ -308,35 +297,3 @@ def _z(x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
     return (x - x.mean()) / x.std().clamp_min(1e-6)
 
-
-def _stack(states: list[CellState]) -> CellState:
-    """One state of len(states) rows from one-row states."""
-    first = states[0]
-    out = CellState(len(states), len(first.c), first.c[0].shape[1])
-    for layer in range(len(first.c)):
-        torch.cat([s.c[layer] for s in states], out=out.c[layer])
-    for k in range(len(first.buffers)):
-        torch.cat([s.buffers[k] for s in states], out=out.buffers[k])
-    return out
-
-
-def _row(state: CellState, r: int) -> CellState:
-    """Row r of a state as a one-row state."""
-    out = CellState(1, len(state.c), state.c[0].shape[1])
-    for mine, theirs in zip(state.c + state.buffers, out.c + out.buffers, strict=True):
-        theirs.copy_(mine[r : r + 1])
-    return out
-
-
-def _copy_rows(src: CellState, dst: CellState, rows: torch.Tensor, to: torch.Tensor) -> None:
-    """The state's `rows` (a mask of src's rows) into dst's rows `to` (indices)."""
-    for a, b in zip(src.c + src.buffers, dst.c + dst.buffers, strict=True):
-        b[to] = a[rows]
-
-
-def _select(state: CellState, rows: torch.Tensor) -> CellState:
-    """A state of the rows of `state` that the mask `rows` keeps."""
-    out = CellState(int(rows.sum()), len(state.c), state.c[0].shape[1])
-    for mine, theirs in zip(state.c + state.buffers, out.c + out.buffers, strict=True):
-        theirs.copy_(mine[rows])
-    return out

@@ -11,11 +11,13 @@ import torch
 from torch.nn import functional as F
 
 from bot.prime import unknown_chars
+from common.config import BotConfig
 from common.corpus import format_posts, parse_posts, write_corpus
 from generator import modeldir, tokenizer
 from generator.evaluate import text_bpc
 from generator.model import LSTMModel, ModelConfig
-from generator.sample import DEFAULT_TEMPERATURE, Generator
+from generator.sample import Generator
+from generator.sampling import TEMPERATURE
 from generator.tokenizer import Unigram, VocabSizeError, build, from_stored
 from generator.vocab import END, UNK, CharVocab
 from tests.test_generator import run_generator
@@ -206,9 +208,12 @@ def test_char_model_directories_read_as_before(tmp_path, bot_model):
 
 
 def test_a_sample_without_temperature_takes_the_units_default(unigram):
-    """Unigram models sample cooler than character models by default (DEFAULT_TEMPERATURE)."""
+    """Unigram models sample cooler than character models by default (sampling.TEMPERATURE),
+    at the middle of the bot's temperatures, the value it serves."""
     gen = _generator(unigram)
-    assert gen.temperature == DEFAULT_TEMPERATURE["unigram"] < DEFAULT_TEMPERATURE["char"]
+    assert gen.temperature == TEMPERATURE["unigram"] < TEMPERATURE["char"]
+    arms = sorted(BotConfig().temperatures)
+    assert arms[len(arms) // 2] == TEMPERATURE["unigram"]
     rows = [gen.sample(4, "", t, None, None, torch.Generator().manual_seed(1))[0]
             for t in (gen.temperature, 1.0)]
     assert rows[0] != rows[1]
