@@ -8,8 +8,8 @@ hand back.
 
 from __future__ import annotations
 
-from generator.gate import TAG
-from generator.search import cohesion
+from generator.tag import TAG
+from generator.words import cohesion
 
 # The features a ranker reads, in the order of its weights. The temperature is kept with each
 # judgement but not read: a blind reading's real posts have none, and the bandit's arms lie

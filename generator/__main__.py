@@ -20,8 +20,8 @@ from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, format_posts, read_split, split_paths
 from common.log import setup_logging
 from generator import modeldir, tokenizer
-from generator.gate import NoveltyIndex
 from generator.model import ModelConfig
+from generator.novelty import NoveltyIndex
 from generator.plan import plan_run
 from generator.sampling import TEMPERATURE
 from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, leave_process_group

@@ -7,7 +7,7 @@ A model directory holds:
                   directory), or {"kind": "unigram", "model": sentencepiece proto bytes};
 - `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
                   states, the same "vocab") that `train --resume` continues from exactly;
-- `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
+- `novelty.npz`   the quality gate's index of the training text (its filters: novelty.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
 - `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows;
 - `editor_ranker.json` the bot's ranker learnt from editors' and readers' judgements for this
@@ -43,8 +43,8 @@ import torch
 
 from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
-from generator.gate import NoveltyIndex
 from generator.model import LSTMModel, ModelConfig
+from generator.novelty import NoveltyIndex
 from generator.tokenizer import from_stored
 from generator.vocab import Tokenizer
 

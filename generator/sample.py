@@ -22,8 +22,10 @@ import torch
 
 from generator import gate, modeldir
 from generator.model import FastLSTM, LSTMModel
+from generator.novelty import NoveltyIndex
 from generator.sampling import TEMPERATURE, draw_cut
 from generator.search import Avoid, LineSearch, SearchConfig
+from generator.tag import finish
 from generator.vocab import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
@@ -37,7 +39,7 @@ class Candidate(NamedTuple):
 
 
 class Generator:
-    def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: gate.NoveltyIndex,
+    def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: NoveltyIndex,
                  info: dict):
         self.model, self.vocab, self.novelty = model, vocab, novelty
         # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
@@ -93,7 +95,7 @@ class Generator:
                                                 top_k, top_p) if c.text not in texts]
                 if len(found) >= n:
                     break
-        return [c._replace(text=gate.finish(c.text)) for c in self.best_first(found)]
+        return [c._replace(text=finish(c.text)) for c in self.best_first(found)]
 
     def searched(self, temperature: float | None = None, seed: int | None = None,
                  config: SearchConfig | None = None) -> Candidate | None:
@@ -112,7 +114,7 @@ class Generator:
         an on-demand request waits for one step, not a whole search."""
         config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
         found = LineSearch(self, config, lock=self._lock, avoid=avoid).posts(rng, count)
-        return [Candidate(gate.finish(text), likelihood)
+        return [Candidate(finish(text), likelihood)
                 for text, likelihood in filter(None, found)]
 
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
@@ -127,7 +129,7 @@ class Generator:
             texts, scores = self.sample(rows, prime, temperature, top_k, top_p, rng)
         passed = {}  # text → likelihood, first draw kept, in drawing order
         for text, score in zip(texts, scores, strict=True):
-            if gate.form_reason(text) is None and self.novelty.copy_reason(text) is None:
+            if gate.passes(text, self.novelty):
                 passed.setdefault(text, score)
         return [Candidate(t, s) for t, s in passed.items()]
 

@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from common.corpus import LINE_BREAK
+from common.corpus import LINE_BREAK, SEPARATOR
 from generator import gate
 from generator.model import CellState
+from generator.novelty import shingles
 from generator.sampling import draw, end_at_rate, nucleus
 from generator.vocab import END
+from generator.words import WORD, cohesion
 
 Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) → refused
 
@@ -157,11 +159,11 @@ class LineSearch:
         return [run.best(cfg.cohesion_weight) for run in runs]
 
     def _passes(self, text: str) -> bool:
-        return gate.form_reason(text) is None and self.gen.novelty.copy_reason(text) is None
+        return gate.passes(text, self.gen.novelty)
 
     def _refused(self, line: str, earlier: list[str], depth: int) -> bool:
         return (not line.strip() or "\ufffd" in line or "\n" in line
-                or len(line) > gate.MAX_LINE or line == gate.SEPARATOR
+                or len(line) > gate.MAX_LINE or line == SEPARATOR
                 or _repeats(line, earlier)
                 or (self.avoid is not None and self.avoid(line, depth)))
 
@@ -248,38 +250,11 @@ def _repeats(line: str, earlier: list[str]) -> bool:
     posts, real posts in 11%: BENCHMARKS.md)."""
     if line in earlier:
         return True
-    words = gate.WORD.findall(line)
+    words = WORD.findall(line)
     if any(a == b for a, b in zip(words, words[1:], strict=False)):
         return True
-    seen = {s for e in earlier for s in gate.shingles(e)}
-    return any(s in seen for s in gate.shingles(line))
-
-
-# Words are cut to this many letters so that inflected forms of one word match (Russian
-# endings); shorter words are mostly function words.
-STEM_LETTERS = 5
-# The commonest cut words of the bugurt validation posts that tie no line to another.
-FUNCTION_STEMS = frozenset({
-    "КОТОР", "ТОЛЬК", "ПОТОМ", "ПОСЛЕ", "ЧТОБЫ", "КОГДА", "НИЧЕГ", "БУДЕТ", "ПОЧЕМ", "МОЖЕТ",
-    "ТЕПЕР", "ЧЕРЕЗ", "СВОЕЙ", "СВОЁЙ", "СВОИМ", "КАКОЙ", "ПРОСТ", "ВМЕСТ", "ОЧЕНЬ", "ВООБЩ",
-    "ЗАЧЕМ", "ТАКОЙ", "ТАКОЕ", "ТАКАЯ", "ТАКИЕ", "ВСЕГД", "ОПЯТЬ", "СНОВА", "СРАЗУ", "КОНЕЧ",
-    "ПОКАЗ", "НАКОН", "ПОЧТИ", "ЭТОГО", "ЭТОМУ", "БОЛЬШ", "МОЖЕШ",
-})
-
-
-def _stems(line: str) -> set[str]:
-    return {w[:STEM_LETTERS] for w in gate.WORD.findall(line.upper())
-            if len(w) >= STEM_LETTERS and w.isalpha()} - FUNCTION_STEMS
-
-
-def cohesion(lines: list[str]) -> float:
-    """The share of lines after the first that reuse a content word of an earlier line."""
-    seen, linked = set(), 0
-    for i, line in enumerate(lines):
-        stems = _stems(line)
-        linked += bool(i and stems & seen)
-        seen |= stems
-    return linked / max(1, len(lines) - 1)
+    seen = {s for e in earlier for s in shingles(e)}
+    return any(s in seen for s in shingles(line))
 
 
 def _score(candidates: list[tuple[Partial, bool]], cohesion_weight: float) -> None:

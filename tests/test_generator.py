@@ -21,7 +21,9 @@ from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
 from generator.model import FastLSTM, LSTMModel, ModelConfig
 from generator.modeldir import load_model, save_model
+from generator.novelty import NoveltyIndex
 from generator.sample import Generator
+from generator.tag import finish
 from generator.train import (
     BATCH_BY_DEVICE,
     WARM_START_LR,
@@ -109,7 +111,7 @@ def overfit_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("overfit")
     trainer = _tiny_trainer(out, ["КОТ\n@\nПЕС"] * 40, max_steps=300, bf16=False)
     trainer.run()
-    modeldir.save_novelty(out, gate.NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]))
+    modeldir.save_novelty(out, NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]))
     return out
 
 
@@ -192,7 +194,7 @@ def test_export_of_a_base_keeps_the_weights_and_metrics_only(overfit_dir, tmp_pa
 
 def test_novelty_filter_rejects_copies_and_accepts_new_posts(tmp_path):
     posts = bugurts(50, seed=3) + ["ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"]
-    modeldir.save_novelty(tmp_path, gate.NoveltyIndex.build(posts))
+    modeldir.save_novelty(tmp_path, NoveltyIndex.build(posts))
     index = modeldir.load_novelty(tmp_path)
     assert index.copy_reason(posts[7]) is not None
     long_run = "ВСТАЕШЬ\n@\nИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ"
@@ -207,7 +209,15 @@ def test_form_gate_and_line_cut():
     assert gate.form_reason("ХА\n@\nАХАХАХАХАХА") is not None
     assert gate.form_reason("@\nА\n@\nБ") is not None
     assert gate.cut_at_line("А\n@\nБ\n@\nНЕДОПИСАН") == "А\n@\nБ"
-    assert gate.finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
+    assert finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
+
+
+def test_the_gate_passes_a_post_well_formed_and_new():
+    copied = "ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"
+    index = NoveltyIndex.build([copied])
+    assert gate.passes("ТЫ\n@\nЯ", index)
+    assert not gate.passes("ОДНА СТРОКА", index)  # ill-formed
+    assert not gate.passes(copied, index)  # a copy
 
 
 def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:

@@ -12,9 +12,10 @@ import torch
 from common.atomic import write_atomic, write_text_atomic
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR
-from generator import gate, modeldir
+from generator import modeldir, novelty
 from generator.model import LSTMModel, ModelConfig
 from generator.sample import Generator
+from generator.tag import TAG
 from tests.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
@@ -61,7 +62,7 @@ def test_model_round_trip_in_bf16_and_copy_of_the_extras(tmp_path):
     model = LSTMModel(TINY).eval()
     src, dst = tmp_path / "src", tmp_path / "dst"
     modeldir.save_model(src, model, "АБВГ", info={"val_bpc": 1.5}, primer=[1, 2, 0])
-    modeldir.save_novelty(src, gate.NoveltyIndex.build(POSTS))
+    modeldir.save_novelty(src, novelty.NoveltyIndex.build(POSTS))
     modeldir.append_metrics(src, {"step": 1})
     loaded, vocab, info = modeldir.load_model(src)
     x = torch.randint(0, 6, (2, 3))
@@ -122,8 +123,8 @@ def test_bad_files_raise_the_modules_own_errors(tmp_path):
 
 def older_novelty_index(model_dir) -> None:
     """A novelty.npz whose filters were built with other window sizes (another code version)."""
-    arrays = gate.NoveltyIndex.build(POSTS).to_arrays()
-    arrays["params"] = np.array([gate.SHINGLE_WORDS, gate.WINDOW * 2, gate.STRIDE])
+    arrays = novelty.NoveltyIndex.build(POSTS).to_arrays()
+    arrays["params"] = np.array([novelty.SHINGLE_WORDS, novelty.WINDOW * 2, novelty.STRIDE])
     with open(model_dir / modeldir.NOVELTY_FILE, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -132,7 +133,7 @@ def test_an_older_model_directory_is_one_clear_line_on_the_command_line(tmp_path
     old_weights, old_index = tmp_path / "old-weights", tmp_path / "old-index"
     for folder in (old_weights, old_index):
         modeldir.save_model(folder, LSTMModel(TINY), "АБВГ", info={})
-        modeldir.save_novelty(folder, gate.NoveltyIndex.build(POSTS))
+        modeldir.save_novelty(folder, novelty.NoveltyIndex.build(POSTS))
     payload = torch.load(old_weights / modeldir.MODEL_FILE, weights_only=True)
     torch.save({**payload, "version": 0}, old_weights / modeldir.MODEL_FILE)
     older_novelty_index(old_index)
@@ -160,6 +161,6 @@ def test_model_directories_written_before_the_renames_load_and_an_old_ranker_is_
     generator = Generator.load(tmp_path)
     assert isinstance(generator.model, LSTMModel) and generator.vocab.kind == "unigram"
     posts = generator.generate(n=1, seed=1, candidates=4)
-    assert len(posts) == 1 and posts[0].endswith("\n" + gate.TAG)
+    assert len(posts) == 1 and posts[0].endswith("\n" + TAG)
     modeldir.save_model(tmp_path / "new", generator.model, generator.vocab.stored(), info={})
     assert modeldir.read_model(tmp_path / "new")["format"] == bundled["format"]

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from common.corpus import LINE_BREAK
-from generator import gate, sampling
+from generator import gate, sampling, words
 from generator import search as search_module
 from generator.sample import Generator
 from generator.search import LineSearch, SearchConfig
+from generator.tag import TAG
 from generator.vocab import END
 
 torch.set_num_threads(1)
@@ -70,9 +71,9 @@ def test_cohesion_counts_lines_that_reuse_a_content_word_of_an_earlier_one():
     lines = ["ТЫ ПОКУПАЕШЬ ХОЛОДИЛЬНИК", "ПРИВОЗИШЬ ХОЛОДИЛЬНИКИ ДОМОЙ", "ПОТОМ ИДЕШЬ СПАТЬ",
              "ПОТОМ ПРИВОЗИШЬ"]
     # line 2 reuses ХОЛОД-; line 3 reuses nothing; line 4 reuses ПРИВО- (ПОТОМ ties nothing)
-    assert search_module.cohesion(lines) == pytest.approx(2 / 3)
-    assert search_module.cohesion(["ОДНА СТРОКА"]) == 0.0
-    assert search_module.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
+    assert words.cohesion(lines) == pytest.approx(2 / 3)
+    assert words.cohesion(["ОДНА СТРОКА"]) == 0.0
+    assert words.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
 
 
 def test_the_search_draws_at_its_temperature_or_else_the_models(tiny):
@@ -104,7 +105,7 @@ def test_a_model_directory_with_an_old_judge_still_serves(bot_model, tmp_path):
     made = [gen.searched(seed=seed, config=SearchConfig(lines_drawn=6, beam=2))
             for seed in range(4)]
     assert any(made), "no search passed the gate on the tiny model"
-    assert all(m.text.endswith("\n" + gate.TAG) for m in made if m)
+    assert all(m.text.endswith("\n" + TAG) for m in made if m)
 
 
 def test_draw_follows_the_probabilities_and_never_draws_a_unit_of_none():
