@@ -1,6 +1,7 @@
 """`python -m generator train|sample|feed|eval|export`. Stdout carries only results: posts
 (`sample`, `feed`), `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
-`bits_per_char: …` (`eval`), which the bot's retrain parses; logs and progress go to stderr."""
+`bits_per_char: …` (`eval`, which the bot's retrain reads), both through generator/result.py;
+logs and progress go to stderr."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from generator import modeldir, tokenizer
 from generator.model import ModelConfig
 from generator.novelty import NoveltyIndex
 from generator.plan import plan_run
+from generator.result import BITS_PER_CHAR, TRAIN_SUMMARY, result_line
 from generator.sampling import TEMPERATURE
 from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, leave_process_group
 from generator.vocab import Tokenizer
@@ -165,10 +167,8 @@ def train(args, config: Config) -> int:
     summary = trainer.run()
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()
-    if rank == 0:  # the last stdout line, which the bot's retrain and the benches read
-        print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
-              f"chars_per_sec={summary['chars_per_sec']:.1f} "
-              f"best_val_bpc={summary['best_val_bpc']:.4f}")
+    if rank == 0:  # the last stdout line, which the benchmarks read
+        print(result_line(TRAIN_SUMMARY, summary))
     return 0
 
 
@@ -261,7 +261,7 @@ def evaluate(args, config: Config) -> int:
     if not text:
         raise UserError(f"--text {path} is empty: pass a corpus file with posts")
     model, vocab, _ = modeldir.load_model(_model_dir(args, config))
-    print(f"bits_per_char: {text_bpc(model, vocab, text):.6f}")
+    print(result_line(BITS_PER_CHAR, {BITS_PER_CHAR: text_bpc(model, vocab, text)}))
     return 0
 
 

@@ -9,7 +9,7 @@ A model directory holds:
                   states, the same "vocab") that `train --resume` continues from exactly;
 - `novelty.npz`   the quality gate's index of the training text (its filters: novelty.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
-- `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows;
+- `loss.png`      the picture of those metrics (loss_plot.py) that the bot's /retrain shows;
 - `editor_ranker.json` the bot's ranker learnt from editors' and readers' judgements for this
                   model (bot/ranker.py: its weights and held-out accuracy), when one was fitted.
 - `starter.txt`   a starter feed: posts `generator feed --save` made for this model, in the
@@ -233,41 +233,6 @@ def _step_of(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return math.inf
-
-
-def loss_curves(model_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-    """{"train": …, "validation": …}: (characters trained, bits per character) points of the
-    metrics. Lines written before the trainer logged `train_bpc` (their `train_loss` was nats
-    per token, another unit) give no training point."""
-    records = read_metrics(model_dir)
-    return {name: [(r["chars"], r[key]) for r in records if r.get(key) is not None]
-            for name, key in (("train", "train_bpc"), ("validation", "val_bpc"))}
-
-
-def plot_losses(model_dir: str | os.PathLike) -> Path | None:
-    """loss.png: `loss_curves` drawn on one axis; None (nothing written) with no points."""
-    # Imported here: only a retrain draws, and matplotlib would slow every `sample` start.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    curves = loss_curves(model_dir)
-    if not any(curves.values()):
-        return None
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for (name, points), style in zip(curves.items(), ({"linewidth": 1, "marker": "."},
-                                                      {"marker": "o"}), strict=True):
-        if points:
-            ax.plot(*zip(*points, strict=True), label=name, **style)
-    ax.set_xlabel("characters trained")
-    ax.set_ylabel("bits per character")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(model_dir) / LOSS_PLOT_FILE
-    write_atomic(path, lambda fh: fig.savefig(fh, format="png"))
-    return path
 
 
 # ----- the directory as a whole -----

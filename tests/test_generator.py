@@ -16,7 +16,7 @@ from common.atomic import write_text_atomic
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR
 from common.corpus import format_posts, read_split, split_posts, write_corpus
-from generator import gate, modeldir
+from generator import gate, modeldir, result
 from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
 from generator.model import FastLSTM, LSTMModel, ModelConfig
@@ -160,6 +160,20 @@ def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
         load_model(tmp_path)
     with pytest.raises(UserError, match="not found"):
         Generator.load(tmp_path / "missing")
+
+
+def test_result_lines_read_back_as_written_in_the_contracts_words():
+    summary = {"chars": 44900352, "seconds": 6600.2691, "chars_per_sec": 6802.81,
+               "best_val_bpc": 2.24141, "steps": 7}  # steps: not part of the line
+    line = result.result_line(result.TRAIN_SUMMARY, summary)
+    assert line == ("train_summary: chars=44900352 seconds=6600.269 chars_per_sec=6802.8 "
+                    "best_val_bpc=2.2414")
+    assert result.read_result(f"{line}\nlater noise", result.TRAIN_SUMMARY) == {
+        "chars": 44900352, "seconds": 6600.269, "chars_per_sec": 6802.8, "best_val_bpc": 2.2414}
+    bpc = result.result_line(result.BITS_PER_CHAR, {result.BITS_PER_CHAR: 2.0307201})
+    assert bpc == "bits_per_char: 2.030720"
+    assert result.read_result(bpc, result.BITS_PER_CHAR) == {result.BITS_PER_CHAR: 2.03072}
+    assert result.read_result("no result here", result.BITS_PER_CHAR) == {}
 
 
 @pytest.mark.slow  # runs python -m generator
