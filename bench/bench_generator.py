@@ -34,7 +34,7 @@ from generator.model import FastLSTM, LSTMModel, ModelConfig  # noqa: E402
 from generator.modeldir import load_model  # noqa: E402
 from generator.result import BITS_PER_CHAR, TRAIN_SUMMARY, read_result  # noqa: E402
 from generator.sample import Generator  # noqa: E402
-from generator.vocab import END, UNK  # noqa: E402
+from generator.tokenizer import END, UNK  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 REPORT = REPO / "BENCHMARKS.md"

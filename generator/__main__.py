@@ -20,14 +20,15 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, format_posts, read_split, split_paths
 from common.log import setup_logging
-from generator import modeldir, tokenizer
+from generator import modeldir
 from generator.model import ModelConfig
 from generator.novelty import NoveltyIndex
-from generator.plan import plan_run
+from generator.plan import KINDS, plan_run
 from generator.result import BITS_PER_CHAR, TRAIN_SUMMARY, result_line
 from generator.sampling import TEMPERATURE
+from generator.tokenizer import Tokenizer
 from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, leave_process_group
-from generator.vocab import Tokenizer
+from generator.unigram import DEFAULT_VOCAB_SIZE
 
 log = logging.getLogger("generator")
 
@@ -62,13 +63,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="start from the weights of this model directory (a new run: fresh "
                         f"optimizer and schedule, --lr {WARM_START_LR:g} unless given; the "
                         "corpus may add or drop characters; a subword model keeps its units)")
-    t.add_argument("--tokenizer", choices=tokenizer.KINDS,
+    t.add_argument("--tokenizer", choices=KINDS,
                    help="units the model reads and writes: sentencepiece unigram subwords "
                         "learned from the training posts (the default: 0.15 bpc ahead of "
                         "characters at equal compute, BENCHMARKS.md) or characters")
     t.add_argument("--vocab-size", type=int,
                    help=f"subword units of --tokenizer unigram (default "
-                        f"{tokenizer.DEFAULT_VOCAB_SIZE})")
+                        f"{DEFAULT_VOCAB_SIZE})")
     for f in fields(ModelConfig):
         if f.name == "vocab_size":
             continue

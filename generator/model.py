@@ -1,5 +1,5 @@
 """The language model: token embedding → multi-layer LSTM → linear over the vocabulary (subword
-units or characters, generator/vocab.py), plus a fast inference cell.
+units or characters, generator/tokenizer.py), plus a fast inference cell.
 
 Training uses `nn.LSTM` (oneDNN on CPU, cuDNN on CUDA), which is fast on whole sequences; the
 AWD-LSTM regularisers (generator/regularize.py) keep those kernels. Sampling feeds one token

@@ -21,8 +21,8 @@ both removed when blind readings found they did not pay) is ignored.
 
 Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
 never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).
-The .pt files are dicts tagged with FORMAT and VERSION and always load on CPU. A new kind of file
-(a tokenizer, a second model) gets its name and its save/load pair here, beside these.
+The .pt files are dicts tagged with FORMAT (or OLD_FORMAT) and VERSION and always load on CPU.
+A new kind of file (a second model) gets its name and its save/load pair here, beside these.
 
 Problems with a directory raise `ModelDirError`; it is a `UserError` because the fix is the
 user's (train, retrain, point elsewhere), so every command's `run_cli`, the bot's start-up
@@ -45,12 +45,14 @@ from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
 from generator.model import LSTMModel, ModelConfig
 from generator.novelty import NoveltyIndex
-from generator.tokenizer import from_stored
-from generator.vocab import Tokenizer
+from generator.tokenizer import CharVocab, Tokenizer
+from generator.unigram import Unigram
 
-# The tag of every .pt file. It says "char" from when every model read characters; it stays, so
-# that every model directory written since (the bundled one included) still loads.
-FORMAT = "neurobugurt-char-lstm"
+# The tag of every .pt file written now. Files tagged OLD_FORMAT, written when every model read
+# characters (the bundled model among them, a subword model), load as well: the payload is the
+# same, only the name was wrong.
+FORMAT = "neurobugurt-lstm"
+OLD_FORMAT = "neurobugurt-char-lstm"
 VERSION = 1
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -105,10 +107,20 @@ def load_model(model_dir: str | os.PathLike) -> tuple[LSTMModel, Tokenizer, dict
     return model, tokenizer, info
 
 
+def tokenizer_from(stored: str | dict) -> Tokenizer:
+    """The tokenizer of model.pt / checkpoint.pt's "vocab" (Tokenizer.stored); ValueError
+    for another form."""
+    if isinstance(stored, str):  # every char model directory since the first
+        return CharVocab(stored)
+    if isinstance(stored, dict) and stored.get("kind") == "unigram":
+        return Unigram(stored["model"])
+    raise ValueError(f"unknown tokenizer {str(stored)[:60]}")
+
+
 def tokenizer_of(payload: dict, path: str | os.PathLike) -> Tokenizer:
     """The tokenizer of a loaded model.pt or checkpoint.pt (`path`, for the error)."""
     try:
-        return from_stored(payload["vocab"])
+        return tokenizer_from(payload["vocab"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: a bad proto
         raise ModelFormatError(f"{path} holds no readable tokenizer ({_reason(exc)}): "
                                "retrain the model") from None
@@ -266,7 +278,7 @@ def _load_pt(path: Path) -> dict:
             f"{path} is truncated or not a neurobugurt model file ({_reason(exc)}): "
             "retrain it or restore it from git"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, OLD_FORMAT):
         raise ModelFormatError(
             f"{path} is not a neurobugurt model file: point to a model directory")
     if payload.get("version") != VERSION:

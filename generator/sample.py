@@ -1,7 +1,7 @@
 """`Generator`: a model directory loaded once; draws candidates, gates them, returns posts.
 
 Candidates are sampled side by side as one batch through `FastLSTM` (the hand-written cell over
-the trained weights), token by token (characters or subword units, vocab.Tokenizer), each until
+the trained weights), token by token (characters or subword units, tokenizer.Tokenizer), each until
 the end-of-post symbol or the MAX_CHARS cap (then cut at a line boundary). A prime is read up to
 its last token boundary the model may continue (Tokenizer.heal); its tail is then spelt by the
 first sampled tokens, constrained to those that fit it. Candidates that pass the quality gate
@@ -26,7 +26,7 @@ from generator.novelty import NoveltyIndex
 from generator.sampling import TEMPERATURE, draw_cut
 from generator.search import Avoid, LineSearch, SearchConfig
 from generator.tag import finish
-from generator.vocab import END, UNK, Tokenizer
+from generator.tokenizer import END, UNK, Tokenizer
 
 MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from generator.vocab import END
+from generator.tokenizer import END
 
 # The temperature a model is sampled at when its caller gives none, by the units it writes: the
 # middle of the bot's temperatures (config `bot.temperatures`, the arms its ratings choose among),

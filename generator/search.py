@@ -31,7 +31,7 @@ from generator import gate
 from generator.model import CellState
 from generator.novelty import shingles
 from generator.sampling import draw, end_at_rate, nucleus
-from generator.vocab import END
+from generator.tokenizer import END
 from generator.words import WORD, cohesion
 
 Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) → refused

@@ -24,6 +24,7 @@ from generator.modeldir import load_model, save_model
 from generator.novelty import NoveltyIndex
 from generator.sample import Generator
 from generator.tag import finish
+from generator.tokenizer import END, UNK, CharVocab
 from generator.train import (
     BATCH_BY_DEVICE,
     WARM_START_LR,
@@ -32,7 +33,6 @@ from generator.train import (
     Trainer,
     batch_loss,
 )
-from generator.vocab import END, UNK, CharVocab
 from tests.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine

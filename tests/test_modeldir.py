@@ -151,10 +151,11 @@ def test_an_older_model_directory_is_one_clear_line_on_the_command_line(tmp_path
 
 def test_model_directories_written_before_the_renames_load_and_an_old_ranker_is_ignored(
         tmp_path):
-    """The bundled model was written when the class was CharLSTM and directories could hold a
-    ranker.pt: it loads and samples, with such a file beside it too."""
+    """The bundled model was written when the class was CharLSTM, the format tag said "char"
+    and directories could hold a ranker.pt: it loads and samples, with such a file beside it
+    too; saved again, it takes today's tag."""
     bundled = modeldir.read_model(BUNDLED_MODEL_DIR)
-    assert bundled["format"] == modeldir.FORMAT == "neurobugurt-char-lstm"
+    assert bundled["format"] == modeldir.OLD_FORMAT == "neurobugurt-char-lstm"
     for name in (modeldir.MODEL_FILE, modeldir.NOVELTY_FILE):
         (tmp_path / name).symlink_to(BUNDLED_MODEL_DIR / name)
     (tmp_path / "ranker.pt").write_bytes(b"an n-gram ranker of an older version")
@@ -163,4 +164,20 @@ def test_model_directories_written_before_the_renames_load_and_an_old_ranker_is_
     posts = generator.generate(n=1, seed=1, candidates=4)
     assert len(posts) == 1 and posts[0].endswith("\n" + TAG)
     modeldir.save_model(tmp_path / "new", generator.model, generator.vocab.stored(), info={})
-    assert modeldir.read_model(tmp_path / "new")["format"] == bundled["format"]
+    assert modeldir.read_model(tmp_path / "new")["format"] == modeldir.FORMAT == "neurobugurt-lstm"
+
+
+def test_a_model_and_checkpoint_saved_with_the_old_format_tag_load_and_sample(tmp_path, bot_model):
+    """Files tagged "neurobugurt-char-lstm" (every model directory written before the tag was
+    corrected) serve and resume as before."""
+    for name in (modeldir.NOVELTY_FILE, modeldir.MODEL_FILE):
+        (tmp_path / name).write_bytes((bot_model / name).read_bytes())
+    checkpoint = {"kind": "train", "version": modeldir.VERSION, "step": 3}
+    for name, payload in ((modeldir.MODEL_FILE, modeldir.read_model(tmp_path)),
+                          (modeldir.CHECKPOINT_FILE, checkpoint)):
+        payload = {**payload, "format": modeldir.OLD_FORMAT}
+        write_atomic(tmp_path / name, lambda fh, payload=payload: torch.save(payload, fh))
+    assert modeldir.read_model(tmp_path)["format"] == modeldir.OLD_FORMAT
+    assert modeldir.load_checkpoint(tmp_path)["step"] == 3
+    posts = Generator.load(tmp_path).generate(n=2, seed=1, candidates=8)
+    assert posts and all(p.endswith("\n" + TAG) for p in posts)

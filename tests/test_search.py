@@ -13,7 +13,7 @@ from generator import search as search_module
 from generator.sample import Generator
 from generator.search import LineSearch, SearchConfig
 from generator.tag import TAG
-from generator.vocab import END
+from generator.tokenizer import END
 
 torch.set_num_threads(1)
 
