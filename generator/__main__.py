@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizer", choices=KINDS,
                    help="units the model reads and writes: sentencepiece unigram subwords "
                         "learned from the training posts (the default: 0.15 bpc ahead of "
-                        "characters at equal compute, BENCHMARKS.md) or characters")
+                        "characters at equal compute, BENCHMARKS.md#decisions) or characters")
     t.add_argument("--vocab-size", type=int,
                    help=f"subword units of --tokenizer unigram (default "
                         f"{DEFAULT_VOCAB_SIZE})")

@@ -16,8 +16,7 @@ A model directory holds:
                   sample format, that a bot's pool hands out first (bot/pool.py), so that a
                   fresh bot, or a model just swapped in, has ready posts at once.
 
-A `ranker.pt` or `judge.pt` left by older versions (an n-gram ranker and a coherence judge,
-both removed when blind readings found they did not pay) is ignored.
+Any other file in a model directory is left alone and never read.
 
 Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
 never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).

@@ -28,7 +28,7 @@ from generator.search import Avoid, LineSearch, SearchConfig
 from generator.tag import finish
 from generator.tokenizer import END, UNK, Tokenizer
 
-MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
+MAX_CHARS = 500  # characters: hard cap of one post (the original project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
 NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) floats, 16 MB at 4k
 
@@ -59,8 +59,7 @@ class Generator:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Generator:
-        """The model of a directory (any other file in it, such as an old ranker.pt or
-        judge.pt, is not read)."""
+        """The model of a directory: its model.pt and novelty.npz (no other file is read)."""
         # One character step is a handful of small products: a second thread only adds
         # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
         torch.set_num_threads(1)

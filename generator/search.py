@@ -7,13 +7,11 @@ model ends the posts. A continuation's score is the z-score, among the continuat
 step, of
 - fluency: the post's mean log-likelihood per character so far (the model's own view), plus
 - `cohesion_weight` × the share of its lines that reuse a content word of an earlier line,
-so neither term's scale decides alone. (A coherence judge trained on corrupted real posts was a
-third term until blind readings found it did not pay: BENCHMARKS.md, sheets P and Q.) The
-opening lines are kept as drawn (`beam` distinct ones): chosen by likelihood, nearly every post
-opened with the corpus's commonest line. Lines that repeat the post (`_repeats`), hold the
-unknown symbol or run over MAX_LINE characters are dropped; a post may end only after
-`min_lines` lines (its end drawn at the model's own rate, `cool_end`), and finished posts pass
-the same quality gate as sampled ones.
+so neither term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
+ones): chosen by likelihood, nearly every post would open with the corpus's commonest line.
+Lines that repeat the post (`_repeats`), hold the unknown symbol or run over MAX_LINE characters
+are dropped; a post may end only after `min_lines` lines (its end drawn at the model's own rate,
+`cool_end`), and finished posts pass the same quality gate as sampled ones.
 """
 
 from __future__ import annotations
@@ -40,22 +38,22 @@ Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) �
 @dataclass
 class SearchConfig:
     # continuations sampled from each kept post at every line: 8 × 4 cost 0.45 CPU s a search
-    # on the bundle (AMX Xeon, bench/search_speed.py; 9.9 s when first measured, on an AVX2
-    # EPYC with the judge and torch.multinomial: BENCHMARKS.md)
+    # on the bundle (AMX Xeon, bench/search_speed.py)
     lines_drawn: int = 8
     beam: int = 4  # partial posts kept after every line
     min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
     max_lines: int = 14
-    # weight of lexical cohesion, the share of lines that reuse a content word of an earlier
-    # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
-    cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
+    # weight of lexical cohesion (words.cohesion: the share of lines that reuse a content word
+    # of an earlier line; real posts 0.28, the search without it 0.08) beside fluency, both
+    # z-scored; chosen by a blind reading (BENCHMARKS.md#decisions)
+    cohesion_weight: float = 1.0
     temperature: float | None = None  # None: the model's (sampling.TEMPERATURE)
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
     # whether the post's end is cooled like every other unit. Cooled, the line break gains on
     # the end and posts run longer (7.2–7.4 lines a post at 0.45 against 4.9–5.0, real
     # validation posts a median of 5) at 2.2× the CPU; False draws END at the model's own rate
-    # (temperature 1) and cools only the choice among the rest. Four readers on two sheets: the
-    # same coherence (−0.01 on average; sheets J, K in BENCHMARKS.md)
+    # (temperature 1) and cools only the choice among the rest, which blind readers rated as
+    # coherent at less than half the CPU (BENCHMARKS.md#decisions)
     cool_end: bool = False
 
 
@@ -246,8 +244,8 @@ class LineSearch:
 
 def _repeats(line: str, earlier: list[str]) -> bool:
     """Whether a line repeats the post: an earlier line again, a word twice in a row, or a
-    three-word phrase of an earlier line (the likelihood's picks repeated themselves in 27% of
-    posts, real posts in 11%: BENCHMARKS.md)."""
+    three-word phrase of an earlier line (without this rule the likelihood's picks repeated
+    themselves in 27% of posts, real posts do in 11%)."""
     if line in earlier:
         return True
     words = WORD.findall(line)

@@ -5,7 +5,7 @@ comes back exactly and the post stream keeps the character stream's shape:
 - identity normalisation, no dummy prefix, no whitespace folding: decode(encode(post)) == post;
 - the `@` line separator "\\n@\\n" and "\\n" are user-defined symbols: a piece never spans a
   line, and a separator is one token (4k units: 2.78 characters a token, against 2.49 when it
-  took three: bench/tokenizer_bench.py); pieces split at spaces (sentencepiece's `▁WORD`);
+  took three); pieces split at spaces (sentencepiece's `▁WORD`);
 - byte fallback: a character outside the pieces is written as its UTF-8 bytes, so any text
   encodes (UNK stays banned in sampling and never comes out of encode);
 - ids END and UNK are those of tokenizer.py (sentencepiece's eos and unk), no bos or pad.
@@ -22,7 +22,10 @@ import sentencepiece as spm
 from common.corpus import LINE_BREAK
 from generator.tokenizer import END, UNK, Tokenizer
 
-DEFAULT_VOCAB_SIZE = 4000  # the first probe; bench/tokenizer_bench.py measures 2k/4k/8k
+# Units of `--tokenizer unigram` when --vocab-size is not given: 2.78 characters a unit on the
+# validation posts (2k: 2.37, 8k: 3.16), and 8k trains at 0.78× the characters a second, its
+# output layer doubled (BENCHMARKS.md#decisions)
+DEFAULT_VOCAB_SIZE = 4000
 SPACE = "\u2581"  # sentencepiece's visible space "▁"
 # Characters rarer than this share of the training text get no piece of their own and are
 # written as UTF-8 bytes (zalgo marks, one-off emoji: tokenizer.RARE's characters).
