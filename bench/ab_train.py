@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from generator.result import BITS_PER_CHAR, TRAIN_SUMMARY, read_result  # noqa: E402
 from harness.report import machine  # noqa: E402
-from tools.gpu_steps import result_fields  # noqa: E402
 
 NGRAM13_BPC = 2.2557  # character 13-gram Kneser–Ney on data/bugurt's validation split
 
@@ -52,11 +52,11 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, (out, proc, flags) in procs.items():
         stdout, _ = proc.communicate()
-        summary = result_fields(stdout, "train_summary:")
+        summary = read_result(stdout, TRAIN_SUMMARY)
         done = subprocess.run([sys.executable, "-m", "generator", "eval", "--threads", "1",
                                "--model", str(out), "--text", str(val)], cwd=REPO,
                               capture_output=True, text=True)
-        bpc = result_fields(done.stdout, "bits_per_char:").get("value", float("nan"))
+        bpc = read_result(done.stdout, BITS_PER_CHAR).get(BITS_PER_CHAR, float("nan"))
         print(f"| {name} | `{flags or '(defaults)'}` | {summary.get('chars', 0):,.0f} "
               f"| {summary.get('chars_per_sec', 0):,.0f} | {bpc:.4f} "
               f"| {bpc / NGRAM13_BPC:.3f} |", flush=True)

@@ -32,8 +32,9 @@ from common.atomic import write_text_atomic  # noqa: E402
 from common.corpus import format_posts, parse_posts  # noqa: E402
 from generator.model import FastLSTM, LSTMModel, ModelConfig  # noqa: E402
 from generator.modeldir import load_model  # noqa: E402
+from generator.result import BITS_PER_CHAR, TRAIN_SUMMARY, read_result  # noqa: E402
 from generator.sample import Generator  # noqa: E402
-from generator.vocab import END, UNK  # noqa: E402
+from generator.tokenizer import END, UNK  # noqa: E402
 from harness.paths import SHARED_DATA  # noqa: E402
 from harness.report import machine, write_section  # noqa: E402
 
@@ -225,7 +226,7 @@ def quality(args) -> None:
     out = subprocess.run([sys.executable, "-m", "generator", "eval", "--model", args.model,
                           "--text", str(val)], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
-    lstm = float(out.strip().splitlines()[-1].split()[1])
+    lstm = read_result(out, BITS_PER_CHAR)[BITS_PER_CHAR]
     ngram = corpus_bpc(corpus, args.orders)
     best_order = min(ngram, key=ngram.get)
     mix = _interpolated(args.model, corpus, best_order)
@@ -301,7 +302,7 @@ def shakespeare(args) -> None:
            "--out", str(out), "--minutes", str(args.minutes), *args.train_args]
     summary = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
     line = summary.stdout.strip().splitlines()[-1]
-    bpc = float(line.rsplit("best_val_bpc=", 1)[1])
+    bpc = read_result(summary.stdout, TRAIN_SUMMARY)["best_val_bpc"]
     extra = " ".join(args.train_args)
     write_section("shakespeare", f"""
 ## tiny-shakespeare, first 90% train / last 10% validation, CPU

@@ -1,6 +1,6 @@
 """Character n-gram baseline: interpolated modified Kneser–Ney (Chen & Goodman), in numpy.
 
-It reads the same token stream as the LSTM (generator.vocab: END between posts, UNK for rare
+It reads the same token stream as the LSTM (generator/tokenizer.py: END between posts, UNK for rare
 characters) and reports bits per character the same way (bits of the stream over the characters
 of the text), so the two figures compare directly.
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.corpus import format_posts, read_posts, split_paths  # noqa: E402
-from generator.vocab import CharVocab  # noqa: E402
+from generator.tokenizer import CharVocab  # noqa: E402
 
 
 def _discounts(counts: np.ndarray) -> np.ndarray:

@@ -25,9 +25,9 @@ from bot import handlers
 from bot.i18n import FALLBACK, READERS, Texts, load_all
 from bot.inbox import TAKE_OVER_SECONDS, Inbox, InboxProcessor, InboxQueue
 from bot.leader import LEAD_SECONDS, ProcessLife
-from bot.publish import TelegramChannel
 from bot.review_desk import CALLBACK, TelegramDesk
 from bot.runner import Runner, menu
+from bot.telegram_channel import TelegramChannel
 from bot.wiring import build_runner, open_storage, vk_publisher
 from common.cli import UserError
 from common.config import Config, WebhookConfig, require

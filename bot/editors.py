@@ -26,7 +26,7 @@ from bot.pool import Pool
 from bot.ranker import Ranking
 from bot.review import EDIT, NONE, OPEN, PICK, TIMEOUT, Candidate, Decision, Review, ReviewStore
 from common.config import ReviewConfig
-from generator.gate import TAG, finish
+from generator.tag import TAG, finish
 
 log = logging.getLogger(__name__)
 NEXT = "next"  # the action of "the next ones"

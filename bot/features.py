@@ -2,14 +2,14 @@
 
 Every judgement keeps these (as JSON) beside its post, so a ranker fitted later reads the same
 features the review had. `likelihood` is the model's mean log-probability per character
-(`Generator.score`); it is None for a post sampled on demand, whose score the sampler does not
+(`Candidate.likelihood`); it is None for a post sampled on demand, whose score the sampler does not
 hand back.
 """
 
 from __future__ import annotations
 
-from generator.gate import TAG
-from generator.search import cohesion
+from generator.tag import TAG
+from generator.words import cohesion
 
 # The features a ranker reads, in the order of its weights. The temperature is kept with each
 # judgement but not read: a blind reading's real posts have none, and the bandit's arms lie

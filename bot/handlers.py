@@ -24,8 +24,8 @@ from telegram.ext import ContextTypes
 
 from bot.chat import Sender
 from bot.i18n import Texts, language_of, texts_for
-from bot.publish import vote_keyboard
 from bot.runner import Runner, split_command
+from bot.telegram_channel import vote_keyboard
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,10 @@
 
 Two kinds of rows (table `pool`, schema in common/db.py), each naming the model that wrote it:
 - 'reply': `pool.size` gated posts per sampling temperature. With `pool.search: lines` (the
-  default) each is the best by `Generator.score` of `pool.reply_searches` posts built line by
-  line, run side by side under the feed's memory (generator/feed.py: no line, 4-word phrase or
-  opening of the last `pool.memory` replies again, no long corpus line copied); with `whole`,
+  default) each is the best by likelihood (`Generator.best_first`) of `pool.reply_searches`
+  posts built line by line, run side by side under the feed's memory (generator/feed.py: no
+  line, 4-word phrase or opening of the last `pool.memory` replies again, no long corpus line
+  copied); with `whole`,
   the best of `pool.reply_candidates` whole samples drawn `bot.candidates` at a time.
   `/bugurt` and inline queries take them; a post is taken by the one UPDATE … RETURNING that
   marks it used (its rows picked FOR UPDATE SKIP LOCKED on PostgreSQL), so no post is handed
@@ -14,8 +15,8 @@ Two kinds of rows (table `pool`, schema in common/db.py), each naming the model 
 - 'channel': searched posts, under the channel's own memory (its published posts), until
   `pool.channel_searches` are gathered, or with `whole` every gated sample of batches until
   `pool.channel_candidates`, all at one temperature (the ratings bandit's draw); the next
-  channel post is the one of them with the highest `score` (`best_channel`), stored as
-  `Generator.score` gave it; the rest are dropped.
+  channel post is the one of them with the highest `score` (`best_channel`): the model's mean
+  log-likelihood per character; the rest are dropped.
 
 Handed-out rows are the feeds' memory: they stay while among the last `pool.memory` of their
 kind, or a day, whichever is longer, whatever model wrote them.
@@ -71,7 +72,7 @@ class PoolStore:
 
     def add(self, model_dir: str, kind: str, temperature: float, candidates: list[Candidate],
             scores: list[float], cap: int | None = None) -> int:
-        """Store candidates, best first, with their ranking scores (`Generator.score`) until
+        """Store candidates, best first, with their ranking scores (their likelihoods) until
         `cap` ready rows of their kind (replies: at their temperature) are there, counted in the
         same locked transaction as the insert, so several processes filling one pool never
         overfill it; how many were stored."""
@@ -342,7 +343,8 @@ class Pool:
             if self.slot.generator is generator:  # else swapped meanwhile: dropped
                 kept = ranked[:1] if kind == "reply" else ranked
                 cap = self.size if kind == "reply" else self.channel_candidates
-                self.store.add(model_dir, kind, temperature, kept, generator.score(kept), cap)
+                scores = [c.likelihood for c in kept]
+                self.store.add(model_dir, kind, temperature, kept, scores, cap)
         return busy * (1 - self.share) / self.share, False
 
     def _draw(self, generator: Generator, kind: str, temperature: float,

@@ -39,7 +39,9 @@ from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common.config import Config
 from common.corpus import parse_posts, split_paths
-from generator.modeldir import MODEL_FILE, plot_losses, read_metrics
+from generator.loss_plot import plot_losses
+from generator.modeldir import MODEL_FILE, read_metrics
+from generator.result import BITS_PER_CHAR, read_result
 
 log = logging.getLogger(__name__)
 SAMPLES = 3  # posts shown from the trained model at the end
@@ -293,10 +295,10 @@ class RetrainJob:
             ["generator", "eval", "--config", self.config_path, "--model", str(model_dir),
              "--text", str(val_path)]
         )
-        lines = out.strip().splitlines()
-        if not lines or not lines[-1].startswith("bits_per_char:"):
+        result = read_result(out, BITS_PER_CHAR)
+        if not result:
             raise RetrainFailed(lambda tr: tr.t("retrain.no_bpc_line", model_dir=model_dir))
-        return float(lines[-1].split(":", 1)[1])
+        return result[BITS_PER_CHAR]
 
     async def _run_child(
         self, args: list[str], timeout: float = 3600, progress: tuple | None = None

@@ -34,7 +34,8 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # longer means anything).
 RETIRED_KEYS = {
     "generator.ranker_weight": "the n-gram ranker was removed (its picks read no better than "
-                               "the likelihood's, BENCHMARKS.md); candidates rank by likelihood",
+                               "the likelihood's, BENCHMARKS.md#decisions); ready posts rank by "
+                               "likelihood",
 }
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,9 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class BotConfig:
     cooldown_seconds: float = 10.0  # per user, between two /bugurt
-    candidates: int = 16  # samples drawn per post; the quality gate keeps the best
-    # arms of the ratings bandit, around the line search's temperature (generator.search), at
-    # which blind readers rated the bundled model's searched posts best
+    candidates: int = 16  # samples drawn at a time; the most likely the gate passes wins
+    # arms of the ratings bandit, around the temperature at which blind readers rated the
+    # bundled (subword) model's searched posts best, generator/sampling.py's TEMPERATURE
     temperatures: tuple[float, ...] = (0.4, 0.45, 0.5)
     retrain_minutes: float = 15.0  # training budget of /retrain
     # /retrain fine-tunes the served model on the fresh corpus (generator train --init-from);
@@ -129,20 +130,21 @@ class PoolConfig:
     cpu_share: float = 0.5  # of one core, at most, that the pool worker keeps busy (0 < share ≤ 1)
     queue_limit: int = 64  # requests waiting for on-demand sampling before "busy" answers
     # a ready reply is the best of this many candidates, drawn bot.candidates at a time: best of
-    # 64 read at coherence 2.25-2.33 against 1.42 for best of 16 (BENCHMARKS.md)
+    # 64 read at coherence 2.25-2.33 against 1.42 for best of 16 (BENCHMARKS.md#decisions)
     reply_candidates: int = 64
     channel_candidates: int = 256  # gathered for the next channel post; the best is published
     # "lines": a ready post is built line by line (generator/search.py), which read better
-    # than best of 64 whole posts (BENCHMARKS.md); "whole": the best of reply_candidates whole
-    # posts by likelihood
+    # than best of 64 whole posts (BENCHMARKS.md#decisions); "whole": the best of
+    # reply_candidates whole posts by likelihood
     search: str = "lines"
-    # with search "lines": a ready reply is the best of this many searched posts by
-    # Generator.score. More read better on every sheet that compared them (best of 8 over one,
-    # 16 over 8, 32 over 8, 64 over 16: sheets K, O, Q, R in BENCHMARKS.md); 32 searches cost
-    # what 8 did before the search drew units without torch.multinomial
+    # with search "lines": a ready reply is the best of this many searched posts by likelihood
+    # (Generator.best_first). More read better in every blind reading that compared them (best
+    # of 8 over one, 16 and 32 over 8, 64 over 16: BENCHMARKS.md#decisions); about 15 CPU s a
+    # reply on the bundle
     reply_searches: int = 32
-    # with search "lines": searched posts gathered per channel post (about 30 CPU s on the
-    # bundle, what 32 cost before; best of 64 read above best of 16 for both readers of sheet R)
+    # with search "lines": searched posts gathered per channel post, the best by likelihood
+    # published (about 30 CPU s on the bundle; best of 64 read above best of 16 for both
+    # readers of its blind reading)
     channel_searches: int = 64
     # posts of each feed (replies, channel) remembered against repetition: a line of one of
     # them, or a 4-word phrase, is not written again (generator/feed.py); 0: no memory

@@ -1,6 +1,7 @@
 """`python -m generator train|sample|feed|eval|export`. Stdout carries only results: posts
 (`sample`, `feed`), `train_summary: chars=… seconds=… chars_per_sec=… best_val_bpc=…` (`train`) and
-`bits_per_char: …` (`eval`), which the bot's retrain parses; logs and progress go to stderr."""
+`bits_per_char: …` (`eval`, which the bot's retrain reads), both through generator/result.py;
+logs and progress go to stderr."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from common.cli import UserError, run_cli
 from common.config import Config, load_config
 from common.corpus import VAL_FRACTION, format_posts, read_split, split_paths
 from common.log import setup_logging
-from generator import modeldir, tokenizer
-from generator.gate import NoveltyIndex
+from generator import modeldir
 from generator.model import ModelConfig
-from generator.plan import plan_run
+from generator.novelty import NoveltyIndex
+from generator.plan import KINDS, plan_run
+from generator.result import BITS_PER_CHAR, TRAIN_SUMMARY, result_line
+from generator.sampling import TEMPERATURE
+from generator.tokenizer import Tokenizer
 from generator.train import WARM_START_LR, Streams, TrainConfig, Trainer, leave_process_group
-from generator.vocab import Tokenizer
+from generator.unigram import DEFAULT_VOCAB_SIZE
 
 log = logging.getLogger("generator")
 
@@ -59,13 +63,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="start from the weights of this model directory (a new run: fresh "
                         f"optimizer and schedule, --lr {WARM_START_LR:g} unless given; the "
                         "corpus may add or drop characters; a subword model keeps its units)")
-    t.add_argument("--tokenizer", choices=tokenizer.KINDS,
+    t.add_argument("--tokenizer", choices=KINDS,
                    help="units the model reads and writes: sentencepiece unigram subwords "
                         "learned from the training posts (the default: 0.15 bpc ahead of "
-                        "characters at equal compute, BENCHMARKS.md) or characters")
+                        "characters at equal compute, BENCHMARKS.md#decisions) or characters")
     t.add_argument("--vocab-size", type=int,
                    help=f"subword units of --tokenizer unigram (default "
-                        f"{tokenizer.DEFAULT_VOCAB_SIZE})")
+                        f"{DEFAULT_VOCAB_SIZE})")
     for f in fields(ModelConfig):
         if f.name == "vocab_size":
             continue
@@ -83,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="model directory (default: generator.model_dir)")
     s.add_argument("-n", type=int, default=1)
     s.add_argument("--temperature", type=float,
-                   help="default: the model's (0.6 for unigram units, 0.85 for characters)")
+                   help=f"default: the model's ({TEMPERATURE['unigram']:g} for unigram units, "
+                        f"{TEMPERATURE['char']:g} for characters)")
     s.add_argument("--top-k", type=int)
     s.add_argument("--top-p", type=float)
     s.add_argument("--prime", help="text the posts start with (any case)")
@@ -163,10 +168,8 @@ def train(args, config: Config) -> int:
     summary = trainer.run()
     del trainer  # its DDP wrapper holds the process group
     leave_process_group()
-    if rank == 0:  # the last stdout line, which the bot's retrain and the benches read
-        print(f"train_summary: chars={summary['chars']} seconds={summary['seconds']:.3f} "
-              f"chars_per_sec={summary['chars_per_sec']:.1f} "
-              f"best_val_bpc={summary['best_val_bpc']:.4f}")
+    if rank == 0:  # the last stdout line, which the benchmarks read
+        print(result_line(TRAIN_SUMMARY, summary))
     return 0
 
 
@@ -259,7 +262,7 @@ def evaluate(args, config: Config) -> int:
     if not text:
         raise UserError(f"--text {path} is empty: pass a corpus file with posts")
     model, vocab, _ = modeldir.load_model(_model_dir(args, config))
-    print(f"bits_per_char: {text_bpc(model, vocab, text):.6f}")
+    print(result_line(BITS_PER_CHAR, {BITS_PER_CHAR: text_bpc(model, vocab, text)}))
     return 0
 
 

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from common.corpus import parse_posts
 from generator.model import LSTMModel
-from generator.vocab import Tokenizer
+from generator.tokenizer import Tokenizer
 
 
 def autocast_context(device: torch.device, enabled: bool):

@@ -8,9 +8,9 @@ refused line is as if it had never been drawn, so the search spends its effort o
 (Penalising finished posts in the pick instead cost the pick its coherence: 2.80 → 2.47.)
 
 - **Memory**: a line of one of the last `memory` posts handed out, or a line sharing a
-  `phrase_words`-word phrase with one of them, is refused. Words are compared by their first
-  STEM_LETTERS letters, Ё read as Е, so that "ВСЕРЬЁЗ СЧИТАЕШЬ СЕБЯ ДУМЕРОМ" repeats "ВСЕРЬЕЗ
-  СЧИТАЕТ СЕБЯ ДУМЕРОМ" (Russian endings change with person and case).
+  `phrase_words`-word phrase with one of them, is refused. Words are compared by their stems
+  (words.stems: their first letters, Ё read as Е), so that "ВСЕРЬЁЗ СЧИТАЕШЬ СЕБЯ ДУМЕРОМ"
+  repeats "ВСЕРЬЕЗ СЧИТАЕТ СЕБЯ ДУМЕРОМ" (Russian endings change with person and case).
 - **Copies**: a line of at least `copy_words` words that is a line of the training corpus (the
   novelty index's line filter) is refused. Real posts copy 5.6% of their lines, nearly all of
   them of one or two words ("ПРОСЫПАЕШЬСЯ"); of 3 words or more, 1.5% (the validation split
@@ -32,9 +32,10 @@ from dataclasses import dataclass
 import torch
 
 from common.corpus import SEPARATOR
-from generator.gate import TAG, WORD, NoveltyIndex
+from generator.novelty import NoveltyIndex
 from generator.sample import Candidate, Generator
-from generator.search import STEM_LETTERS
+from generator.tag import TAG
+from generator.words import WORD, stems
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,6 @@ class FeedRules:
 def lines_of(post: str) -> list[str]:
     """The text lines of a post (without its @ separators and its tag)."""
     return [line for line in post.split("\n") if line not in (SEPARATOR, TAG) and line.strip()]
-
-
-def stems(line: str) -> list[str]:
-    """The line's words as the memory compares them: upper case, Ё as Е, cut to STEM_LETTERS."""
-    return [w[:STEM_LETTERS] for w in WORD.findall(line.upper().replace("Ё", "Е"))]
 
 
 def phrases(line: str, words: int) -> list[str]:

@@ -1,5 +1,5 @@
 """The language model: token embedding → multi-layer LSTM → linear over the vocabulary (subword
-units or characters, generator/vocab.py), plus a fast inference cell.
+units or characters, generator/tokenizer.py), plus a fast inference cell.
 
 Training uses `nn.LSTM` (oneDNN on CPU, cuDNN on CUDA), which is fast on whole sequences; the
 AWD-LSTM regularisers (generator/regularize.py) keep those kernels. Sampling feeds one token
@@ -188,6 +188,36 @@ class CellState:
         for mine, theirs in zip(self.c + self.buffers, out.c + out.buffers, strict=True):
             theirs.copy_(mine.expand_as(theirs))
         return out
+
+    @classmethod
+    def stack(cls, states: list[CellState]) -> CellState:
+        """One state of len(states) rows from one-row states."""
+        first = states[0]
+        out = cls(len(states), len(first.c), first.c[0].shape[1])
+        for layer in range(len(first.c)):
+            torch.cat([s.c[layer] for s in states], out=out.c[layer])
+        for k in range(len(first.buffers)):
+            torch.cat([s.buffers[k] for s in states], out=out.buffers[k])
+        return out
+
+    def row(self, r: int) -> CellState:
+        """Row r as a one-row state."""
+        out = CellState(1, len(self.c), self.c[0].shape[1])
+        for mine, theirs in zip(self.c + self.buffers, out.c + out.buffers, strict=True):
+            theirs.copy_(mine[r : r + 1])
+        return out
+
+    def select(self, rows: torch.Tensor) -> CellState:
+        """A state of the rows that the mask `rows` keeps."""
+        out = CellState(int(rows.sum()), len(self.c), self.c[0].shape[1])
+        for mine, theirs in zip(self.c + self.buffers, out.c + out.buffers, strict=True):
+            theirs.copy_(mine[rows])
+        return out
+
+    def copy_rows(self, rows: torch.Tensor, dst: CellState, to: torch.Tensor) -> None:
+        """This state's `rows` (a mask) into dst's rows `to` (indices)."""
+        for a, b in zip(self.c + self.buffers, dst.c + dst.buffers, strict=True):
+            b[to] = a[rows]
 
 
 def _head_weight(sd: dict[str, torch.Tensor]) -> torch.Tensor:

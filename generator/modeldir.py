@@ -7,22 +7,21 @@ A model directory holds:
                   directory), or {"kind": "unigram", "model": sentencepiece proto bytes};
 - `checkpoint.pt` the latest full training state (weights, optimizer, step, hidden state, RNG
                   states, the same "vocab") that `train --resume` continues from exactly;
-- `novelty.npz`   the quality gate's index of the training text (the filters: gate.py);
+- `novelty.npz`   the quality gate's index of the training text (its filters: novelty.py);
 - `metrics.jsonl` training progress, one JSON object a line, appended as training goes;
-- `loss.png`      the picture of those metrics (plot_losses) that the bot's /retrain shows;
+- `loss.png`      the picture of those metrics (loss_plot.py) that the bot's /retrain shows;
 - `editor_ranker.json` the bot's ranker learnt from editors' and readers' judgements for this
                   model (bot/ranker.py: its weights and held-out accuracy), when one was fitted.
 - `starter.txt`   a starter feed: posts `generator feed --save` made for this model, in the
                   sample format, that a bot's pool hands out first (bot/pool.py), so that a
                   fresh bot, or a model just swapped in, has ready posts at once.
 
-A `ranker.pt` or `judge.pt` left by older versions (an n-gram ranker and a coherence judge,
-both removed when blind readings found they did not pay) is ignored.
+Any other file in a model directory is left alone and never read.
 
 Each file written here replaces its old version through `common.atomic.write_atomic`, so a crash
 never leaves half of one; metrics.jsonl also grows by appends (see append_metrics).
-The .pt files are dicts tagged with FORMAT and VERSION and always load on CPU. A new kind of file
-(a tokenizer, a second model) gets its name and its save/load pair here, beside these.
+The .pt files are dicts tagged with FORMAT (or OLD_FORMAT) and VERSION and always load on CPU.
+A new kind of file (a second model) gets its name and its save/load pair here, beside these.
 
 Problems with a directory raise `ModelDirError`; it is a `UserError` because the fix is the
 user's (train, retrain, point elsewhere), so every command's `run_cli`, the bot's start-up
@@ -43,14 +42,16 @@ import torch
 
 from common.atomic import write_atomic, write_bytes_atomic, write_text_atomic
 from common.cli import UserError
-from generator.gate import NoveltyIndex
 from generator.model import LSTMModel, ModelConfig
-from generator.tokenizer import from_stored
-from generator.vocab import Tokenizer
+from generator.novelty import NoveltyIndex
+from generator.tokenizer import CharVocab, Tokenizer
+from generator.unigram import Unigram
 
-# The tag of every .pt file. It says "char" from when every model read characters; it stays, so
-# that every model directory written since (the bundled one included) still loads.
-FORMAT = "neurobugurt-char-lstm"
+# The tag of every .pt file written now. Files tagged OLD_FORMAT, written when every model read
+# characters (the bundled model among them, a subword model), load as well: the payload is the
+# same, only the name was wrong.
+FORMAT = "neurobugurt-lstm"
+OLD_FORMAT = "neurobugurt-char-lstm"
 VERSION = 1
 MODEL_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -105,10 +106,20 @@ def load_model(model_dir: str | os.PathLike) -> tuple[LSTMModel, Tokenizer, dict
     return model, tokenizer, info
 
 
+def tokenizer_from(stored: str | dict) -> Tokenizer:
+    """The tokenizer of model.pt / checkpoint.pt's "vocab" (Tokenizer.stored); ValueError
+    for another form."""
+    if isinstance(stored, str):  # every char model directory since the first
+        return CharVocab(stored)
+    if isinstance(stored, dict) and stored.get("kind") == "unigram":
+        return Unigram(stored["model"])
+    raise ValueError(f"unknown tokenizer {str(stored)[:60]}")
+
+
 def tokenizer_of(payload: dict, path: str | os.PathLike) -> Tokenizer:
     """The tokenizer of a loaded model.pt or checkpoint.pt (`path`, for the error)."""
     try:
-        return from_stored(payload["vocab"])
+        return tokenizer_from(payload["vocab"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: a bad proto
         raise ModelFormatError(f"{path} holds no readable tokenizer ({_reason(exc)}): "
                                "retrain the model") from None
@@ -235,41 +246,6 @@ def _step_of(line: str) -> float:
         return math.inf
 
 
-def loss_curves(model_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-    """{"train": …, "validation": …}: (characters trained, bits per character) points of the
-    metrics. Lines written before the trainer logged `train_bpc` (their `train_loss` was nats
-    per token, another unit) give no training point."""
-    records = read_metrics(model_dir)
-    return {name: [(r["chars"], r[key]) for r in records if r.get(key) is not None]
-            for name, key in (("train", "train_bpc"), ("validation", "val_bpc"))}
-
-
-def plot_losses(model_dir: str | os.PathLike) -> Path | None:
-    """loss.png: `loss_curves` drawn on one axis; None (nothing written) with no points."""
-    # Imported here: only a retrain draws, and matplotlib would slow every `sample` start.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    curves = loss_curves(model_dir)
-    if not any(curves.values()):
-        return None
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for (name, points), style in zip(curves.items(), ({"linewidth": 1, "marker": "."},
-                                                      {"marker": "o"}), strict=True):
-        if points:
-            ax.plot(*zip(*points, strict=True), label=name, **style)
-    ax.set_xlabel("characters trained")
-    ax.set_ylabel("bits per character")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(model_dir) / LOSS_PLOT_FILE
-    write_atomic(path, lambda fh: fig.savefig(fh, format="png"))
-    return path
-
-
 # ----- the directory as a whole -----
 SERVING_EXTRAS = (NOVELTY_FILE, METRICS_FILE, STARTER_FILE)
 BASE_EXTRAS = (METRICS_FILE,)  # a base is fine-tuned from, never served: no novelty index
@@ -301,7 +277,7 @@ def _load_pt(path: Path) -> dict:
             f"{path} is truncated or not a neurobugurt model file ({_reason(exc)}): "
             "retrain it or restore it from git"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, OLD_FORMAT):
         raise ModelFormatError(
             f"{path} is not a neurobugurt model file: point to a model directory")
     if payload.get("version") != VERSION:

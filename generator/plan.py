@@ -21,20 +21,22 @@ from pathlib import Path
 import torch
 
 from common.cli import UserError
-from generator import modeldir, tokenizer
+from generator import modeldir
 from generator.model import ModelConfig
+from generator.tokenizer import CharVocab, Tokenizer
 from generator.train import BATCH_BY_DEVICE, WARM_START_LR, TrainConfig
-from generator.vocab import Tokenizer
+from generator.unigram import DEFAULT_VOCAB_SIZE, Unigram, VocabSizeError
 
 log = logging.getLogger(__name__)
 # Units of a new model when --tokenizer is not given: unigram read 1.5x the characters a second
-# and was 0.148 bpc ahead of characters after 45 minutes side by side (BENCHMARKS.md).
+# and was 0.148 bpc ahead of characters after 45 minutes side by side (BENCHMARKS.md#decisions).
 DEFAULT_TOKENIZER = "unigram"
+KINDS = ("char", "unigram")  # the choices of `train --tokenizer`
 # What a new run of each unit takes for the options it is not given: (ModelConfig, TrainConfig)
 # fields. Subword models learn 4k rows, so a wider embedding tied to the output layer; and they
 # overfit the corpus within minutes on CPU (train 1.96 vs validation 2.26 bpc after 16 minutes),
-# which weight-drop and locked dropout hold off (2.20 at the same step, still falling);
-# BENCHMARKS.md "Subword units on CPU". A character model underfits: switches off (measured there).
+# which weight-drop and locked dropout hold off (2.20 at the same step, still falling), while
+# a character model underfits: they stay off (BENCHMARKS.md#decisions).
 NEW_RUN_RECIPE: dict[str, tuple[dict, dict]] = {
     "unigram": ({"embed": 256, "tie_weights": True, "weight_drop": 0.25, "locked_dropout": 0.2},
                 {"ema_decay": 0.999}),
@@ -120,11 +122,12 @@ def _build_tokenizer(args, train_posts: list[str], corpus: Path,
     if kind == "char" and args.vocab_size is not None:
         raise UserError("--vocab-size sizes --tokenizer unigram: drop it, or pass "
                         "--tokenizer unigram")
-    vocab_size = args.vocab_size or tokenizer.DEFAULT_VOCAB_SIZE
+    vocab_size = args.vocab_size or DEFAULT_VOCAB_SIZE
     started = time.perf_counter()
     try:
-        vocab = tokenizer.build(kind, train_posts, vocab_size)
-    except tokenizer.VocabSizeError as exc:
+        vocab = (CharVocab.build(train_posts) if kind == "char"
+                 else Unigram.train(train_posts, vocab_size))
+    except VocabSizeError as exc:
         raise UserError(f"cannot learn subword units from {corpus}: {exc}") from None
     log.info("%s tokenizer of %d symbols built in %.1f s", kind, len(vocab),
              time.perf_counter() - started)

@@ -1,12 +1,12 @@
 """`Generator`: a model directory loaded once; draws candidates, gates them, returns posts.
 
 Candidates are sampled side by side as one batch through `FastLSTM` (the hand-written cell over
-the trained weights), token by token (characters or subword units, vocab.Tokenizer), each until
+the trained weights), token by token (characters or subword units, tokenizer.Tokenizer), each until
 the end-of-post symbol or the MAX_CHARS cap (then cut at a line boundary). A prime is read up to
 its last token boundary the model may continue (Tokenizer.heal); its tail is then spelt by the
 first sampled tokens, constrained to those that fit it. Candidates that pass the quality gate
-(gate.py) are ranked by `Generator.score` (the model's own mean log-likelihood per character),
-and the best are returned, tagged `#neurobugurt`.
+(gate.py) are ranked by the model's own mean log-likelihood per character (`best_first`), and
+the best are returned, tagged `#neurobugurt`.
 """
 
 from __future__ import annotations
@@ -22,18 +22,15 @@ import torch
 
 from generator import gate, modeldir
 from generator.model import FastLSTM, LSTMModel
-from generator.sampling import draw, nucleus
+from generator.novelty import NoveltyIndex
+from generator.sampling import TEMPERATURE, draw_cut
 from generator.search import Avoid, LineSearch, SearchConfig
-from generator.vocab import END, UNK, Tokenizer
+from generator.tag import finish
+from generator.tokenizer import END, UNK, Tokenizer
 
-MAX_CHARS = 500  # hard cap of one post (the 2017 project's length)
+MAX_CHARS = 500  # characters: hard cap of one post (the original project's length)
 MAX_ROUNDS = 4  # batches of candidates tried before giving up on n posts
 NOISE_STEPS = 64  # steps of Gumbel noise drawn at once: (64, rows, vocab) floats, 16 MB at 4k
-# Sampling temperature when none is given, by the units the model writes. The sampler normalises
-# at every step, so a character model's ~3 steps per subword unit sharpen a word more than the
-# unit model's one: at 0.85 a 4k-unigram model invented 10.0% of its words, at 0.6 3.8%, at 0.5
-# 2.4% (real posts 2.6%; the character model 6.1% at 0.85); BENCHMARKS.md.
-DEFAULT_TEMPERATURE = {"char": 0.85, "unigram": 0.6}
 
 
 class Candidate(NamedTuple):
@@ -42,7 +39,7 @@ class Candidate(NamedTuple):
 
 
 class Generator:
-    def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: gate.NoveltyIndex,
+    def __init__(self, model: LSTMModel, vocab: Tokenizer, novelty: NoveltyIndex,
                  info: dict):
         self.model, self.vocab, self.novelty = model, vocab, novelty
         # characters each token writes, (vocab,): a UTF-8 continuation byte writes none; END
@@ -51,7 +48,7 @@ class Generator:
             sum(1 for b in piece if b & 0xC0 != 0x80) if piece else 1
             for piece in vocab.token_bytes])
         self.cell = FastLSTM(model, banned=(UNK,))  # never write the unknown symbol
-        self.temperature = DEFAULT_TEMPERATURE[vocab.kind]  # when a caller gives none
+        self.temperature = TEMPERATURE[vocab.kind]  # when a caller gives none
         self._lock = threading.Lock()
         # State after the primer (a text boundary of the training stream), shared by every sample.
         self.start_state = self.cell.zero_state(1)
@@ -62,8 +59,7 @@ class Generator:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Generator:
-        """The model of a directory (any other file in it, such as an old ranker.pt or
-        judge.pt, is not read)."""
+        """The model of a directory: its model.pt and novelty.npz (no other file is read)."""
         # One character step is a handful of small products: a second thread only adds
         # synchronisation, and on a busy machine OpenMP spin-waiting makes it several times slower.
         torch.set_num_threads(1)
@@ -86,7 +82,7 @@ class Generator:
     def ranked(self, n: int = 1, prime: str | None = None, temperature: float | None = None,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
                candidates: int = 16) -> list[Candidate]:
-        """Every gated, finished post of the rounds it took to find n, best first by `score`,
+        """Every gated, finished post of the rounds it took to find n, best first (`best_first`),
         texts tagged."""
         rng = torch.Generator().manual_seed(seed if seed is not None else secrets.randbits(63))
         temperature = self.temperature if temperature is None else temperature
@@ -98,7 +94,7 @@ class Generator:
                                                 top_k, top_p) if c.text not in texts]
                 if len(found) >= n:
                     break
-        return [c._replace(text=gate.finish(c.text)) for c in self.best_first(found)]
+        return [c._replace(text=finish(c.text)) for c in self.best_first(found)]
 
     def searched(self, temperature: float | None = None, seed: int | None = None,
                  config: SearchConfig | None = None) -> Candidate | None:
@@ -117,7 +113,7 @@ class Generator:
         an on-demand request waits for one step, not a whole search."""
         config = replace(config or SearchConfig(), temperature=temperature or self.temperature)
         found = LineSearch(self, config, lock=self._lock, avoid=avoid).posts(rng, count)
-        return [Candidate(gate.finish(text), likelihood)
+        return [Candidate(finish(text), likelihood)
                 for text, likelihood in filter(None, found)]
 
     def gated(self, rows: int, temperature: float, rng: torch.Generator, prime: str | None = None,
@@ -132,22 +128,16 @@ class Generator:
             texts, scores = self.sample(rows, prime, temperature, top_k, top_p, rng)
         passed = {}  # text → likelihood, first draw kept, in drawing order
         for text, score in zip(texts, scores, strict=True):
-            if gate.form_reason(text) is None and self.novelty.copy_reason(text) is None:
+            if gate.passes(text, self.novelty):
                 passed.setdefault(text, score)
         return [Candidate(t, s) for t, s in passed.items()]
 
-    def score(self, candidates: list[Candidate]) -> list[float]:
-        """Ranking scores of candidates of this model, higher better: the one place that says
-        which candidate is best (each /bugurt's, a pooled reply's, the channel's): the model's
-        mean log-likelihood per character. Two readers rated the best of 8 searched posts
-        below the pick by likelihood alone when a coherence judge's log-odds were added (sheet
-        N, BENCHMARKS.md); other rules (fewest lines, best worst line) read below it too (O)."""
-        return [c.likelihood for c in candidates]
-
     def best_first(self, candidates: list[Candidate]) -> list[Candidate]:
-        """Candidates sorted by `score`, best first (ties keep their order)."""
-        scores = self.score(candidates)
-        return [candidates[i] for i in sorted(range(len(candidates)), key=lambda i: -scores[i])]
+        """Candidates by the model's mean log-likelihood per character, best first (ties keep
+        their order): the one place that says which finished post is best (each /bugurt's, a
+        pooled reply's, the channel's). Blind readers rated the pick by likelihood above picks
+        that added a learnt coherence judge or other rules (BENCHMARKS.md#decisions)."""
+        return sorted(candidates, key=lambda c: -c.likelihood)
 
     def sample(self, rows: int, prime: str, temperature: float, top_k: int | None,
                top_p: float | None, rng: torch.Generator) -> tuple[list[str], list[float]]:
@@ -176,7 +166,7 @@ class Generator:
                     noise = noise.clamp_(1e-20).log_().neg_().log_().neg_().mul_(temperature)
                 torch.argmax(torch.add(logits, noise[t % NOISE_STEPS]), 1, out=out_rows[t])
             else:
-                out_rows[t].copy_(_draw(logits, temperature, top_k, top_p, rng))
+                out_rows[t].copy_(draw_cut(logits, temperature, top_k, top_p, rng))
             seen.append(logits)
             written += self.token_chars[out_rows[t]]
             if any(pending):
@@ -221,12 +211,3 @@ def _rest(pending: bytes, piece: bytes) -> bytes:
     """What of a prime tail is left to write after a token that fits it."""
     return pending[len(piece):] if pending.startswith(piece) else b""
 
-
-def _draw(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
-          rng: torch.Generator) -> torch.Tensor:
-    """One token per row from softmax(logits / T) restricted to top-k / nucleus top-p."""
-    logits = logits / temperature
-    if top_k:
-        kth = logits.topk(min(top_k, logits.shape[1]), dim=1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, -math.inf)
-    return draw(nucleus(logits, 1.0 if top_p is None else top_p), rng)

@@ -1,6 +1,7 @@
-"""Drawing one unit a row from (rows, V) logits or probabilities: the nucleus and locally typical
-cuts, the end of a post at the model's own rate, and the draw itself. The whole-post sampler
-(sample.py) and the line search (search.py) both draw through these."""
+"""Drawing one unit a row from (rows, V) logits or probabilities: the temperature a model is
+sampled at, the top-k and nucleus cuts, the end of a post at the model's own rate, and the draw
+itself. The whole-post sampler (sample.py) and the line search (search.py) both draw through
+these."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import math
 
 import torch
 
-from generator.vocab import END
+from generator.tokenizer import END
+
+# The temperature a model is sampled at when its caller gives none, by the units it writes: the
+# middle of the bot's temperatures (config `bot.temperatures`, the arms its ratings choose among),
+# where blind readers rated searched posts best. A character model reads best warmer: at each
+# step the sampler sharpens the distribution anew, and a character model takes ~3 steps where a
+# subword model takes one (BENCHMARKS.md#decisions).
+TEMPERATURE = {"char": 0.85, "unigram": 0.45}
 
 
 def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -35,20 +43,6 @@ def draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True)[:, 0]
 
 
-def typical(probs: torch.Tensor, mass: float) -> torch.Tensor:
-    """(rows, V) probabilities kept to each row's locally typical set: units ranked by how far
-    their surprisal -log p lies from the row's entropy, the nearest kept until they hold `mass`
-    (at least one unit); the rest 0. Unnormalised: `draw` takes them as they are."""
-    logp = probs.clamp_min(1e-30).log()
-    entropy = -(probs * logp).sum(-1, keepdim=True)
-    distance = (-logp - entropy).abs().masked_fill(probs == 0, math.inf)
-    sorted_distance, order = distance.sort(-1)
-    held = probs.gather(-1, order).cumsum(-1)
-    drop = held - probs.gather(-1, order) >= mass  # keep the nearest set reaching the mass
-    drop |= sorted_distance == math.inf
-    return probs.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), 0.0)
-
-
 def end_at_rate(probs: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
     """(rows, V) probabilities with END's set to `end` (rows,) and the rest rescaled to fill
     the remaining mass (probs may be unnormalised)."""
@@ -57,3 +51,14 @@ def end_at_rate(probs: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
     out = probs * ((1 - end) / rest)[:, None]
     out[:, END] = end
     return out
+
+
+def draw_cut(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+             rng: torch.Generator) -> torch.Tensor:
+    """One unit a row, (rows,), from softmax(logits / temperature) restricted to the top-k
+    units and the top-p nucleus (None: no cut)."""
+    logits = logits / temperature
+    if top_k:
+        kth = logits.topk(min(top_k, logits.shape[1]), dim=1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    return draw(nucleus(logits, 1.0 if top_p is None else top_p), rng)

@@ -7,13 +7,11 @@ model ends the posts. A continuation's score is the z-score, among the continuat
 step, of
 - fluency: the post's mean log-likelihood per character so far (the model's own view), plus
 - `cohesion_weight` × the share of its lines that reuse a content word of an earlier line,
-so neither term's scale decides alone. (A coherence judge trained on corrupted real posts was a
-third term until blind readings found it did not pay: BENCHMARKS.md, sheets P and Q.) The
-opening lines are kept as drawn (`beam` distinct ones): chosen by likelihood, nearly every post
-opened with the corpus's commonest line. Lines that repeat the post (`_repeats`), hold the
-unknown symbol or run over MAX_LINE characters are dropped; a post may end only after
-`min_lines` lines (its end drawn at the model's own rate, `cool_end`), and finished posts pass
-the same quality gate as sampled ones.
+so neither term's scale decides alone. The opening lines are kept as drawn (`beam` distinct
+ones): chosen by likelihood, nearly every post would open with the corpus's commonest line.
+Lines that repeat the post (`_repeats`), hold the unknown symbol or run over MAX_LINE characters
+are dropped; a post may end only after `min_lines` lines (its end drawn at the model's own rate,
+`cool_end`), and finished posts pass the same quality gate as sampled ones.
 """
 
 from __future__ import annotations
@@ -26,11 +24,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from common.corpus import LINE_BREAK
+from common.corpus import LINE_BREAK, SEPARATOR
 from generator import gate
 from generator.model import CellState
-from generator.sampling import draw, end_at_rate, nucleus, typical
-from generator.vocab import END
+from generator.novelty import shingles
+from generator.sampling import draw, end_at_rate, nucleus
+from generator.tokenizer import END
+from generator.words import WORD, cohesion
 
 Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) → refused
 
@@ -38,30 +38,22 @@ Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) �
 @dataclass
 class SearchConfig:
     # continuations sampled from each kept post at every line: 8 × 4 cost 0.45 CPU s a search
-    # on the bundle (AMX Xeon, bench/search_speed.py; 9.9 s when first measured, on an AVX2
-    # EPYC with the judge and torch.multinomial: BENCHMARKS.md)
+    # on the bundle (AMX Xeon, bench/search_speed.py)
     lines_drawn: int = 8
     beam: int = 4  # partial posts kept after every line
     min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
     max_lines: int = 14
-    # weight of lexical cohesion, the share of lines that reuse a content word of an earlier
-    # line (real posts 0.28, the search's 0.08, the Markov chain's 0.05: BENCHMARKS.md)
-    cohesion_weight: float = 1.0  # kept by a blind reading (sheet C, BENCHMARKS.md)
-    temperature: float = 0.45  # read best of 0.35/0.45/0.6/0.75 (sheets E, F: BENCHMARKS.md)
-    # the first line's temperature (None: `temperature`). Cooled, openings collapse onto the
-    # corpus's commonest (93% of the picks open with "ТЫ", real posts 25%); drawn at 1.0 they
-    # spread as real ones do (27%) but both readers of sheet P rated the posts lower (−0.28 /
-    # −0.07 against the shipped search): the stock openings carry what coherence there is
-    opening_temperature: float | None = None
+    # weight of lexical cohesion (words.cohesion: the share of lines that reuse a content word
+    # of an earlier line; real posts 0.28, the search without it 0.08) beside fluency, both
+    # z-scored; chosen by a blind reading (BENCHMARKS.md#decisions)
+    cohesion_weight: float = 1.0
+    temperature: float | None = None  # None: the model's (sampling.TEMPERATURE)
     top_p: float = 1.0  # nucleus: draw from the smallest set of units holding this probability
-    # locally typical sampling (Meister et al. 2022): draw from the units whose surprisal is
-    # nearest the step's entropy, as many as hold this probability; 1.0 keeps every unit
-    typical_p: float = 1.0
     # whether the post's end is cooled like every other unit. Cooled, the line break gains on
     # the end and posts run longer (7.2–7.4 lines a post at 0.45 against 4.9–5.0, real
     # validation posts a median of 5) at 2.2× the CPU; False draws END at the model's own rate
-    # (temperature 1) and cools only the choice among the rest. Four readers on two sheets: the
-    # same coherence (−0.01 on average; sheets J, K in BENCHMARKS.md)
+    # (temperature 1) and cools only the choice among the rest, which blind readers rated as
+    # coherent at less than half the CPU (BENCHMARKS.md#decisions)
     cool_end: bool = False
 
 
@@ -132,6 +124,7 @@ class LineSearch:
         self.config = config or SearchConfig()
         self.lock = lock or contextlib.nullcontext()  # held for one token step at a time
         self.avoid = avoid
+        self.temperature = self.config.temperature or generator.temperature
         self.line_break = generator.vocab.encode(LINE_BREAK)
         # the separator's first token ends a line; a lone newline (a unit of its own in a
         # subword vocabulary) would make a line without @, which the gate refuses
@@ -152,12 +145,10 @@ class LineSearch:
             active = [run for run in runs if run.beams]
             if not active:
                 break
-            temperature = cfg.temperature if depth or cfg.opening_temperature is None \
-                else cfg.opening_temperature
             parents = [beam for run in active for beam in run.beams]
             owner = [i for i, run in enumerate(active) for _ in run.beams]
             with torch.inference_mode():
-                expanded = self._expand(parents, rng, depth, temperature)
+                expanded = self._expand(parents, rng, depth)
             grouped: list[list[tuple[Partial, bool]]] = [[] for _ in active]
             for parent, partial, ended in expanded:
                 grouped[owner[parent]].append((partial, ended))
@@ -166,26 +157,26 @@ class LineSearch:
         return [run.best(cfg.cohesion_weight) for run in runs]
 
     def _passes(self, text: str) -> bool:
-        return gate.form_reason(text) is None and self.gen.novelty.copy_reason(text) is None
+        return gate.passes(text, self.gen.novelty)
 
     def _refused(self, line: str, earlier: list[str], depth: int) -> bool:
         return (not line.strip() or "\ufffd" in line or "\n" in line
-                or len(line) > gate.MAX_LINE or line == gate.SEPARATOR
+                or len(line) > gate.MAX_LINE or line == SEPARATOR
                 or _repeats(line, earlier)
                 or (self.avoid is not None and self.avoid(line, depth)))
 
-    def _expand(self, beams: list[Partial], rng: torch.Generator, depth: int,
-                temperature: float) -> list[tuple[int, Partial, bool]]:
+    def _expand(self, beams: list[Partial], rng: torch.Generator,
+                depth: int) -> list[tuple[int, Partial, bool]]:
         """Every usable next line of every beam: (the beam's index, the longer partial post,
         whether it ended)."""
         k = self.config.lines_drawn
         rows = len(beams) * k
         parent = [b for b in beams for _ in range(k)]
-        state = _stack([b.state for b in parent])
+        state = CellState.stack([b.state for b in parent])
         logits = torch.cat([b.logits for b in parent])
         may_end = depth + 1 >= self.config.min_lines
         drawn, logp, last, final, final_logits = self._draw_lines(state, logits, rows, rng,
-                                                                  may_end, temperature)
+                                                                  may_end)
         out = []
         for r in range(rows):
             line = self.gen.vocab.decode(drawn[r])
@@ -193,13 +184,13 @@ class LineSearch:
                 continue
             p, end = parent[r], bool(last[r])
             chars = len(line) + (1 if end else len(LINE_BREAK))
-            out.append((r // k, Partial(p.lines + [line], _row(final, r),
+            out.append((r // k, Partial(p.lines + [line], final.row(r),
                                         final_logits[r : r + 1], p.log_likelihood + logp[r],
                                         p.chars + chars), end))
         return out
 
     def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
-                    rng: torch.Generator, may_end: bool, temperature: float):
+                    rng: torch.Generator, may_end: bool):
         """Sample one line per row. Returns the tokens of each line (line break excluded), its
         log-probability (line break or END included), whether it ended the post (None: cut at
         the length cap), and the state and logits after each row's line break."""
@@ -221,9 +212,7 @@ class LineSearch:
                 logits = logits.clone()
                 logits[:, banned] = -math.inf
             own = torch.log_softmax(logits, -1)  # the model's own (temperature 1) log-probs
-            probs = nucleus(logits / temperature, cfg.top_p)
-            if cfg.typical_p < 1.0:
-                probs = typical(probs, cfg.typical_p)
+            probs = nucleus(logits / self.temperature, cfg.top_p)
             if may_end and not cfg.cool_end:
                 probs = end_at_rate(probs, own[:, END].exp())
             token = draw(probs, rng)
@@ -238,12 +227,12 @@ class LineSearch:
                 else:
                     drawn[r].append(t)
             if closing.any():
-                _copy_rows(state, final, closing, active[closing])
+                state.copy_rows(closing, final, active[closing])
                 final_logits[active[closing]] = logits[closing]
                 going = ~closing
                 if not going.any():
                     break
-                active, logits, state = active[going], logits[going], _select(state, going)
+                active, logits, state = active[going], logits[going], state.select(going)
         # a line break of several tokens (characters): its remaining tokens are read as given
         for token_id in self.line_break[1:]:
             follow = torch.tensor([last[r] is False for r in range(rows)])
@@ -255,42 +244,15 @@ class LineSearch:
 
 def _repeats(line: str, earlier: list[str]) -> bool:
     """Whether a line repeats the post: an earlier line again, a word twice in a row, or a
-    three-word phrase of an earlier line (the likelihood's picks repeated themselves in 27% of
-    posts, real posts in 11%: BENCHMARKS.md)."""
+    three-word phrase of an earlier line (without this rule the likelihood's picks repeated
+    themselves in 27% of posts, real posts do in 11%)."""
     if line in earlier:
         return True
-    words = gate.WORD.findall(line)
+    words = WORD.findall(line)
     if any(a == b for a, b in zip(words, words[1:], strict=False)):
         return True
-    seen = {s for e in earlier for s in gate.shingles(e)}
-    return any(s in seen for s in gate.shingles(line))
-
-
-# Words are cut to this many letters so that inflected forms of one word match (Russian
-# endings); shorter words are mostly function words.
-STEM_LETTERS = 5
-# The commonest cut words of the bugurt validation posts that tie no line to another.
-FUNCTION_STEMS = frozenset({
-    "КОТОР", "ТОЛЬК", "ПОТОМ", "ПОСЛЕ", "ЧТОБЫ", "КОГДА", "НИЧЕГ", "БУДЕТ", "ПОЧЕМ", "МОЖЕТ",
-    "ТЕПЕР", "ЧЕРЕЗ", "СВОЕЙ", "СВОЁЙ", "СВОИМ", "КАКОЙ", "ПРОСТ", "ВМЕСТ", "ОЧЕНЬ", "ВООБЩ",
-    "ЗАЧЕМ", "ТАКОЙ", "ТАКОЕ", "ТАКАЯ", "ТАКИЕ", "ВСЕГД", "ОПЯТЬ", "СНОВА", "СРАЗУ", "КОНЕЧ",
-    "ПОКАЗ", "НАКОН", "ПОЧТИ", "ЭТОГО", "ЭТОМУ", "БОЛЬШ", "МОЖЕШ",
-})
-
-
-def _stems(line: str) -> set[str]:
-    return {w[:STEM_LETTERS] for w in gate.WORD.findall(line.upper())
-            if len(w) >= STEM_LETTERS and w.isalpha()} - FUNCTION_STEMS
-
-
-def cohesion(lines: list[str]) -> float:
-    """The share of lines after the first that reuse a content word of an earlier line."""
-    seen, linked = set(), 0
-    for i, line in enumerate(lines):
-        stems = _stems(line)
-        linked += bool(i and stems & seen)
-        seen |= stems
-    return linked / max(1, len(lines) - 1)
+    seen = {s for e in earlier for s in shingles(e)}
+    return any(s in seen for s in shingles(line))
 
 
 def _score(candidates: list[tuple[Partial, bool]], cohesion_weight: float) -> None:
@@ -308,35 +270,3 @@ def _z(x: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(x)
     return (x - x.mean()) / x.std().clamp_min(1e-6)
 
-
-def _stack(states: list[CellState]) -> CellState:
-    """One state of len(states) rows from one-row states."""
-    first = states[0]
-    out = CellState(len(states), len(first.c), first.c[0].shape[1])
-    for layer in range(len(first.c)):
-        torch.cat([s.c[layer] for s in states], out=out.c[layer])
-    for k in range(len(first.buffers)):
-        torch.cat([s.buffers[k] for s in states], out=out.buffers[k])
-    return out
-
-
-def _row(state: CellState, r: int) -> CellState:
-    """Row r of a state as a one-row state."""
-    out = CellState(1, len(state.c), state.c[0].shape[1])
-    for mine, theirs in zip(state.c + state.buffers, out.c + out.buffers, strict=True):
-        theirs.copy_(mine[r : r + 1])
-    return out
-
-
-def _copy_rows(src: CellState, dst: CellState, rows: torch.Tensor, to: torch.Tensor) -> None:
-    """The state's `rows` (a mask of src's rows) into dst's rows `to` (indices)."""
-    for a, b in zip(src.c + src.buffers, dst.c + dst.buffers, strict=True):
-        b[to] = a[rows]
-
-
-def _select(state: CellState, rows: torch.Tensor) -> CellState:
-    """A state of the rows of `state` that the mask `rows` keeps."""
-    out = CellState(int(rows.sum()), len(state.c), state.c[0].shape[1])
-    for mine, theirs in zip(state.c + state.buffers, out.c + out.buffers, strict=True):
-        theirs.copy_(mine[rows])
-    return out

@@ -1,167 +1,119 @@
-"""Learned subword units (a sentencepiece unigram model) beside characters (vocab.CharVocab).
+"""Tokenizers: the `Tokenizer` interface, its two special ids, and the character tokenizer.
 
-`--tokenizer unigram` trains one on the training posts only. It is set up so that a post's text
-comes back exactly and the post stream keeps the character stream's shape:
-- identity normalisation, no dummy prefix, no whitespace folding: decode(encode(post)) == post;
-- the `@` line separator "\\n@\\n" and "\\n" are user-defined symbols: a piece never spans a
-  line, and a separator is one token (4k units: 2.78 characters a token, against 2.49 when it
-  took three: bench/tokenizer_bench.py); pieces split at spaces (sentencepiece's `▁WORD`);
-- byte fallback: a character outside the pieces is written as its UTF-8 bytes, so any text
-  encodes (UNK stays banned in sampling and never comes out of encode);
-- ids END and UNK are those of vocab.py (sentencepiece's eos and unk), no bos or pad.
-The trained model's proto bytes are kept inside model.pt and checkpoint.pt (modeldir).
+`Tokenizer` is what the trainer, sampler and evaluator use of a vocabulary; `CharVocab` (corpus
+characters) is one, generator/unigram.py's `Unigram` (learned subword units, the default) the
+other. Both keep ids END and UNK, so the post stream and the sampler's banned symbol are the same
+for either.
+
+Posts become one token stream `END post END post END ...`: the blank-line separator of the corpus
+format is the single END token ("the post ended"), so sampling knows where to stop, and every post
+is predicted from the same END context. Characters rarer than `RARE` of the corpus (zalgo marks,
+one-off emoji) map to UNK in `CharVocab`.
 """
 
 from __future__ import annotations
 
-import random
-import re
+from abc import ABC, abstractmethod
+from collections import Counter
 
-import sentencepiece as spm
+import torch
 
-from common.corpus import LINE_BREAK
-from generator.vocab import END, UNK, CharVocab, Tokenizer
-
-KINDS = ("char", "unigram")  # the choices of `train --tokenizer`
-DEFAULT_VOCAB_SIZE = 4000  # the issue's first probe; bench/tokenizer_bench.py measures 2k/4k/8k
-SPACE = "\u2581"  # sentencepiece's visible space "▁"
-# Characters rarer than this share of the training text get no piece of their own and are
-# written as UTF-8 bytes (zalgo marks, one-off emoji: vocab.RARE's characters).
-CHARACTER_COVERAGE = 0.99995
-# Units are learned from at most this many characters of posts, drawn at random (seeded) when a
-# corpus holds more: a pretraining mixture of 94M characters took 201 s to learn from on an idle
-# core and 22 minutes on a busy one, and the units of a 12M sample of it hardly differ. The
-# bugurt corpus (3.5M) is read whole.
-UNITS_SAMPLE_CHARS = 12_000_000
+END, UNK = 0, 1  # token ids of the two symbols that are not text
+SPECIALS = 2
+RARE = 5e-6  # a character seen fewer than RARE × corpus length times becomes UNK (18 in 3.6M)
 
 
-class VocabSizeError(ValueError):
-    """The corpus cannot give the asked number of units (the CLI says what to pass instead)."""
+class Tokenizer(ABC):
+    """What the trainer, sampler, evaluator and bot use of a vocabulary."""
 
+    kind: str  # "char" or "unigram": the --tokenizer that builds it
+    token_bytes: list[bytes]  # UTF-8 text of each id; b"" for END and UNK
 
-class Unigram(Tokenizer):
-    kind = "unigram"
+    def __len__(self) -> int:
+        return len(self.token_bytes)
 
-    def __init__(self, proto: bytes):
-        self.proto = proto  # the serialized sentencepiece ModelProto
-        self.sp = spm.SentencePieceProcessor(model_proto=proto)
-        self.token_bytes = [self._piece_bytes(i) for i in range(self.sp.get_piece_size())]
-        # characters with a piece of their own (not only bytes): what `writes` says yes to
-        self.alphabet = {ch for i, tb in enumerate(self.token_bytes) if not self.sp.is_byte(i)
-                         for ch in tb.decode()}
-        self.index = {self.sp.id_to_piece(i): i for i in range(len(self.token_bytes))}
-
-    def _piece_bytes(self, i: int) -> bytes:
-        piece = self.sp.id_to_piece(i)
-        if self.sp.is_byte(i):  # "<0xD0>"
-            return bytes([int(piece[3:5], 16)])
-        if self.sp.is_control(i) or self.sp.is_unknown(i):
-            return b""
-        return piece.replace(SPACE, " ").encode()
-
-    @classmethod
-    def train(cls, posts: list[str], vocab_size: int) -> Unigram:
-        """A unigram model of `vocab_size` units learned from `posts` (one sentence a post)."""
-        proto = _ProtoWriter()
-        try:
-            spm.SentencePieceTrainer.train(
-                sentence_iterator=iter(_sample(posts, UNITS_SAMPLE_CHARS)), model_writer=proto,
-                model_type="unigram",
-                vocab_size=vocab_size, normalization_rule_name="identity",
-                add_dummy_prefix=False, remove_extra_whitespaces=False,
-                split_by_whitespace=True, user_defined_symbols=[LINE_BREAK, "\n"],
-                byte_fallback=True,
-                character_coverage=CHARACTER_COVERAGE, eos_id=END, unk_id=UNK, bos_id=-1,
-                pad_id=-1, max_sentence_length=1 << 20, minloglevel=2, num_threads=2)
-        except RuntimeError as exc:
-            raise VocabSizeError(_size_problem(str(exc), vocab_size)) from None
-        return cls(proto.data)
-
+    @abstractmethod
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text)
+        """Token ids of a text (every text encodes; what the vocabulary lacks becomes UNK)."""
 
+    @abstractmethod
     def decode(self, ids: list[int]) -> str:
-        """UNK shows as U+FFFD, as do the bytes of a character cut short."""
-        table = self.token_bytes
-        text = b"".join(b"\xef\xbf\xbd" if i == UNK else table[i] for i in ids)
-        return text.decode("utf-8", errors="replace")
+        """Text of token ids; END is never part of a text."""
 
-    def stored(self) -> dict:
-        return {"kind": self.kind, "model": self.proto}
+    @abstractmethod
+    def stored(self) -> str | dict:
+        """What model.pt keeps of it (modeldir.save_model; modeldir.tokenizer_from reads it)."""
 
+    @abstractmethod
     def writes(self, ch: str) -> bool:
-        return ch in self.alphabet
+        """Whether the model has learned to write `ch` (the bot warns about primes with others)."""
 
-    def shared_ids(self, other: Unigram) -> tuple[list[int], list[int]]:
-        both = [(i, self.index[p]) for p, i in other.index.items() if p in self.index]
-        return [mine for _, mine in both], [theirs for theirs, _ in both]
+    @abstractmethod
+    def shared_ids(self, other: Tokenizer) -> tuple[list[int], list[int]]:
+        """(ids here, ids in other) of the symbols both vocabularies hold, specials included:
+        the embedding and output rows a warm start carries over."""
+
+    def encode_posts(self, posts: list[str]) -> torch.Tensor:
+        """The training/eval stream of posts: END p1 END p2 ... END, int64 (len,)."""
+        ids = [END]
+        for post in posts:
+            ids.extend(self.encode(post))
+            ids.append(END)
+        return torch.tensor(ids, dtype=torch.long)
+
+    def normalize_prime(self, prime: str) -> str:
+        """Prime text as the corpus writes it: upper case, CRLF → LF, no blank lines."""
+        lines = [line.strip() for line in prime.replace("\r\n", "\n").upper().split("\n")]
+        return "\n".join(line for line in lines if line)
 
     def heal(self, prime: str) -> tuple[list[int], str]:
-        """Backs off the prime's last word: from its first piece (the one that starts with a
-        space, or follows a line break) the sampler spells the word anew, so it may pick a
-        longer piece (`ЖДУ АВТОБУС` → `▁АВТОБУСА`). Pieces never span a word, and the bytes of one
-        character never start with a space, so the kept ids end on a character boundary."""
-        ids = self.encode(prime)
-        cut = len(ids)
-        while cut > 0:
-            cut -= 1
-            piece = self.token_bytes[ids[cut]]
-            if piece.endswith(b"\n"):  # "\n" or the "\n@\n" separator: a line starts after it
-                cut += 1
-                break
-            if piece.startswith(b" "):
-                break
-        kept = self.decode(ids[:cut])
-        return ids[:cut], prime[len(kept):]
+        """(ids the model reads, the prime's tail it must write itself): token healing.
+
+        A prime may end inside a token ("АВТОБУС" of "АВТОБУСА"); reading its last tokens as
+        typed would forbid that continuation. The sampler reads the ids and then constrains its
+        next tokens to ones that spell the returned tail (sample.py). Characters never split.
+        """
+        return self.encode(prime), ""
 
 
-class _ProtoWriter:
-    """The file-like `model_writer` sentencepiece writes the trained proto to."""
+class CharVocab(Tokenizer):
+    kind = "char"
 
-    data = b""
+    def __init__(self, chars: str):
+        self.chars = chars  # the characters of ids SPECIALS, SPECIALS+1, ...
+        self.index = {ch: i + SPECIALS for i, ch in enumerate(chars)}
+        self.token_bytes = [b""] * SPECIALS + [ch.encode() for ch in chars]
 
-    def write(self, data: bytes) -> None:
-        self.data += data
+    @classmethod
+    def build(cls, posts: list[str]) -> CharVocab:
+        counts = Counter()
+        for post in posts:
+            counts.update(post)
+        min_count = max(1, round(RARE * sum(counts.values())))
+        return cls("".join(sorted(ch for ch, n in counts.items() if n >= min_count)))
 
+    def stored(self) -> str:
+        return self.chars  # the format of every character model directory ever written
 
-def _sample(posts: list[str], chars: int) -> list[str]:
-    """All posts when they hold at most `chars` characters, else a seeded random draw of them
-    that does (the same draw for the same posts)."""
-    if sum(map(len, posts)) <= chars:
-        return posts
-    picked, total = [], 0
-    for post in random.Random(0).sample(posts, len(posts)):
-        if total + len(post) > chars:
-            break
-        picked.append(post)
-        total += len(post)
-    return picked
+    def writes(self, ch: str) -> bool:
+        return ch in self.index
 
+    def shared_ids(self, other: CharVocab) -> tuple[list[int], list[int]]:
+        both = [ch for ch in other.chars if ch in self.index]
+        specials = list(range(SPECIALS))
+        mine, theirs = [self.index[ch] for ch in both], [other.index[ch] for ch in both]
+        return specials + mine, specials + theirs
 
-def _size_problem(message: str, vocab_size: int) -> str:
-    """sentencepiece's size errors as one sentence that says what to pass instead."""
-    high = re.search(r"Vocabulary size too high.*<= (\d+)", message)
-    if high:
-        return (f"the corpus gives at most {high.group(1)} subword units, fewer than "
-                f"--vocab-size {vocab_size}: pass a smaller --vocab-size, or --tokenizer char")
-    low = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
-    if low:
-        return (f"--vocab-size {vocab_size} is below the {low.group(1)} units the corpus's "
-                f"characters and the 256 bytes need: pass a larger --vocab-size")
-    return f"sentencepiece could not train on the corpus ({message.splitlines()[0][:200]})"
+    def encode(self, text: str) -> list[int]:
+        get = self.index.get
+        return [get(ch, UNK) for ch in text]
 
-
-def build(kind: str, posts: list[str], vocab_size: int) -> Tokenizer:
-    """A new tokenizer of `kind` for the training posts (`vocab_size` is the unigram's)."""
-    if kind == "char":
-        return CharVocab.build(posts)
-    return Unigram.train(posts, vocab_size)
-
-
-def from_stored(stored: str | dict) -> Tokenizer:
-    """The tokenizer of model.pt / checkpoint.pt's "vocab" (Tokenizer.stored)."""
-    if isinstance(stored, str):  # every char model directory since the first
-        return CharVocab(stored)
-    if isinstance(stored, dict) and stored.get("kind") == "unigram":
-        return Unigram(stored["model"])
-    raise ValueError(f"unknown tokenizer {str(stored)[:60]}")
+    def decode(self, ids: list[int]) -> str:
+        """UNK shows as U+FFFD."""
+        out = []
+        for i in ids:
+            if i >= SPECIALS:
+                out.append(self.chars[i - SPECIALS])
+            elif i == UNK:
+                out.append("\ufffd")
+        return "".join(out)

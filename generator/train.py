@@ -33,12 +33,12 @@ from generator.model import LSTMModel, ModelConfig
 PRIMER_TOKENS = 300  # tail of the training stream stored with the weights (modeldir.save_model)
 # Peak lr of a run that starts from trained weights (--init-from) when no --lr is given, a third
 # of the from-scratch lr: 15-minute fine-tunes of the bundled model (what /retrain runs) went
-# 2.2414 → 2.2376 val bpc at 1e-3 and → 2.2384 at 3e-4 (BENCHMARKS.md, warm start).
+# 2.2414 → 2.2376 val bpc at 1e-3 and → 2.2384 at 3e-4 (BENCHMARKS.md#decisions).
 WARM_START_LR = 1e-3
 # Rows × TBPTT window of a new run that gives neither, by device. A CPU step costs about the
 # characters in it, so small batches make 4× more updates in the same minutes and learn far more
-# per character (3.81 against 4.27 bpc after 4 minutes, BENCHMARKS.md "Choosing the bugurt
-# recipe"); a GPU runs a big batch in about the time of a small one.
+# per character (3.81 against 4.27 bpc after 4 minutes, BENCHMARKS.md#decisions); a GPU runs a
+# big batch in about the time of a small one.
 BATCH_BY_DEVICE = {"cpu": (32, 64), "cuda": (128, 128)}
 
 

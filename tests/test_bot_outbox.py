@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from telegram import Bot
 
 from bot.outbox import Outbox
-from bot.publish import TelegramChannel
+from bot.telegram_channel import TelegramChannel
 from bot.vk_wall import VkWall
 from harness.fakes.telegram import CHANNEL_ID
 from harness.fakes.vk import TOKEN as VK_TOKEN

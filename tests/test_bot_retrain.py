@@ -11,7 +11,8 @@ import pytest
 from bot.retrain import prune
 from common.corpus import split_paths
 from generator.evaluate import text_bpc
-from generator.modeldir import LOSS_PLOT_FILE, load_model, load_starter, loss_curves, read_metrics
+from generator.loss_plot import loss_curves
+from generator.modeldir import LOSS_PLOT_FILE, load_model, load_starter, read_metrics
 from harness.fakes.telegram import FakeTelegram
 from harness.fakes.vk import TOKEN as VK_TOKEN
 from harness.fakes.vk import FakeVk, make_item

@@ -15,9 +15,10 @@ from common.corpus import LINE_BREAK
 from common.db import open_database
 from generator import feed, gate, modeldir
 from generator.feed import FeedMemory, FeedRules
-from generator.gate import NoveltyIndex
+from generator.novelty import NoveltyIndex
 from generator.sample import Candidate, Generator
 from generator.search import LineSearch, SearchConfig
+from generator.tag import TAG, finish
 from harness.pipeline import (
     OTHER,
     READER,
@@ -46,13 +47,13 @@ def _memory(posts=(), **rules) -> FeedMemory:
 
 
 def test_memory_refuses_a_remembered_line_a_shared_phrase_and_a_repeated_opening():
-    memory = _memory([gate.finish("КОРОЧЕ ЕДУ В МЕТРО\n@\nВИЖУ ДЕДА С БАЯНОМ В ВАГОНЕ")])
+    memory = _memory([finish("КОРОЧЕ ЕДУ В МЕТРО\n@\nВИЖУ ДЕДА С БАЯНОМ В ВАГОНЕ")])
     assert memory.refuses("ВИЖУ ДЕДА С БАЯНОМ В ВАГОНЕ", 2)
     assert memory.refuses("А ПОТОМ ДЕДА С БАЯНОМ В ТАМБУР", 2)  # 4 words of a remembered line
     assert not memory.refuses("ДЕДА С КОТОМ", 2)  # 2 words shared: a different line
     assert memory.refuses("КОРОЧЕ ИДУ ДОМОЙ", 0)  # opens as the last post did
     assert not memory.refuses("КОРОЧЕ ИДУ ДОМОЙ", 1)  # the same words inside a post are fine
-    assert not memory.refuses(gate.TAG, 1) and not memory.lines["NEURO"]  # the tag is no line
+    assert not memory.refuses(TAG, 1) and not memory.lines["NEURO"]  # the tag is no line
     assert memory.refuses("вижу дедов с баяном в вагоне", 2)  # other endings, other case
 
 
@@ -119,7 +120,7 @@ def test_a_feed_repeats_no_line_and_the_same_seed_gives_the_same_feed(tiny):
     assert len(posts) == 6
     lines = [line for post in posts for line in feed.lines_of(post)]
     assert len(lines) == len(set(lines)), "a line of the feed was written twice"
-    assert all(post.endswith("\n" + gate.TAG) for post in posts)
+    assert all(post.endswith("\n" + TAG) for post in posts)
     assert list(feed.feed(tiny, 6, 3, (0.8,), rules, seed=9)) == posts
     # a feed that goes on after these posts writes none of their lines
     memory = FeedMemory(rules, tiny.novelty, posts)
@@ -152,7 +153,7 @@ def test_generator_feed_prints_posts_in_the_sample_format(bot_model, tmp_path):
 
 def test_the_pool_remembers_its_feed_across_models_and_forgets_past_the_memory(database):
     store = PoolStore(database)
-    made = [Candidate(f"ПОСТ {i}\n@\nСТРОКА {i}\n{gate.TAG}", -1.0) for i in range(6)]
+    made = [Candidate(f"ПОСТ {i}\n@\nСТРОКА {i}\n{TAG}", -1.0) for i in range(6)]
     store.add("old", "reply", 0.5, made[:4], [-1.0] * 4)
     assert store.take("old", 0.5, 3)  # three handed out, one still ready
     store.add("old", "channel", 0.5, made[4:], [-1.0, -2.0])
@@ -180,7 +181,7 @@ def test_a_model_directory_without_line_filter_still_feeds(bot_model, tmp_path):
 
 
 def test_a_starter_feed_is_stored_once_per_model_in_turn_over_the_temperatures(database):
-    store, posts = PoolStore(database), [f"ПОСТ {i}\n@\nСТРОКА\n{gate.TAG}" for i in range(5)]
+    store, posts = PoolStore(database), [f"ПОСТ {i}\n@\nСТРОКА\n{TAG}" for i in range(5)]
     assert store.seed("m", posts, (0.4, 0.5)) == 5
     assert store.ready("m") == {0.4: 3, 0.5: 2}
     assert [store.take("m", 0.5)[0] for _ in range(5)] == [posts[i] for i in (1, 3, 0, 2, 4)]
@@ -191,7 +192,7 @@ def test_a_starter_feed_is_stored_once_per_model_in_turn_over_the_temperatures(d
 
 def test_a_fresh_bot_hands_out_its_models_starter_feed_first(tmp_path, bot_model, telegram):
     model = shutil.copytree(bot_model, tmp_path / "model")
-    starter = [f"СТАРТОВЫЙ ПОСТ {i}\n@\nГОТОВ С ПЕРВОЙ СЕКУНДЫ\n{gate.TAG}" for i in range(4)]
+    starter = [f"СТАРТОВЫЙ ПОСТ {i}\n@\nГОТОВ С ПЕРВОЙ СЕКУНДЫ\n{TAG}" for i in range(4)]
     modeldir.save_starter(model, starter)
     assert modeldir.load_starter(model) == starter
     raw = bot_config(tmp_path, model, telegram, channel=False, temperatures=[0.85])

@@ -16,12 +16,15 @@ from common.atomic import write_text_atomic
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR
 from common.corpus import format_posts, read_split, split_posts, write_corpus
-from generator import gate, modeldir
+from generator import gate, modeldir, result
 from generator.data import StreamBatches
 from generator.evaluate import stream_bits, text_bpc
 from generator.model import FastLSTM, LSTMModel, ModelConfig
 from generator.modeldir import load_model, save_model
+from generator.novelty import NoveltyIndex
 from generator.sample import Generator
+from generator.tag import finish
+from generator.tokenizer import END, UNK, CharVocab
 from generator.train import (
     BATCH_BY_DEVICE,
     WARM_START_LR,
@@ -30,7 +33,6 @@ from generator.train import (
     Trainer,
     batch_loss,
 )
-from generator.vocab import END, UNK, CharVocab
 from harness.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
@@ -109,7 +111,7 @@ def overfit_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("overfit")
     trainer = _tiny_trainer(out, ["КОТ\n@\nПЕС"] * 40, max_steps=300, bf16=False)
     trainer.run()
-    modeldir.save_novelty(out, gate.NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]))
+    modeldir.save_novelty(out, NoveltyIndex.build(["ДРУГОЙ\n@\nПОСТ"]))
     return out
 
 
@@ -160,6 +162,20 @@ def test_save_load_identical_logits_and_clear_errors_for_bad_files(tmp_path):
         Generator.load(tmp_path / "missing")
 
 
+def test_result_lines_read_back_as_written_in_the_contracts_words():
+    summary = {"chars": 44900352, "seconds": 6600.2691, "chars_per_sec": 6802.81,
+               "best_val_bpc": 2.24141, "steps": 7}  # steps: not part of the line
+    line = result.result_line(result.TRAIN_SUMMARY, summary)
+    assert line == ("train_summary: chars=44900352 seconds=6600.269 chars_per_sec=6802.8 "
+                    "best_val_bpc=2.2414")
+    assert result.read_result(f"{line}\nlater noise", result.TRAIN_SUMMARY) == {
+        "chars": 44900352, "seconds": 6600.269, "chars_per_sec": 6802.8, "best_val_bpc": 2.2414}
+    bpc = result.result_line(result.BITS_PER_CHAR, {result.BITS_PER_CHAR: 2.0307201})
+    assert bpc == "bits_per_char: 2.030720"
+    assert result.read_result(bpc, result.BITS_PER_CHAR) == {result.BITS_PER_CHAR: 2.03072}
+    assert result.read_result("no result here", result.BITS_PER_CHAR) == {}
+
+
 @pytest.mark.slow  # runs python -m generator
 def test_eval_cli_on_a_known_text(tmp_path):
     model = LSTMModel(ModelConfig(vocab_size=6, **TINY))
@@ -192,7 +208,7 @@ def test_export_of_a_base_keeps_the_weights_and_metrics_only(overfit_dir, tmp_pa
 
 def test_novelty_filter_rejects_copies_and_accepts_new_posts(tmp_path):
     posts = bugurts(50, seed=3) + ["ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"]
-    modeldir.save_novelty(tmp_path, gate.NoveltyIndex.build(posts))
+    modeldir.save_novelty(tmp_path, NoveltyIndex.build(posts))
     index = modeldir.load_novelty(tmp_path)
     assert index.copy_reason(posts[7]) is not None
     long_run = "ВСТАЕШЬ\n@\nИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ"
@@ -212,7 +228,15 @@ def test_form_gate_and_line_cut():
     assert gate.cut_at_line("Н\n@\nБШ\nЕАЕ НЕДОПИСАН", keep=len("Н\n@\nБШ\nЕАЕ")) == "Н\n@\nБШ\nЕАЕ"
     assert gate.cut_at_line("ТЫ\n@\nА\n@\nНЕДО", keep=len("ТЫ\n@")) == "ТЫ\n@\nА"
     assert gate.cut_at_line("ТЫ\n@\nНЕДО", keep=len("ТЫ\n@")) == "ТЫ\n@"
-    assert gate.finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
+    assert finish("А\n@\nБ").splitlines()[-1] == "#neurobugurt"
+
+
+def test_the_gate_passes_a_post_well_formed_and_new():
+    copied = "ИДЕШЬ ПО УЛИЦЕ ВЕЧЕРОМ ПОСЛЕ ДЛИННОЙ СМЕНЫ НА ЗАВОДЕ\n@\nДОЖДЬ"
+    index = NoveltyIndex.build([copied])
+    assert gate.passes("ТЫ\n@\nЯ", index)
+    assert not gate.passes("ОДНА СТРОКА", index)  # ill-formed
+    assert not gate.passes(copied, index)  # a copy
 
 
 def _ddp_worker(rank: int, init_file: str, out_file: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from common.corpus import format_posts, read_split, write_corpus
 from generator import modeldir
+from generator.result import BITS_PER_CHAR, read_result
 from harness.paths import REPO
 from tests.test_generator import bugurts
 from tools import gpu_steps
@@ -77,7 +78,7 @@ def evaluates(model_dir: Path, text: Path, env: dict) -> float:
     done = subprocess.run([sys.executable, "-m", "generator", "eval", "--model", str(model_dir),
                            "--text", str(text)], cwd=REPO, capture_output=True, text=True,
                           timeout=120, check=True, env=env)
-    return gpu_steps.result_fields(done.stdout, "bits_per_char:")["value"]
+    return read_result(done.stdout, BITS_PER_CHAR)[BITS_PER_CHAR]
 
 
 @pytest.mark.slow  # trains four tiny models in child processes

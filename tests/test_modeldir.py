@@ -12,9 +12,10 @@ import torch
 from common.atomic import write_atomic, write_text_atomic
 from common.cli import UserError
 from common.config import BUNDLED_MODEL_DIR
-from generator import gate, modeldir
+from generator import modeldir, novelty
 from generator.model import LSTMModel, ModelConfig
 from generator.sample import Generator
+from generator.tag import TAG
 from harness.paths import REPO
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
@@ -61,7 +62,7 @@ def test_model_round_trip_in_bf16_and_copy_of_the_extras(tmp_path):
     model = LSTMModel(TINY).eval()
     src, dst = tmp_path / "src", tmp_path / "dst"
     modeldir.save_model(src, model, "АБВГ", info={"val_bpc": 1.5}, primer=[1, 2, 0])
-    modeldir.save_novelty(src, gate.NoveltyIndex.build(POSTS))
+    modeldir.save_novelty(src, novelty.NoveltyIndex.build(POSTS))
     modeldir.append_metrics(src, {"step": 1})
     loaded, vocab, info = modeldir.load_model(src)
     x = torch.randint(0, 6, (2, 3))
@@ -122,8 +123,8 @@ def test_bad_files_raise_the_modules_own_errors(tmp_path):
 
 def older_novelty_index(model_dir) -> None:
     """A novelty.npz whose filters were built with other window sizes (another code version)."""
-    arrays = gate.NoveltyIndex.build(POSTS).to_arrays()
-    arrays["params"] = np.array([gate.SHINGLE_WORDS, gate.WINDOW * 2, gate.STRIDE])
+    arrays = novelty.NoveltyIndex.build(POSTS).to_arrays()
+    arrays["params"] = np.array([novelty.SHINGLE_WORDS, novelty.WINDOW * 2, novelty.STRIDE])
     with open(model_dir / modeldir.NOVELTY_FILE, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -132,7 +133,7 @@ def test_an_older_model_directory_is_one_clear_line_on_the_command_line(tmp_path
     old_weights, old_index = tmp_path / "old-weights", tmp_path / "old-index"
     for folder in (old_weights, old_index):
         modeldir.save_model(folder, LSTMModel(TINY), "АБВГ", info={})
-        modeldir.save_novelty(folder, gate.NoveltyIndex.build(POSTS))
+        modeldir.save_novelty(folder, novelty.NoveltyIndex.build(POSTS))
     payload = torch.load(old_weights / modeldir.MODEL_FILE, weights_only=True)
     torch.save({**payload, "version": 0}, old_weights / modeldir.MODEL_FILE)
     older_novelty_index(old_index)
@@ -150,16 +151,33 @@ def test_an_older_model_directory_is_one_clear_line_on_the_command_line(tmp_path
 
 def test_model_directories_written_before_the_renames_load_and_an_old_ranker_is_ignored(
         tmp_path):
-    """The bundled model was written when the class was CharLSTM and directories could hold a
-    ranker.pt: it loads and samples, with such a file beside it too."""
+    """The bundled model was written when the class was CharLSTM, the format tag said "char"
+    and directories could hold a ranker.pt: it loads and samples, with such a file beside it
+    too; saved again, it takes today's tag."""
     bundled = modeldir.read_model(BUNDLED_MODEL_DIR)
-    assert bundled["format"] == modeldir.FORMAT == "neurobugurt-char-lstm"
+    assert bundled["format"] == modeldir.OLD_FORMAT == "neurobugurt-char-lstm"
     for name in (modeldir.MODEL_FILE, modeldir.NOVELTY_FILE):
         (tmp_path / name).symlink_to(BUNDLED_MODEL_DIR / name)
     (tmp_path / "ranker.pt").write_bytes(b"an n-gram ranker of an older version")
     generator = Generator.load(tmp_path)
     assert isinstance(generator.model, LSTMModel) and generator.vocab.kind == "unigram"
     posts = generator.generate(n=1, seed=1, candidates=4)
-    assert len(posts) == 1 and posts[0].endswith("\n" + gate.TAG)
+    assert len(posts) == 1 and posts[0].endswith("\n" + TAG)
     modeldir.save_model(tmp_path / "new", generator.model, generator.vocab.stored(), info={})
-    assert modeldir.read_model(tmp_path / "new")["format"] == bundled["format"]
+    assert modeldir.read_model(tmp_path / "new")["format"] == modeldir.FORMAT == "neurobugurt-lstm"
+
+
+def test_a_model_and_checkpoint_saved_with_the_old_format_tag_load_and_sample(tmp_path, bot_model):
+    """Files tagged "neurobugurt-char-lstm" (every model directory written before the tag was
+    corrected) serve and resume as before."""
+    for name in (modeldir.NOVELTY_FILE, modeldir.MODEL_FILE):
+        (tmp_path / name).write_bytes((bot_model / name).read_bytes())
+    checkpoint = {"kind": "train", "version": modeldir.VERSION, "step": 3}
+    for name, payload in ((modeldir.MODEL_FILE, modeldir.read_model(tmp_path)),
+                          (modeldir.CHECKPOINT_FILE, checkpoint)):
+        payload = {**payload, "format": modeldir.OLD_FORMAT}
+        write_atomic(tmp_path / name, lambda fh, payload=payload: torch.save(payload, fh))
+    assert modeldir.read_model(tmp_path)["format"] == modeldir.OLD_FORMAT
+    assert modeldir.load_checkpoint(tmp_path)["step"] == 3
+    posts = Generator.load(tmp_path).generate(n=2, seed=1, candidates=8)
+    assert posts and all(p.endswith("\n" + TAG) for p in posts)

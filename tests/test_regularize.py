@@ -12,8 +12,8 @@ from generator import modeldir, regularize
 from generator.evaluate import stream_bits
 from generator.model import FastLSTM, LSTMModel, ModelConfig
 from generator.plan import sizes_of
+from generator.tokenizer import CharVocab
 from generator.train import Streams, TrainConfig, Trainer
-from generator.vocab import CharVocab
 
 torch.set_num_threads(1)  # tiny models: threads only add sync cost on a shared 2-core machine
 TINY = dict(vocab_size=6, embed=4, hidden=5, layers=2, dropout=0.0)  # N,T,D,H,V = 2,3,4,5,6

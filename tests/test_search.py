@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from common.corpus import LINE_BREAK
-from generator import gate, sampling
+from generator import gate, sampling, words
 from generator import search as search_module
 from generator.sample import Generator
 from generator.search import LineSearch, SearchConfig
-from generator.vocab import END
+from generator.tag import TAG
+from generator.tokenizer import END
 
 torch.set_num_threads(1)
 
@@ -47,15 +48,6 @@ def test_nucleus_keeps_the_smallest_set_of_units_reaching_top_p():
     assert torch.allclose(sampling.nucleus(logits, 1.0), logits.softmax(-1))
 
 
-def test_typical_keeps_the_units_whose_surprisal_is_nearest_the_entropy():
-    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])  # entropy 1.14 nats; 0.3's surprisal is 1.20
-    assert (sampling.typical(probs, 0.2)[0] > 0).tolist() == [False, True, False, False]
-    assert (sampling.typical(probs, 0.5)[0] > 0).tolist() == [True, True, False, False]
-    assert torch.equal(sampling.typical(probs, 1.0), probs)
-    cut = torch.tensor([[0.6, 0.4, 0.0, 0.0]])  # a nucleus cut first: those units stay out
-    assert (sampling.typical(cut, 1.0)[0] > 0).tolist() == [True, True, False, False]
-
-
 def test_end_at_rate_gives_the_end_its_own_mass_and_the_rest_keep_their_ratios():
     cooled = torch.zeros(2, 6)
     cooled[:, 3:] = torch.tensor([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
@@ -79,28 +71,27 @@ def test_cohesion_counts_lines_that_reuse_a_content_word_of_an_earlier_one():
     lines = ["ТЫ ПОКУПАЕШЬ ХОЛОДИЛЬНИК", "ПРИВОЗИШЬ ХОЛОДИЛЬНИКИ ДОМОЙ", "ПОТОМ ИДЕШЬ СПАТЬ",
              "ПОТОМ ПРИВОЗИШЬ"]
     # line 2 reuses ХОЛОД-; line 3 reuses nothing; line 4 reuses ПРИВО- (ПОТОМ ties nothing)
-    assert search_module.cohesion(lines) == pytest.approx(2 / 3)
-    assert search_module.cohesion(["ОДНА СТРОКА"]) == 0.0
-    assert search_module.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
+    assert words.cohesion(lines) == pytest.approx(2 / 3)
+    assert words.cohesion(["ОДНА СТРОКА"]) == 0.0
+    assert words.cohesion(["ПОТОМ ОКНО", "ПОТОМ ДВЕРЬ"]) == 0.0  # a function word only
 
 
-def test_the_opening_is_drawn_at_its_own_temperature(tiny):
-    """The first line alone is drawn at `opening_temperature`: equal to the search's, it changes
-    nothing; hot, the openings are less likely and the posts' likelihood falls."""
-    def posts(**config) -> list[tuple[str, float]]:
+def test_the_search_draws_at_its_temperature_or_else_the_models(tiny):
+    """A search given no temperature draws at the model's (sampling.TEMPERATURE); a hot one
+    draws other, less likely posts."""
+    def posts(temperature: float | None) -> list[tuple[str, float]]:
         search = LineSearch(tiny, SearchConfig(lines_drawn=4, beam=2, min_lines=2,
-                                               temperature=0.5, **config))
+                                               temperature=temperature))
         rng = torch.Generator().manual_seed(11)
         with torch.inference_mode():
             return [made for _ in range(6) if (made := search.post(rng)) is not None]
 
-    same = posts()
-    assert len(same) >= 3, "the tiny model's searches found too few posts at 0.5"
-    assert posts(opening_temperature=0.5) == same
-    hot = posts(opening_temperature=3.0)
-    assert hot, "no search with a hot opening passed the gate"
-    assert {t.split(LINE_BREAK)[0] for t, _ in hot}.isdisjoint(
-        t.split(LINE_BREAK)[0] for t, _ in same)
+    same = posts(tiny.temperature)
+    assert len(same) >= 3, "the tiny model's searches found too few posts at its temperature"
+    assert posts(None) == same
+    hot = posts(3.0)
+    assert hot, "no hot search passed the gate"
+    assert hot != same
     mean = lambda found: sum(likelihood for _, likelihood in found) / len(found)  # noqa: E731
     assert mean(hot) < mean(same)
 
@@ -114,7 +105,7 @@ def test_a_model_directory_with_an_old_judge_still_serves(bot_model, tmp_path):
     made = [gen.searched(seed=seed, config=SearchConfig(lines_drawn=6, beam=2))
             for seed in range(4)]
     assert any(made), "no search passed the gate on the tiny model"
-    assert all(m.text.endswith("\n" + gate.TAG) for m in made if m)
+    assert all(m.text.endswith("\n" + TAG) for m in made if m)
 
 
 def test_draw_follows_the_probabilities_and_never_draws_a_unit_of_none():

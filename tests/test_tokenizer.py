@@ -1,4 +1,4 @@
-"""Subword units (generator/tokenizer.py) beside characters: round trips, bits per character,
+"""Subword units (generator/unigram.py) beside characters: round trips, bits per character,
 token healing, train → sample → eval through the CLI — at tiny sizes, offline."""
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ import torch
 from torch.nn import functional as F
 
 from bot.prime import unknown_chars
+from common.config import BotConfig
 from common.corpus import format_posts, parse_posts, write_corpus
-from generator import modeldir, tokenizer
+from generator import modeldir
 from generator.evaluate import text_bpc
 from generator.model import LSTMModel, ModelConfig
-from generator.sample import DEFAULT_TEMPERATURE, Generator
-from generator.tokenizer import Unigram, VocabSizeError, build, from_stored
-from generator.vocab import END, UNK, CharVocab
+from generator.modeldir import tokenizer_from
+from generator.sample import Generator
+from generator.sampling import TEMPERATURE
+from generator.tokenizer import END, UNK, CharVocab
+from generator.unigram import Unigram, VocabSizeError, _sample
 from tests.test_generator import run_generator
 
 torch.set_num_threads(1)
@@ -60,7 +63,7 @@ def test_every_post_and_odd_text_comes_back_exactly(unigram, posts):
     assert unigram.decode(stream) == "".join(posts[:3])
     assert unigram.writes("Ж") and not unigram.writes("😀")
     # the stored form (inside model.pt) gives the same units back
-    again = from_stored(unigram.stored())
+    again = tokenizer_from(unigram.stored())
     assert again.token_bytes == unigram.token_bytes and again.encode(posts[0]) == unigram.encode(
         posts[0])
 
@@ -70,7 +73,6 @@ def test_a_vocabulary_the_corpus_cannot_fill_is_one_clear_sentence(posts):
         Unigram.train(posts, 5000)
     with pytest.raises(VocabSizeError, match=r"below the \d+ units.*larger --vocab-size"):
         Unigram.train(posts, 60)
-    assert isinstance(build("char", posts, 0), CharVocab)
 
 
 def test_bits_per_character_are_the_stream_bits_over_the_text_characters(unigram, posts):
@@ -142,7 +144,7 @@ def test_train_sample_eval_through_the_command_line(tmp_path, posts):
                            "--out", str(out))
     assert result.returncode == 0, result.stderr
     stored = modeldir.read_model(out)["vocab"]
-    assert stored["kind"] == "unigram" and len(from_stored(stored)) == SIZE
+    assert stored["kind"] == "unigram" and len(tokenizer_from(stored)) == SIZE
     # options not given come from the unigram recipe; the embedding width was given
     checkpoint = modeldir.load_checkpoint(out)
     model_config = checkpoint["model_config"]
@@ -206,9 +208,12 @@ def test_char_model_directories_read_as_before(tmp_path, bot_model):
 
 
 def test_a_sample_without_temperature_takes_the_units_default(unigram):
-    """Unigram models sample cooler than character models by default (DEFAULT_TEMPERATURE)."""
+    """Unigram models sample cooler than character models by default (sampling.TEMPERATURE),
+    at the middle of the bot's temperatures, the value it serves."""
     gen = _generator(unigram)
-    assert gen.temperature == DEFAULT_TEMPERATURE["unigram"] < DEFAULT_TEMPERATURE["char"]
+    assert gen.temperature == TEMPERATURE["unigram"] < TEMPERATURE["char"]
+    arms = sorted(BotConfig().temperatures)
+    assert arms[len(arms) // 2] == TEMPERATURE["unigram"]
     rows = [gen.sample(4, "", t, None, None, torch.Generator().manual_seed(1))[0]
             for t in (gen.temperature, 1.0)]
     assert rows[0] != rows[1]
@@ -218,9 +223,9 @@ def test_units_are_learned_from_a_seeded_sample_of_a_large_corpus(posts, monkeyp
     """A corpus over UNITS_SAMPLE_CHARS (a pretraining mixture) is sampled, the same way each
     time and within the cap; a smaller one is read whole."""
     chars = sum(map(len, posts))
-    assert tokenizer._sample(posts, chars) is posts
-    picked = tokenizer._sample(posts, chars // 3)
-    assert picked == tokenizer._sample(posts, chars // 3)
+    assert _sample(posts, chars) is posts
+    picked = _sample(posts, chars // 3)
+    assert picked == _sample(posts, chars // 3)
     assert 0 < sum(map(len, picked)) <= chars // 3 and set(picked) <= set(posts)
-    monkeypatch.setattr(tokenizer, "UNITS_SAMPLE_CHARS", chars // 2)
+    monkeypatch.setattr("generator.unigram.UNITS_SAMPLE_CHARS", chars // 2)
     assert len(Unigram.train(posts, 300)) == 300  # learns from the sample

@@ -48,9 +48,10 @@ from common.corpus import format_posts, parse_posts, read_split  # noqa: E402
 from generator import modeldir  # noqa: E402
 from generator.evaluate import autocast_context, text_bpc  # noqa: E402
 from generator.model import LSTMModel, ModelConfig  # noqa: E402
-from generator.tokenizer import from_stored  # noqa: E402
+from generator.modeldir import tokenizer_from  # noqa: E402
+from generator.result import TRAIN_SUMMARY, read_result  # noqa: E402
 from generator.train import Streams, TrainConfig, Trainer, batch_loss  # noqa: E402
-from tools.gpu_steps import pack, result_fields, resume_check, run_generator  # noqa: E402
+from tools.gpu_steps import pack, resume_check, run_generator  # noqa: E402
 
 SIZES = "3x1024x400,3x768x400,2x768x400,2x512x256"  # layers x hidden x embed, largest first
 BATCH = "256x128"  # rows x TBPTT window: the single-stage GPU recipe's
@@ -246,7 +247,7 @@ _WORKER_VOCAB = None
 
 def _init_worker(stored) -> None:
     global _WORKER_VOCAB  # noqa: PLW0603 - one tokenizer a worker process
-    _WORKER_VOCAB = from_stored(stored)
+    _WORKER_VOCAB = tokenizer_from(stored)
 
 
 def _encode_chunk(posts: list[str]) -> np.ndarray:
@@ -257,7 +258,7 @@ def encode_parallel(stored, posts: list[str], workers: int | None = None) -> tor
     """Tokenizer.encode_posts of `posts` (END p1 END … END), in chunks over worker processes."""
     workers = workers or min(16, os.cpu_count() or 1)
     if workers == 1 or sum(map(len, posts)) < POOL_MIN_CHARS:
-        return from_stored(stored).encode_posts(posts)
+        return tokenizer_from(stored).encode_posts(posts)
     size = math.ceil(len(posts) / (workers * 4))
     chunks = [posts[i : i + size] for i in range(0, len(posts), size)]
     # spawn, not fork: the parent has CUDA up, which a forked child cannot use or share
@@ -374,7 +375,7 @@ def stage_two(work: Path, corpus: Path, recipe: dict, device: str, bf16: bool,
             *([] if bf16 else ["--no-bf16"])]
     try:
         done = run_generator(args, log, timeout=minutes * 60 * 1.5 + 120)
-        result = {"exit": done.returncode, **result_fields(done.stdout, "train_summary:")}
+        result = {"exit": done.returncode, **read_result(done.stdout, TRAIN_SUMMARY)}
     except subprocess.TimeoutExpired:
         result = {"exit": "killed after its time"}
     result["ok"] = (work / "stage2" / modeldir.MODEL_FILE).exists()

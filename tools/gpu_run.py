@@ -37,7 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from tools.gpu_steps import TINY, pack, result_fields, resume_check, run_generator, unpack  # noqa: E402
+from generator.result import TRAIN_SUMMARY, read_result  # noqa: E402
+from tools.gpu_steps import TINY, pack, resume_check, run_generator, unpack  # noqa: E402
 
 
 def main() -> int:
@@ -133,7 +134,7 @@ def _train(model_dir: Path, corpus: Path, minutes: float, device: str, recipe: l
     done = run_generator(["train", "--device", device, "--corpus", str(corpus), "--out",
                        str(model_dir), "--minutes", f"{minutes:g}", *recipe], log,
                       timeout=minutes * 60 * 1.5 + 120)
-    return {"ok": done.returncode == 0, **result_fields(done.stdout, "train_summary:")}
+    return {"ok": done.returncode == 0, **read_result(done.stdout, TRAIN_SUMMARY)}
 
 
 def _precision(out: Path, corpus: Path, device: str, log: Path) -> list[str]:
@@ -150,7 +151,7 @@ def _torchrun_smoke(out: Path, corpus: Path, device: str, log: Path,
     done = run_generator(["train", "--device", device, "--corpus", str(corpus), "--out", str(out),
                        "--max-steps", "20", *TINY, *precision], log, timeout=300,
                       launcher=launcher)
-    summary = result_fields(done.stdout, "train_summary:")
+    summary = read_result(done.stdout, TRAIN_SUMMARY)
     return {"ok": done.returncode == 0 and bool(summary), **summary}
 
 

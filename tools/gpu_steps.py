@@ -37,20 +37,6 @@ def run_generator(args: list[str], log: Path, timeout: float | None = None,
     return done
 
 
-def result_fields(stdout: str, prefix: str) -> dict[str, float]:
-    """The last `prefix a=1 b=2` line as {a: 1, b: 2} (`prefix 2.5` → {value: 2.5}); {} if none.
-
-    The generator's result lines: `train_summary: chars=… seconds=…`, `bits_per_char: …`.
-    """
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(prefix):
-            rest = line[len(prefix):].split()
-            if len(rest) == 1 and "=" not in rest[0]:
-                return {"value": float(rest[0])}
-            return {k: float(v) for k, v in (kv.split("=") for kv in rest)}
-    return {}
-
-
 def resume_check(work: Path, corpus: Path, device: str, log: Path,
                   precision: list[str]) -> dict:
     """Straight run vs killed-and-resumed run at a tiny size: same step, same weights?"""

@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.corpus import parse_posts  # noqa: E402
-from generator.gate import TAG  # noqa: E402
 from generator.sample import Generator  # noqa: E402
+from generator.tag import TAG  # noqa: E402
 
 WORD = re.compile(r"[А-ЯЁа-яё]+(?:-[А-ЯЁа-яё]+)*")
 
@@ -183,7 +183,7 @@ def judgements(args) -> int:
     posts = sheet_posts(folder)
     gen = Generator.load(args.model)
     likelihood = {i: -text_bpc(gen.model, gen.vocab, text) * math.log(2)
-                  for i, text in posts.items()}  # nats per character, as Generator.score
+                  for i, text in posts.items()}  # nats per character, the likelihood picks rank by
     lines = []
     for spec in args.ratings:
         reader, _, path = spec.partition("=")

@@ -11,7 +11,7 @@ Systems (each writes OUT/NAME.txt, posts blank-line separated, no tag):
 - markov: a word Markov chain (markovify, state 2) over the corpus lines, as many lines as a
   real training post has (drawn at random): the peer to beat.
 With `--pick-of N` every search system also writes NAME-pickN.txt: each post the best of N
-searched posts by `Generator.score`, as the channel picks among its gathered searches. Given
+searched posts by likelihood, as the channel picks among its gathered searches. Given
 several times (`--pick-of 8 --pick-of 32`), each post's searches are drawn once, as many as the
 largest N, and pickN is the best of the first N of them: the sizes compare on the same draws.
 NAME-searches.jsonl keeps every search (post, text, likelihood), for picking again by another
@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from common.corpus import LINE_BREAK, format_posts, read_split  # noqa: E402
-from generator.gate import TAG, form_reason  # noqa: E402
+from generator.gate import form_reason  # noqa: E402
 from generator.sample import Candidate, Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
+from generator.tag import TAG  # noqa: E402
 from harness.report import machine  # noqa: E402
 
 SYSTEMS = ("likelihood64", "search", "markov")
@@ -96,18 +97,14 @@ def main() -> int:
     parser.add_argument("--lines-drawn", type=int, default=SearchConfig.lines_drawn)
     parser.add_argument("--beam", type=int, default=SearchConfig.beam)
     parser.add_argument("--temperature", type=float, default=SearchConfig.temperature)
-    parser.add_argument("--opening-temperature", type=float,
-                        default=SearchConfig.opening_temperature,
-                        help="the first line's temperature (default: --temperature)")
     parser.add_argument("--top-p", type=float, default=SearchConfig.top_p)
-    parser.add_argument("--typical-p", type=float, default=SearchConfig.typical_p)
     parser.add_argument("--cohesion-weight", type=float, default=SearchConfig.cohesion_weight)
     parser.add_argument("--cool-end", action="store_true",
                         help="cool the post's end like every other unit (SearchConfig.cool_end; "
                              "the search's default until sheets J and K)")
     parser.add_argument("--pick-of", type=int, action="append",
                         help="searches a post; with N > 1 also write NAME-pickN.txt, each post the "
-                             "best of N searches by Generator.score (the channel's choice), and "
+                             "best of N searches by likelihood (the channel's choice), and "
                              "NAME.txt the first of each N; repeatable, sizes nested")
     parser.add_argument("--name", help="file name of the search's posts (default: search)")
     parser.add_argument("--out", type=Path, required=True)
@@ -119,9 +116,8 @@ def main() -> int:
     train, _, _ = read_split(args.corpus)
     args.out.mkdir(parents=True, exist_ok=True)
     config = SearchConfig(lines_drawn=args.lines_drawn, beam=args.beam,
-                          temperature=args.temperature,
-                          opening_temperature=args.opening_temperature, top_p=args.top_p,
-                          typical_p=args.typical_p, cohesion_weight=args.cohesion_weight,
+                          temperature=args.temperature, top_p=args.top_p,
+                          cohesion_weight=args.cohesion_weight,
                           cool_end=args.cool_end)
     print(f"CPU: {machine()}, model {args.model}")
     for system in args.system or SYSTEMS:
