@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -77,23 +75,3 @@ def drop_connections(url: str) -> int:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = :name AND pid != pg_backend_pid()"), {"name": schema}
         ).all())
-
-
-def restart_server() -> None:
-    """Restart the test server through the machine's service manager (Debian's pg_ctlcluster),
-    as an operator or a package upgrade does; skip with the reason where that cannot be done."""
-    require()
-    url = sa.make_url(BASE_URL)
-    if url.host not in ("127.0.0.1", "localhost") or shutil.which("pg_ctlcluster") is None:
-        pytest.skip(f"restarting {url.host}:{url.port} needs Debian's pg_ctlcluster on this host")
-    if os.geteuid() != 0:
-        pytest.skip("restarting the PostgreSQL server needs root (pg_ctlcluster)")
-    port = str(url.port or 5432)
-    clusters = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True,
-                              check=True).stdout.split("\n")
-    found = [c.split()[:2] for c in clusters if c.split()[2:3] == [port]]
-    if not found:
-        pytest.skip(f"no cluster of pg_lsclusters listens on port {port}")
-    version, name = found[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart"],
-                   check=True, capture_output=True, timeout=120)

@@ -5,7 +5,9 @@ connections were all cut, or whose PostgreSQL server was restarted, carries on."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,6 +19,7 @@ from common.db import open_database
 from harness import pg
 from harness.peers import prefill
 from harness.pipeline import AppThread, ask, bot_config, wait_until
+from tests.pgserver import PrivateServer
 
 
 def test_a_model_swapped_in_by_one_process_is_served_by_the_others(database, bot_model,
@@ -56,17 +59,29 @@ def test_one_retrain_at_a_time_across_processes_on_postgresql():
             second.close()
 
 
-def _cut(url: str) -> None:
-    assert pg.drop_connections(url) >= 2  # the event loop's and the schedule lock's
+@contextlib.contextmanager
+def _connections_cut() -> Iterator[tuple[str, Callable[[], None]]]:
+    """A schema of the shared server; the outage ends every session of its URL."""
+    def cut() -> None:
+        assert pg.drop_connections(url) >= 2  # the event loop's and the schedule lock's
 
-
-def _restart(url: str) -> None:
-    pg.restart_server()  # every session of every client ends; the server is back in ~2 s
-
-
-@pytest.mark.parametrize("outage", [_cut, _restart], ids=["connections-cut", "server-restart"])
-def test_the_bot_carries_on_after_the_database_dropped_it(tmp_path, bot_model, telegram, outage):
     with pg.fresh_schema() as url:
+        yield url, cut
+
+
+@contextlib.contextmanager
+def _server_restart() -> Iterator[tuple[str, Callable[[], None]]]:
+    """A private server (restarting the shared one would cut off the tests running beside this
+    one); the outage restarts it: every session of every client ends."""
+    with PrivateServer() as server:
+        yield server.url, server.restart
+
+
+@pytest.mark.parametrize("database_with_outage", [_connections_cut, _server_restart],
+                         ids=["connections-cut", "server-restart"])
+def test_the_bot_carries_on_after_the_database_dropped_it(tmp_path, bot_model, telegram,
+                                                           database_with_outage):
+    with database_with_outage() as (url, outage):
         ready = prefill(url, str(bot_model), per_temperature=3)
         raw = bot_config(tmp_path, bot_model, telegram, channel=False, cooldown_seconds=0)
         raw["storage"]["url"] = url
@@ -76,7 +91,7 @@ def test_the_bot_carries_on_after_the_database_dropped_it(tmp_path, bot_model, t
             first = ask(telegram, "/bugurt", 501)
             assert first in ready and bot.call(lock.held)  # run on the bot's loop: its thread
             takes = lock.takes
-            outage(url)
+            outage()
             second = ask(telegram, "/bugurt", 502)  # a fresh connection, not an error
             assert second in ready and second != first
             # the lock went with its session: the lead is taken again, on a new connection
