@@ -68,7 +68,7 @@ def judgements_command(parser: argparse.ArgumentParser, args: argparse.Namespace
     if path is None:
         parser.error(f"{args.command} needs {'--out' if args.out is None else '--in'} FILE.jsonl")
     export = args.command == "export-judgements"
-    database = db.open_database(_url(load_config(args.config)))
+    database = db.open_storage(load_config(args.config).storage)
     try:
         count = (judgements.export if export else judgements.import_file)(database, path)
     except OSError as exc:
@@ -86,7 +86,7 @@ def fit_ranker(config: Config) -> int:
     from bot.i18n import texts_for
     from bot.ranker import Ranking  # torch and the generator: not for --health
 
-    database = db.open_database(_url(config))
+    database = db.open_storage(config.storage)
     try:
         served = RuntimeSettings(database).served_model(config.generator.model_dir)
         print(Ranking(lambda: served).refit(database)(texts_for(config.bot.language)))
@@ -95,13 +95,9 @@ def fit_ranker(config: Config) -> int:
     return 0
 
 
-def _url(config: Config) -> str:
-    return db.storage_url(config.storage.db, config.storage.url)
-
-
 def health(config: Config, stale_after: float = 120.0) -> int:
     """0 when the running bot's periodic sweep wrote its heartbeat within `stale_after` s."""
-    database = db.open_database(_url(config))
+    database = db.open_storage(config.storage)
     try:
         age = RuntimeSettings(database).seconds_since_beat()
     finally:

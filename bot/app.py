@@ -28,7 +28,8 @@ from bot.leader import LEAD_SECONDS, ProcessLife
 from bot.review_desk import CALLBACK, TelegramDesk
 from bot.runner import Runner, menu
 from bot.telegram_channel import TelegramChannel
-from bot.wiring import build_runner, open_storage, vk_publisher
+from bot.wiring import build_runner, vk_publisher
+from common import db
 from common.cli import UserError
 from common.config import Config, WebhookConfig, require
 
@@ -46,7 +47,7 @@ def build_application(
     """The PTB Application with handlers, jobs, the inbox and the Runner in bot_data (not
     started)."""
     catalogs = load_all()  # a missing compiled catalog stops the start with one line
-    database = open_storage(config)
+    database = db.open_storage(config.storage)
     life = ProcessLife(database)  # names this process in the inbox's and the outbox's claims
     inbox = Inbox(database, life)
     app = (

@@ -46,7 +46,7 @@ def build_runner(
     """Open the database (unless given one), load the served model, and assemble the bot's
     parts (the pool worker starts with `Runner.start`). The Runner owns the database and this
     process's sign of life (`life`, made here unless given): `Runner.close` ends both."""
-    database = database or open_storage(config)
+    database = database or db.open_storage(config.storage)
     try:
         settings = RuntimeSettings(database)
         slot = ModelSlot(settings, config.generator.model_dir, config.bot.candidates)
@@ -86,11 +86,6 @@ def build_runner(
     editors.desk = desk
     return Runner(config, database, settings, slot, outbox, ratings, schedule, retrain, pool,
                   editors)
-
-
-def open_storage(config: Config) -> db.Database:
-    """The bot's database: storage.url, or the SQLite file storage.db."""
-    return db.open_database(db.storage_url(config.storage.db, config.storage.url))
 
 
 def _schedule_key(config: Config) -> str:

@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -29,6 +30,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from common.cli import UserError
 from common.outage import Outage, Reach
+
+if TYPE_CHECKING:  # config's types only: the loader itself is not needed here
+    from common.config import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +310,11 @@ class Database:
 def storage_url(db: str, url: str = "") -> str:
     """`storage.url`, or SQLite at `storage.db` when it is empty."""
     return url or f"sqlite:///{Path(db).resolve()}"
+
+
+def open_storage(storage: StorageConfig) -> Database:
+    """The database a config's `storage` section names (every command opens it through this)."""
+    return open_database(storage_url(storage.db, storage.url))
 
 
 def open_database(url: str | sa.URL) -> Database:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from common.config import Config, require
 from common.corpus import write_corpus
-from common.db import open_database, storage_url
+from common.db import open_storage
 from scraper.clean import CorpusResult, build_corpus
 from scraper.store import PostStore, ScrapeState
 from scraper.vk import PAGE_SIZE, PAGES_PER_EXECUTE, Page, Retry, VkClient
@@ -67,7 +67,7 @@ def scrape(
     client = VkClient(
         token, config.vk.api_url, config.vk.api_version, options.retry, options.min_interval
     )
-    db = open_database(storage_url(config.storage.db, config.storage.url))
+    db = open_storage(config.storage)
     try:
         store = PostStore(db)
         owner_id = client.resolve_owner(config.vk.community)

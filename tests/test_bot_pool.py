@@ -19,7 +19,7 @@ from bot.model_slot import ModelSlot
 from bot.pool import Pool, PoolStore
 from bot.settings import RuntimeSettings
 from common.config import config_from_dict
-from common.db import MIGRATIONS, TYPES, open_database, storage_url
+from common.db import MIGRATIONS, TYPES, open_database, open_storage, storage_url
 from generator import gate
 from generator.sample import Candidate
 from harness.fakes.telegram import FakeTelegram
@@ -275,7 +275,7 @@ def test_a_ready_reply_is_the_best_of_reply_candidates_drawn_in_rounds(tmp_path,
     raw = bot_config(tmp_path, bot_model, candidates=8)
     raw["pool"] = {"reply_candidates": 24, "search": "whole"}
     config = config_from_dict(raw)
-    database = open_database(storage_url(config.storage.db))
+    database = open_storage(config.storage)
     slot = ModelSlot(RuntimeSettings(database), config.generator.model_dir, config.bot.candidates)
     try:
         pool = Pool(database, slot, config)
@@ -298,7 +298,7 @@ def test_a_ready_reply_by_lines_is_the_best_of_searched_posts_by_likelihood(
     raw = bot_config(tmp_path, bot_model)
     raw["pool"] = {"reply_searches": 3}
     config = config_from_dict(raw)
-    database = open_database(storage_url(config.storage.db))
+    database = open_storage(config.storage)
     slot = ModelSlot(RuntimeSettings(database), config.generator.model_dir, config.bot.candidates)
     try:
         pool = Pool(database, slot, config)
