@@ -51,8 +51,9 @@ def fake_telegram() -> Iterator[FakeTelegram]:
         server.stop()
 
 
-def _config(folder: Path, model: Path, telegram: FakeTelegram, env: bool = False,
-            **pool: object) -> dict:
+def serving_config(folder: Path, model: Path, telegram: FakeTelegram, env: bool = False,
+                   **pool: object) -> dict:
+    """A bot's config for these benchmarks: no channel, no cooldown, `pool` over its defaults."""
     raw = bot_config(folder, model, telegram, channel=False, env_secrets=env, cooldown_seconds=0,
                      candidates=16)
     raw["vk"]["post_token"] = ""
@@ -60,7 +61,8 @@ def _config(folder: Path, model: Path, telegram: FakeTelegram, env: bool = False
     return raw
 
 
-def _ready(folder: Path) -> int:
+def ready_posts(folder: Path) -> int:
+    """Posts waiting in the pool of the bot whose folder this is."""
     return query(folder.joinpath(*DB), "SELECT COUNT(*) FROM pool WHERE used_at IS NULL")[0][0] \
         if folder.joinpath(*DB).exists() else 0
 
@@ -74,17 +76,17 @@ def _timed(telegram: FakeTelegram, text: str, user: int) -> float:
 
 def latencies(folder: Path, model: Path, n: int, pool: dict, prime: str = "") -> list[float]:
     """Seconds per sequential `/bugurt [prime]` from distinct users (the pool full first)."""
-    with fake_telegram() as telegram, AppThread(_config(folder, model, telegram, **pool)):
+    with fake_telegram() as telegram, AppThread(serving_config(folder, model, telegram, **pool)):
         if pool.get("size"):
-            wait_until(lambda: _ready(folder) >= n, 600, "a full pool", step=0.5)
+            wait_until(lambda: ready_posts(folder) >= n, 600, "a full pool", step=0.5)
         return [_timed(telegram, f"/bugurt {prime}".strip(), 1000 + i) for i in range(n)]
 
 
 def burst(folder: Path, model: Path, users: int, pool: dict) -> dict:
     """`users` people send /bugurt at once: posts, refusals, median and slowest reply."""
-    with fake_telegram() as telegram, AppThread(_config(folder, model, telegram, **pool)):
+    with fake_telegram() as telegram, AppThread(serving_config(folder, model, telegram, **pool)):
         if pool.get("size"):
-            wait_until(lambda: _ready(folder) >= users, 900, "a full pool", step=0.5)
+            wait_until(lambda: ready_posts(folder) >= users, 900, "a full pool", step=0.5)
         ids = list(range(5000, 5000 + users))
         start = len(telegram.calls)
         began = time.monotonic()
@@ -103,7 +105,7 @@ def burst(folder: Path, model: Path, users: int, pool: dict) -> dict:
 def first_after_restart(folder: Path, model: Path, pool: dict) -> tuple[float, float]:
     """(seconds to the first /bugurt's reply once a fresh process is up, process start to up)."""
     with fake_telegram() as telegram:
-        config = write_config(folder, _config(folder, model, telegram, env=True, **pool))
+        config = write_config(folder, serving_config(folder, model, telegram, env=True, **pool))
         began = time.perf_counter()
         bot = start_bot(folder / "logs", config, telegram)
         up = time.perf_counter() - began
@@ -117,15 +119,15 @@ def cpu_share(folder: Path, model: Path, share: float, seconds: float) -> tuple[
     """(the bot process's CPU seconds per wall second while its worker fills an empty pool,
     posts it made meanwhile)."""
     with fake_telegram() as telegram:
-        config = write_config(folder, _config(folder, model, telegram, env=True, size=500,
+        config = write_config(folder, serving_config(folder, model, telegram, env=True, size=500,
                                               cpu_share=share))
         bot = start_bot(folder / "logs", config, telegram)
         try:
-            wait_until(lambda: _ready(folder) >= 1, 120, "the first pooled post", step=0.1)
-            before, began, posts = _cpu(bot.proc.pid), time.monotonic(), _ready(folder)
+            wait_until(lambda: ready_posts(folder) >= 1, 120, "the first pooled post", step=0.1)
+            before, began, posts = _cpu(bot.proc.pid), time.monotonic(), ready_posts(folder)
             time.sleep(seconds)
             used = _cpu(bot.proc.pid) - before
-            return used / (time.monotonic() - began), _ready(folder) - posts
+            return used / (time.monotonic() - began), ready_posts(folder) - posts
         finally:
             bot.stop()
 

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.bench_serving import _config, _ready, fake_telegram  # noqa: E402
+from bench.bench_serving import fake_telegram, ready_posts, serving_config  # noqa: E402
 from common.config import BUNDLED_MODEL_DIR  # noqa: E402
 from generator.modeldir import STARTER_FILE  # noqa: E402
 from harness.pipeline import AppThread  # noqa: E402
@@ -32,10 +32,10 @@ from harness.report import machine  # noqa: E402
 def first_minute(folder: Path, model: Path, users: int, after: float) -> dict:
     with fake_telegram() as telegram:
         began = time.monotonic()
-        with AppThread(_config(folder, model, telegram, size=20)):
+        with AppThread(serving_config(folder, model, telegram, size=20)):
             ready_at = None
             while time.monotonic() - began < after:
-                if ready_at is None and _ready(folder) >= users:
+                if ready_at is None and ready_posts(folder) >= users:
                     ready_at = time.monotonic() - began
                 time.sleep(0.2)
             ids = list(range(7000, 7000 + users))
