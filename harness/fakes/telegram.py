@@ -16,17 +16,13 @@ N calls of a method, or make every method fail until it recovers (`outage`).
 from __future__ import annotations
 
 import itertools
-import json
-import select
 import socket
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from harness.fakes.bot_api_http import BotApiServer, handler_for, hung_up
 
 BOT_ID = 777000
 BOT_USERNAME = "neurobugurt_bot"
@@ -74,7 +70,7 @@ class FakeTelegram:
         self.held = 0  # calls held back so far
         self._outage: str | None = None  # see outage()
         self._recovered = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
+        self._server = BotApiServer(("127.0.0.1", 0), handler_for(self))
         self._server.daemon_threads = True
         # A short poll: stop() returns within 0.05 s instead of serve_forever's default 0.5 s.
         self._thread = threading.Thread(
@@ -284,7 +280,7 @@ class FakeTelegram:
             self.held += 1
             self._cond.notify_all()
         self._released.wait(60)
-        return not _hung_up(sender)
+        return not hung_up(sender)
 
     def handle(
         self, method: str, params: dict[str, Any]
@@ -403,96 +399,3 @@ class FakeTelegram:
 
     def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._edit(params)
-
-
-def _hung_up(sender: socket.socket) -> bool:
-    """Whether the client closed its end: nothing more was sent, so a readable socket means
-    end of file (a killed process's sockets are closed by its kernel)."""
-    readable, _, _ = select.select([sender], [], [], 0)
-    if not readable:
-        return False
-    try:
-        return sender.recv(1, socket.MSG_PEEK) == b""
-    except OSError:
-        return True
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # a burst of 50 users opens 50 connections at once (default: 5)
-
-
-def _decode(content_type: str, body: bytes) -> dict[str, Any]:
-    """Bot API parameters: form or multipart fields whose values PTB sends JSON-encoded."""
-    if content_type.startswith("multipart/form-data"):
-        head = f"Content-Type: {content_type}\r\n\r\n".encode()
-        message = BytesParser(policy=HTTP).parsebytes(head + body)
-        raw: dict[str, Any] = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if part.get_filename():
-                raw[name] = part.get_payload(decode=True)
-            else:
-                raw[name] = part.get_payload(decode=True).decode("utf-8")
-    elif content_type.startswith("application/json"):
-        return json.loads(body or b"{}")
-    else:
-        raw = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    params: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass  # a plain string such as text
-            else:
-                if isinstance(value, int | float) and key in ("text", "caption"):
-                    value = raw[key]
-        params[key] = value
-    return params
-
-
-def _handler_for(server: FakeTelegram) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-        disable_nagle_algorithm = True  # else every small answer waits ~40 ms for an ACK
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-            prefix = f"/bot{server.token}/"
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            if len(body) < length:  # the client died while sending: nothing to answer
-                self.close_connection = True
-                return
-            if not self.path.startswith(prefix):
-                self._answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
-                return
-            method = self.path[len(prefix):]
-            params = _decode(self.headers.get("Content-Type", ""), body)
-            if not server.let_through(method, params, self.connection):
-                self.close_connection = True
-                return
-            status, answer = server.handle(method, params)
-            if answer is None:
-                self.close_connection = True
-                self.connection.close()
-                return
-            self._answer(status, answer)
-
-        do_GET = do_POST  # noqa: N815
-
-        def _answer(self, status: int, body: dict[str, Any] | str) -> None:
-            html = isinstance(body, str) and body.lstrip().startswith("<")
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html" if html else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            try:
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client gave up (a test stopped it)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # quiet: the test output is for assertions
-
-    return Handler
