@@ -10,7 +10,7 @@ from bot.pool import PoolStore
 from common.db import open_database
 from generator.sample import Candidate
 from harness.fakes.webhook import WebhookTelegram
-from harness.pipeline import Child, secrets, wait_until, write_config
+from harness.pipeline import Child, bot_config, secrets, wait_until, write_config
 
 SECRET = "webhook-SECRET_42"
 TEMPERATURES = (0.4, 0.45, 0.5)  # bot.temperatures by default
@@ -40,6 +40,23 @@ def start_webhook_bot(folder: Path, raw: dict, telegram: WebhookTelegram) -> tup
     wait_until(lambda: _listening(port) or not bot.alive(), 120, "the webhook server")
     assert bot.alive(), bot.stderr[-3000:]
     return bot, url
+
+
+def start_webhook_peers(folder: Path, model_dir: Path, telegram: WebhookTelegram, url: str,
+                        names: tuple[str, ...]) -> list[Child]:
+    """One webhook bot process a name, all on the database at `url` and one models folder, each
+    serving the pool a test filled (one post a temperature drawn ahead, no channel candidates:
+    the channel post is written when due); Telegram delivers to every one (`targets`)."""
+    bots, hooks = [], []
+    for name in names:
+        raw = bot_config(folder / name, model_dir, telegram, cooldown_seconds=0)
+        raw["storage"].update(url=url, models_dir=str(folder / "models"))
+        raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
+        bot, hook = start_webhook_bot(folder / name, raw, telegram)
+        bots.append(bot)
+        hooks.append(hook)
+    telegram.targets = hooks
+    return bots
 
 
 def prefill(url: str, model_dir: str, per_temperature: int) -> set[str]:

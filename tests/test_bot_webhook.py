@@ -10,7 +10,7 @@ import pytest
 from harness import pg
 from harness.fakes.telegram import CHANNEL_ID
 from harness.fakes.webhook import WebhookTelegram, post_update
-from harness.peers import SECRET, prefill, start_webhook_bot
+from harness.peers import SECRET, prefill, start_webhook_bot, start_webhook_peers
 from harness.pipeline import (
     Child,
     bot_config,
@@ -101,15 +101,8 @@ def test_two_processes_share_one_postgresql(tmp_path, bot_model, hooked):
         # emptied below pool.size would have the workers draw new posts, served before the
         # prefilled ones of other temperatures (nearest temperature first)
         ready = prefill(url, str(bot_model), per_temperature=300)
-        bots, urls = [], []
-        for name in ("a", "b"):
-            raw = bot_config(tmp_path / name, bot_model, hooked, cooldown_seconds=0)
-            raw["storage"].update(url=url, models_dir=str(tmp_path / "models"))
-            raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
-            bot, hook = start_webhook_bot(tmp_path / name, raw, hooked)
-            bots.append(bot)
-            urls.append(hook)
-        hooked.targets = urls
+        bots = start_webhook_peers(tmp_path, bot_model, hooked, url, ("a", "b"))
+        urls = hooked.targets
         _burst(hooked, range(1000, 1050), each=4)
         answers = _answers(hooked, range(1000, 1050))
         assert len(answers) == 200 and len(set(answers)) == 200 and set(answers) <= ready

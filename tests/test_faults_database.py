@@ -21,7 +21,7 @@ import pytest
 from bot.i18n import texts_for
 from harness.fakes.telegram import CHANNEL_ID
 from harness.fakes.webhook import WebhookTelegram
-from harness.peers import prefill, start_webhook_bot
+from harness.peers import prefill, start_webhook_bot, start_webhook_peers
 from harness.pipeline import (
     ADMIN,
     Child,
@@ -45,20 +45,6 @@ def hooked():
     server = WebhookTelegram().start()
     yield server
     server.stop()
-
-
-def _bots(tmp_path, bot_model, hooked, url: str, names: tuple[str, ...]) -> list[Child]:
-    bots, hooks = [], []
-    for name in names:
-        raw = bot_config(tmp_path / name, bot_model, hooked, cooldown_seconds=0)
-        raw["storage"].update(url=url, models_dir=str(tmp_path / "models"))
-        # the channel post is written when due; the pool is what the test filled
-        raw["pool"] = {"size": 1, "channel_candidates": 0, "channel_searches": 0}
-        bot, hook = start_webhook_bot(tmp_path / name, raw, hooked)
-        bots.append(bot)
-        hooks.append(hook)
-    hooked.targets = hooks
-    return bots
 
 
 def _answers(server: WebhookTelegram, users: range) -> dict[int, list[str]]:
@@ -119,7 +105,7 @@ def test_two_processes_ride_out_a_postgresql_restart_and_a_20_s_stop(tmp_path, b
                                                                      hooked):
     with PrivateServer() as server:
         ready = prefill(server.url, str(bot_model), per_temperature=3 * USERS)
-        bots = _bots(tmp_path, bot_model, hooked, server.url, ("a", "b"))
+        bots = start_webhook_peers(tmp_path, bot_model, hooked, server.url, ("a", "b"))
         seen: set[str] = set()
 
         # 1. pg_ctl restart -m fast while the first burst is delivered and a post is due
