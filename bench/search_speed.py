@@ -9,13 +9,14 @@ on both alike; CPU seconds are the process's own (time.process_time). Run one af
 search's rows are its beams × lines drawn (32); side by side, every token step of all of them is
 one batch through the cell. The two ways draw other random numbers, so each reports the lines
 its posts have: longer posts would cost more steps, not less. `--against COMMIT` adds a third
-way: that commit's generator/search.py (read with `git show`, loaded beside today's), its
-searches one after another, as the pool ran them then.
+way: that commit's generator/search.py and inference cell (read with `git show`, loaded beside
+today's, over the same weights), its searches one after another, as the pool ran them then.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import statistics
 import subprocess
@@ -32,19 +33,44 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 from common.corpus import LINE_BREAK  # noqa: E402
 from generator.sample import Generator  # noqa: E402
 from generator.search import LineSearch, SearchConfig  # noqa: E402
+from generator.tokenizer import UNK  # noqa: E402
 from harness.report import machine  # noqa: E402
 
 
-def search_of(commit: str, folder: Path):
-    """The module generator/search.py as it was at `commit`, loaded under another name."""
-    path = folder / "search_then.py"
-    path.write_text(subprocess.run(["git", "show", f"{commit}:generator/search.py"],
-                                   capture_output=True, text=True, check=True).stdout)
-    spec = importlib.util.spec_from_file_location("search_then", path)
+def _load(name: str, path: Path, text: str):
+    """`text` as a module called `name`, registered in sys.modules (its dataclasses look their
+    module up there)."""
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["search_then"] = module  # its dataclasses look their module up there
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def search_of(commit: str, folder: Path, gen: Generator):
+    """That commit's generator/search.py over that commit's inference cell (generator/model.py)
+    with today's weights, loaded under other names beside that commit's generator/gate.py (whose
+    helpers have since moved to other modules); the tokenizer module then called
+    generator.vocab is today's generator.tokenizer. Returns (module, generator): a shallow copy
+    of `gen` whose cell and start state are that commit's."""
+    def then(path: str) -> str:
+        return subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True,
+                              text=True, check=True, cwd=REPO).stdout
+    _load("gate_then", folder / "gate_then.py", then("generator/gate.py"))
+    model = _load("model_then", folder / "model_then.py", then("generator/model.py"))
+    text = (then("generator/search.py")
+            .replace("from generator import gate\n", "import gate_then as gate\n")
+            .replace("from generator.model import", "from model_then import")
+            .replace("from generator.vocab import", "from generator.tokenizer import"))
+    module = _load("search_then", folder / "search_then.py", text)
+    old = copy.copy(gen)
+    old.cell = model.FastLSTM(gen.model, banned=(UNK,))
+    old.start_state = old.cell.zero_state(1)
+    for mine, theirs in zip(gen.start_state.c + gen.start_state.buffers,
+                            old.start_state.c + old.start_state.buffers, strict=True):
+        theirs.copy_(mine)
+    return module, old
 
 
 def pooled(search, searches: int, seed: int, batched: bool) -> tuple[float, float]:
@@ -72,8 +98,8 @@ def main() -> int:
     ways = {"one after another": (search, False), "side by side": (search, True)}
     if args.against:
         with tempfile.TemporaryDirectory() as folder:  # the module is loaded: its file may go
-            then = search_of(args.against, Path(folder))
-        ways = {f"{args.against}, one after another": (then.LineSearch(gen, then.SearchConfig()),
+            then, old = search_of(args.against, Path(folder), gen)
+        ways = {f"{args.against}, one after another": (then.LineSearch(old, then.SearchConfig()),
                                                         False), **ways}
     spent: dict[str, list[float]] = {name: [] for name in ways}
     lines: dict[str, list[float]] = {name: [] for name in ways}

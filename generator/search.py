@@ -28,7 +28,7 @@ from common.corpus import LINE_BREAK, SEPARATOR
 from generator import gate
 from generator.model import CellState
 from generator.novelty import shingles
-from generator.sampling import draw, end_at_rate, nucleus
+from generator.sampling import draw, draw_own, end_at_rate, nucleus
 from generator.tokenizer import END
 from generator.words import WORD, cohesion
 
@@ -62,8 +62,11 @@ class Partial:
     """A post being built: its lines and the model's state after them."""
 
     lines: list[str]
-    state: CellState  # one row
-    logits: torch.Tensor  # (1, V): the next token's
+    # the model's state after them and the next token's logits: row `row` of a batch's
+    # state and (rows, V) logits, shared with the other posts of that batch
+    state: CellState
+    logits: torch.Tensor
+    row: int
     log_likelihood: float = 0.0  # natural log, over the characters so far
     chars: int = 0
     score: float = 0.0
@@ -140,7 +143,7 @@ class LineSearch:
         """`post` for `count` independent searches, run as one batch (one search alone draws
         exactly what `post` does)."""
         cfg, gen = self.config, self.gen
-        runs = [_Run([Partial([], gen.start_state, gen.start_logits)]) for _ in range(count)]
+        runs = [_Run([Partial([], gen.start_state, gen.start_logits, 0)]) for _ in range(count)]
         for depth in range(cfg.max_lines):
             active = [run for run in runs if run.beams]
             if not active:
@@ -172,21 +175,22 @@ class LineSearch:
         k = self.config.lines_drawn
         rows = len(beams) * k
         parent = [b for b in beams for _ in range(k)]
-        state = CellState.stack([b.state for b in parent])
-        logits = torch.cat([b.logits for b in parent])
+        state = CellState.gather([(b.state, b.row) for b in parent])
+        logits = _gather_logits(parent)
         may_end = depth + 1 >= self.config.min_lines
         drawn, logp, last, final, final_logits = self._draw_lines(state, logits, rows, rng,
                                                                   may_end)
         out = []
         for r in range(rows):
+            if last[r] is None:
+                continue
             line = self.gen.vocab.decode(drawn[r])
-            if last[r] is None or self._refused(line, parent[r].lines, depth):
+            if self._refused(line, parent[r].lines, depth):
                 continue
             p, end = parent[r], bool(last[r])
             chars = len(line) + (1 if end else len(LINE_BREAK))
-            out.append((r // k, Partial(p.lines + [line], final.row(r),
-                                        final_logits[r : r + 1], p.log_likelihood + logp[r],
-                                        p.chars + chars), end))
+            out.append((r // k, Partial(p.lines + [line], final, final_logits, r,
+                                        p.log_likelihood + logp[r], p.chars + chars), end))
         return out
 
     def _draw_lines(self, state: CellState, logits: torch.Tensor, rows: int,
@@ -197,42 +201,52 @@ class LineSearch:
         cfg, cell = self.config, self.gen.cell
         stop = self.line_break[0]
         banned = self.banned + ([] if may_end else [END])
+        end_rate = may_end and not cfg.cool_end
+        # zeros, not left unset: a character model steps every row of `final` through its line
+        # break, and the int8 cell quantizes a batch by its range, so garbage would change the
+        # other rows
         final = CellState(rows, len(state.c), state.c[0].shape[1])
         final_logits = torch.zeros_like(logits)
-        drawn: list[list[int]] = [[] for _ in range(rows)]
+        cap = gate.MAX_LINE // 2 + 8  # tokens: a unit writes ≥ 1 character, most write 2–4
+        units = torch.empty(rows, cap, dtype=torch.long)  # each row's line, unit by unit
+        length = torch.full((rows,), -1)  # units before the row's line break or END; −1: open
+        ended = torch.zeros(rows, dtype=torch.bool)  # closed by END
         logp = torch.zeros(rows)
-        last: list[bool | None] = [None] * rows
         # the rows still writing their line, as indices into the batch: a row that has closed
         # leaves the cell's batch, so a step costs the open rows only (a batch of many searches
         # would otherwise run every row until its longest line ends)
         active = torch.arange(rows)
-        cap = gate.MAX_LINE // 2 + 8  # tokens: a unit writes ≥ 1 character, most write 2–4
-        for _ in range(cap):
+        for step in range(cap):
             if banned:
-                logits = logits.clone()
                 logits[:, banned] = -math.inf
-            own = torch.log_softmax(logits, -1)  # the model's own (temperature 1) log-probs
-            probs = nucleus(logits / self.temperature, cfg.top_p)
-            if may_end and not cfg.cool_end:
-                probs = end_at_rate(probs, own[:, END].exp())
-            token = draw(probs, rng)
-            logp[active] += own.gather(1, token[:, None])[:, 0]
+            if cfg.top_p < 1.0:
+                own = torch.log_softmax(logits, -1)  # the model's own (temperature 1) log-probs
+                probs = nucleus(logits / self.temperature, cfg.top_p)
+                if end_rate:
+                    probs = end_at_rate(probs, own[:, END].exp())
+                token = draw(probs, rng)
+                logp[active] += own.gather(1, token[:, None])[:, 0]
+            else:
+                token, own_logp = draw_own(logits, self.temperature, rng, end_rate)
+                logp[active] += own_logp
+            units[active, step] = token
             with self.lock:  # an on-demand request waits for one step of the batch at most
                 logits = cell.step(token, state)
             closing = (token == stop) | (token == END)
-            for r, t, closed in zip(active.tolist(), token.tolist(), closing.tolist(),
-                                    strict=True):
-                if closed:
-                    last[r] = t == END
-                else:
-                    drawn[r].append(t)
             if closing.any():
-                state.copy_rows(closing, final, active[closing])
-                final_logits[active[closing]] = logits[closing]
+                closed = active[closing]
+                length[closed] = step
+                ended[closed] = token[closing] == END
+                state.copy_rows(closing, final, closed)
+                final_logits[closed] = logits[closing]
                 going = ~closing
                 if not going.any():
                     break
                 active, logits, state = active[going], logits[going], state.select(going)
+        lengths, units_of = length.tolist(), units.tolist()
+        drawn = [row[:n] for row, n in zip(units_of, lengths, strict=True)]
+        last: list[bool | None] = [None if n < 0 else e for n, e in
+                                   zip(lengths, ended.tolist(), strict=True)]
         # a line break of several tokens (characters): its remaining tokens are read as given
         for token_id in self.line_break[1:]:
             follow = torch.tensor([last[r] is False for r in range(rows)])
@@ -240,6 +254,19 @@ class LineSearch:
             logits = cell.step(torch.full((rows,), token_id), final)
             final_logits[follow] = logits[follow]
         return drawn, logp.tolist(), last, final, final_logits
+
+
+def _gather_logits(parents: list[Partial]) -> torch.Tensor:
+    """(len(parents), V): each parent's next-token logits, one index_select per run of
+    parents from the same batch."""
+    out, start = [], 0
+    while start < len(parents):
+        source, end = parents[start].logits, start
+        while end < len(parents) and parents[end].logits is source:
+            end += 1
+        out.append(source.index_select(0, torch.tensor([p.row for p in parents[start:end]])))
+        start = end
+    return torch.cat(out) if len(out) > 1 else out[0]
 
 
 def _repeats(line: str, earlier: list[str]) -> bool:

@@ -25,9 +25,15 @@ def write_section(name: str, body: str) -> None:
 
 
 def machine() -> str:
-    """The CPU (with or without AMX), torch and its threads, and the load average now."""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+    """The CPU with its widest matrix instructions (AMX, AVX-512 bf16, AVX-512 or AVX2: the
+    machines here differ in them), torch and its threads, and the load average now."""
+    info = Path("/proc/cpuinfo").read_text()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
                 if ln.startswith("model name")), "?")
-    amx = "AMX" if "amx_bf16" in Path("/proc/cpuinfo").read_text() else "no AMX"
-    return (f"{cpu} ({amx}), torch {torch.__version__}, torch threads: {torch.get_num_threads()}, "
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                      if ln.startswith("flags")), []))
+    widest = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 bf16"),
+                                           ("avx512f", "AVX-512, no bf16"), ("avx2", "AVX2 only"))
+                   if flag in flags), "no AVX2")
+    return (f"{cpu} ({widest}), torch {torch.__version__}, torch threads: {torch.get_num_threads()}, "
             f"load average {open('/proc/loadavg').read().split()[0]} at start")

@@ -118,3 +118,37 @@ def test_draw_follows_the_probabilities_and_never_draws_a_unit_of_none():
     one = torch.zeros(3, 5)
     one[torch.arange(3), torch.tensor([4, 0, 2])] = 1.0  # a single unit left: always it
     assert sampling.draw(one, rng).tolist() == [4, 0, 2]
+
+
+def test_the_two_level_draw_of_a_large_vocabulary_follows_the_probabilities():
+    """Over BLOCK × 4 units the draw picks a block, then a unit inside it: units of the last,
+    partial block, units of zero probability and blocks of none all come out right."""
+    units = sampling.BLOCK * 5 + 7  # a partial block at the end
+    probs = torch.zeros(units)
+    kept = torch.tensor([0, 3, sampling.BLOCK - 1, sampling.BLOCK * 3 + 10, units - 2, units - 1])
+    probs[kept] = torch.tensor([1.0, 4.0, 2.0, 6.0, 3.0, 0.5])  # block 1, 2 and 4 hold none
+    rng = torch.Generator().manual_seed(1)
+    drawn = sampling.draw(probs.expand(200_000, -1).contiguous(), rng)
+    share = torch.bincount(drawn, minlength=units) / len(drawn)
+    assert share.sum().item() == pytest.approx(1.0) and len(share) == units
+    assert share[kept].tolist() == pytest.approx((probs[kept] / probs.sum()).tolist(), abs=0.01)
+    single = torch.zeros(4, units)
+    single[torch.arange(4), torch.tensor([units - 1, 0, sampling.BLOCK, 200])] = 1.0
+    assert sampling.draw(single, rng).tolist() == [units - 1, 0, sampling.BLOCK, 200]
+
+
+def test_draw_own_draws_the_ends_at_the_models_rate_and_gives_its_own_log_probabilities():
+    """draw_own: END at softmax(logits)'s rate, the rest at the temperature, and every unit's
+    log-probability under the model's own softmax."""
+    logits = torch.log(torch.tensor([0.2, 0.5, 0.25, 0.05]))  # END (0) is 0.2 of the model's
+    rows = 200_000
+    rng = torch.Generator().manual_seed(2)
+    token, logp = sampling.draw_own(logits.expand(rows, -1).clone(), 0.5, rng, end_rate=True)
+    share = torch.bincount(token, minlength=4) / rows
+    cooled = torch.softmax(logits[1:] / 0.5, 0) * 0.8  # the rest at T 0.5, in the other 0.8
+    assert share[END].item() == pytest.approx(0.2, abs=0.005)
+    assert share[1:].tolist() == pytest.approx(cooled.tolist(), abs=0.005)
+    assert torch.allclose(logp, logits[token], atol=1e-5)
+    token, _ = sampling.draw_own(logits.expand(rows, -1).clone(), 1.0, rng, end_rate=False)
+    share = torch.bincount(token, minlength=4) / rows
+    assert share.tolist() == pytest.approx([0.2, 0.5, 0.25, 0.05], abs=0.005)
