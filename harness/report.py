@@ -35,5 +35,6 @@ def machine() -> str:
     widest = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 bf16"),
                                            ("avx512f", "AVX-512, no bf16"), ("avx2", "AVX2 only"))
                    if flag in flags), "no AVX2")
-    return (f"{cpu} ({widest}), torch {torch.__version__}, torch threads: {torch.get_num_threads()}, "
+    return (f"{cpu} ({widest}), torch {torch.__version__}, "
+            f"torch threads: {torch.get_num_threads()}, "
             f"load average {open('/proc/loadavg').read().split()[0]} at start")
