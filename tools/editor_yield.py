@@ -2,6 +2,8 @@
 editor's choices, and the sheet of what was published.
 
     .venv/bin/python tools/editor_yield.py slots --out runs/editor/slots.jsonl -n 20 --seed 7
+    .venv/bin/python tools/editor_yield.py order --slots runs/editor/slots.jsonl \
+        --judgements bench/readings/*/judgements.jsonl --out runs/editor/ranked.jsonl
     .venv/bin/python tools/editor_yield.py pages --slots runs/editor/slots.jsonl --out DIR
     .venv/bin/python tools/editor_yield.py files --slots runs/editor/slots.jsonl \
         --choices DIR/choices.jsonl --out runs/editor
@@ -10,8 +12,10 @@ editor's choices, and the sheet of what was published.
 
 `slots` gathers each slot's candidates as the channel does (`pool.channel_searches` searches
 under the feed's rules at a temperature drawn from `bot.temperatures`), ordered as a review shows
-them (by likelihood: no ranker is trained), and remembers the automatic pick (the first) for the
-next slot; the memory follows the automatic feed, not the editor's choices. `pages` writes one
+them where no ranker is used (by likelihood), and remembers the automatic pick (the first) for the
+next slot; the memory follows the automatic feed, not the editor's choices. `order` puts each
+slot's candidates in a ranker's order (fitted on committed judgements), for an editor who reads
+the same slots as a review ranked by it would show them. `pages` writes one
 file for the editor: each slot's first `review.choices` candidates, then the next pages, the
 editor told to read a page only after passing on the one before (at most `--pages`). `files`
 writes the published posts and the automatic pick of the same slots in the sample format, for
@@ -32,6 +36,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from bot import judgements, ranker  # noqa: E402
+from bot.features import features  # noqa: E402
 from common.config import load_config  # noqa: E402
 from generator.feed import FeedMemory, FeedRules, searched  # noqa: E402
 from generator.sample import Generator  # noqa: E402
@@ -54,7 +60,8 @@ def slots(args) -> int:
             if found:
                 memory.add(found[0].text)
             out.write(json.dumps({"slot": slot + 1, "temperature": temperature,
-                                  "candidates": [c.text for c in found]},
+                                  "candidates": [c.text for c in found],
+                                  "likelihoods": [c.likelihood for c in found]},
                                  ensure_ascii=False) + "\n")
             out.flush()
     print(f"{args.out}: {args.n} slots, best of {config.pool.channel_searches} searches, "
@@ -80,6 +87,29 @@ def pages(args) -> int:
                 blocks.append(f"--- {number} ---\n{text}")
     (out / "slots.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     print(f"{out / 'slots.txt'}: {len(read_slots(args.slots))} slots")
+    return 0
+
+
+def order(args) -> int:
+    """The same slots with each slot's candidates in the order a fitted ranker gives them, as
+    review mode shows them where its ranker is used: a ranker fitted (bot/ranker.py) on the
+    judgements' files, refused when it does not beat likelihood on its held-out pairs."""
+    judged = [j for path in args.judgements for j in judgements.load(Path(path))]
+    fitted = ranker.fit(judged)
+    print(f"ranker: {fitted.accuracy:.1%} against likelihood's {fitted.likelihood_accuracy:.1%}"
+          f" on {fitted.held_out} held-out pairs ({fitted.trained} trained on)")
+    if not fitted.used:
+        print("the ranker does not beat likelihood: review mode would order by likelihood",
+              file=sys.stderr)
+        return 1
+    with open(args.out, "w", encoding="utf-8") as out:
+        for slot in read_slots(args.slots):
+            scored = sorted(zip(slot["candidates"], slot["likelihoods"], strict=True),
+                            key=lambda c: -fitted.score(features(c[0], c[1], slot["temperature"])))
+            out.write(json.dumps({**slot, "candidates": [text for text, _ in scored],
+                                  "likelihoods": [ll for _, ll in scored]},
+                                 ensure_ascii=False) + "\n")
+    print(f"{args.out}: {len(read_slots(args.slots))} slots in the ranker's order")
     return 0
 
 
@@ -137,6 +167,11 @@ def main() -> int:
     p.add_argument("--choices", type=int, default=5)
     p.add_argument("--pages", type=int, default=4, help="the first page and up to three more")
     p.set_defaults(run=pages)
+    o = sub.add_parser("order")
+    o.add_argument("--slots", required=True)
+    o.add_argument("--judgements", nargs="+", required=True, help="JSON lines of judgements")
+    o.add_argument("--out", required=True)
+    o.set_defaults(run=order)
     f = sub.add_parser("files")
     f.add_argument("--slots", required=True)
     f.add_argument("--choices", required=True)
