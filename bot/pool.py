@@ -24,11 +24,12 @@ kind, or a day, whichever is longer, whatever model wrote them.
 Every bot process sharing the database runs a worker; a batch is stored only up to the target
 size, counted under a lock (`add`), so together they fill the pool without overfilling it.
 The worker is one thread (its database connections from the engine's pool). It never holds up
-the event loop (the
-loop only runs the short take queries), yields to people (it waits while on-demand requests
-queue for the sampler), keeps its CPU time within `pool.cpu_share` of a core by sleeping after
-each batch, pauses while a retrain trains (`paused`), and stops after its batch in flight on
-`close`. Rows survive restarts and kill -9; a model swap deletes the old model's ready rows.
+the event loop (the loop only runs the short take queries), yields to people (it waits while
+on-demand requests queue for the sampler), keeps its CPU time within `pool.cpu_share` of a core
+by sleeping after each batch (`pool.idle_share` while the rest of the machine leaves a core and
+a half idle: bot/idle_cpu.py), pauses while a retrain trains (`paused`), and stops after its
+batch in flight on `close`. Rows survive restarts and kill -9; a model swap deletes the old
+model's ready rows.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 import torch
 
+from bot.idle_cpu import IdleMeter
 from bot.model_slot import ModelSlot
 from bot.ratings import Ratings
 from common.config import Config
@@ -210,6 +212,8 @@ class Pool:
         self.slot = slot
         self.size = config.pool.size
         self.share = config.pool.cpu_share
+        self.idle_share = config.pool.idle_share
+        self.meter = IdleMeter()
         self.channel_candidates = config.pool.channel_candidates
         self.temperatures = config.bot.temperatures
         self.candidates = config.bot.candidates
@@ -345,7 +349,13 @@ class Pool:
                 cap = self.size if kind == "reply" else self.channel_candidates
                 scores = [c.likelihood for c in kept]
                 self.store.add(model_dir, kind, temperature, kept, scores, cap)
-        return busy * (1 - self.share) / self.share, False
+        return self.pause_after(busy), False
+
+    def pause_after(self, busy: float) -> float:
+        """Seconds to sleep after a batch of `busy` CPU seconds: its share of a core is
+        pool.cpu_share, or pool.idle_share between bursts on a machine otherwise idle."""
+        share = self.idle_share if not self.slot.waiting and self.meter.spare() else self.share
+        return busy * (1 - share) / share
 
     def _draw(self, generator: Generator, kind: str, temperature: float,
               rng: random.Random) -> list[Candidate]:

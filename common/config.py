@@ -128,6 +128,9 @@ SEARCHES = ("lines", "whole")  # how the pool builds a ready post (PoolConfig.se
 class PoolConfig:
     size: int = 20  # ready posts kept per sampling temperature; 0: every /bugurt samples on demand
     cpu_share: float = 0.5  # of one core, at most, that the pool worker keeps busy (0 < share ≤ 1)
+    # of one core between bursts: while no one waits for the sampler and the rest of the machine
+    # leaves a core and a half idle (bot/idle_cpu.py); cpu_share ≤ idle_share ≤ 1
+    idle_share: float = 1.0
     queue_limit: int = 64  # requests waiting for on-demand sampling before "busy" answers
     # a ready reply is the best of this many candidates, drawn bot.candidates at a time: best of
     # 64 read at coherence 2.25-2.33 against 1.42 for best of 16 (BENCHMARKS.md#decisions)
@@ -303,6 +306,9 @@ def _check_counts(config: Config, source: str) -> None:
         raise UserError(
             f"{source}: 'pool.cpu_share' must be above 0 and at most 1 (a share of one core)"
         )
+    if not pool.cpu_share <= pool.idle_share <= 1:
+        raise UserError(f"{source}: 'pool.idle_share' must be at least 'pool.cpu_share' "
+                        f"({pool.cpu_share:g}) and at most 1 (a share of one core)")
     if config.bot.candidates < 1:
         raise UserError(f"{source}: 'bot.candidates' must be at least 1")
     for key, value, least in (
