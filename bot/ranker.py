@@ -82,11 +82,17 @@ def vector(features: Mapping) -> np.ndarray | None:
 
 
 def pairs(judged: Iterable[Judgement]) -> list[Pair]:
-    """Every (winner, loser) pair the judgements make whose posts both have all features."""
+    """Every (winner, loser) pair the judgements make whose posts both have all features and
+    were written by a model. A blind reading's real posts and other systems' name none: a review
+    orders only a model's candidates, and a ranker fitted on those pairs mostly learnt to tell
+    real posts from generated ones (79.8% of held-out pairs) and put a slot's least likely
+    candidates first."""
     reviews: dict[int, list[Judgement]] = defaultdict(list)
     votes: dict[tuple[str, str], Judgement] = {}  # (reader, post) → the newest vote
     grades: dict[str, list[Judgement]] = defaultdict(list)
     for j in judged:
+        if j.model_dir is None:
+            continue
         if j.kind in ("pick", "edit", "pass") and j.review_id is not None:
             reviews[j.review_id].append(j)
         elif j.kind == "vote":

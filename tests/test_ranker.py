@@ -45,16 +45,19 @@ def _reviews(n: int, follow: str, seed: int = 0) -> list[Judgement]:
 def test_pairs_from_picks_votes_and_readings():
     f = {name: 0.0 for name in NAMES}
     judged = [
-        Judgement("pick", "editor:1", 1, "A", features=f, review_id=1),
-        Judgement("pass", "editor:1", 0, "B", features=f, review_id=1),
-        Judgement("pass", "editor:1", 0, "C", features={**f, "likelihood": None}, review_id=1),
-        Judgement("vote", "reader:1", 1, "D", features=f),
-        Judgement("vote", "reader:1", -1, "D", features=f),  # changed: the newest holds
-        Judgement("vote", "reader:2", -1, "D", features=f),
-        Judgement("vote", "reader:1", 1, "E", features=f),
-        Judgement("reading", "reading:S:1", 4, "F", features=f),
-        Judgement("reading", "reading:S:1", 2, "G", features=f),
-        Judgement("reading", "reading:S:2", 1, "F", features=f),  # another reader: no pair
+        Judgement("pick", "editor:1", 1, "A", "m", f, review_id=1),
+        Judgement("pass", "editor:1", 0, "B", "m", f, review_id=1),
+        Judgement("pass", "editor:1", 0, "C", "m", {**f, "likelihood": None}, review_id=1),
+        Judgement("vote", "reader:1", 1, "D", "m", f),
+        Judgement("vote", "reader:1", -1, "D", "m", f),  # changed: the newest holds
+        Judgement("vote", "reader:2", -1, "D", "m", f),
+        Judgement("vote", "reader:1", 1, "E", "m", f),
+        Judgement("reading", "reading:S:1", 4, "F", "m", f),
+        Judgement("reading", "reading:S:1", 2, "G", "m", f),
+        Judgement("reading", "reading:S:2", 1, "F", "m", f),  # another reader: no pair
+        # a reading's real post (or another system's) names no model: in no pair
+        Judgement("reading", "reading:S:1", 5, "REAL", None, f),
+        Judgement("reading", "reading:S:1", 1, "MARKOV", None, f),
     ]
     assert sorted((p.winner, p.loser) for p in pairs(judged)) == [
         ("A", "B"), ("E", "D"), ("F", "G")]  # C has no likelihood: in no pair

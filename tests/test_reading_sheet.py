@@ -54,11 +54,13 @@ def test_shared_posts_are_read_once_and_count_for_each_source(tmp_path):
 
 def test_a_reading_becomes_judgements_the_bot_imports_and_the_ranker_is_measured_on(
         tmp_path, bot_model):
-    posts = made_up_bugurts(80, seed=5)
-    real = tmp_path / "real.txt"
-    real.write_text(format_posts(posts), encoding="utf-8")
+    posts = made_up_bugurts(90, seed=5)
+    real, written, markov = (tmp_path / f"{name}.txt" for name in ("real", "model", "markov"))
+    for path, part in ((real, posts[:30]), (written, posts[30:60]), (markov, posts[60:])):
+        path.write_text(format_posts(part), encoding="utf-8")
     sheet_dir = tmp_path / "W"
-    reading("prepare", "--real", str(real), "-n", "80", "--out", str(sheet_dir))
+    reading("prepare", "--real", str(real), "-n", "30", "--file", f"feed={written}",
+            "--file", f"markov={markov}", "--out", str(sheet_dir))
     shown = {int(block.split("\n", 1)[0]): block.split("\n", 1)[1].strip() for block in
              (sheet_dir / "sheet.txt").read_text(encoding="utf-8").split("### Post ")[1:]}
     files = []
@@ -71,10 +73,14 @@ def test_a_reading_becomes_judgements_the_bot_imports_and_the_ranker_is_measured
     out = sheet_dir / "judgements.jsonl"
     assert reading("judgements", "--dir", str(sheet_dir), "--sheet", "W", *files, "--model",
                    str(bot_model), "--out", str(out)).strip() == (
-        f"160 judgements of 80 posts in {out}")
+        f"180 judgements of 90 posts in {out}")
     judged = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert {j["source"] for j in judged} == {"reading:W:r1", "reading:W:r2"}
     assert all(j["kind"] == "reading" and j["features"]["likelihood"] < 0 for j in judged)
+    # the model's posts name it; the real posts and the Markov chain's name none (not paired)
+    by_text = {j["text"]: j["model_dir"] for j in judged}
+    assert {by_text[p] for p in posts[30:60]} == {str(bot_model)}
+    assert {by_text[p] for p in posts[:30] + posts[60:]} == {None}
 
     done = subprocess.run([sys.executable, "bench/ranker_offline.py", str(out)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)

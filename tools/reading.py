@@ -181,6 +181,16 @@ def judgements(args) -> int:
 
     folder = Path(args.dir)
     posts = sheet_posts(folder)
+    key = json.loads((folder / "key.json").read_text(encoding="utf-8"))
+    others = tuple(f"file:{label}#" for label in args.other)
+
+    def written(number: int) -> str | None:
+        """The model for a post it wrote; None for a real post or another system's (a review
+        never shows those, so the ranker pairs only the model's: bot/ranker.py)."""
+        labels = key[str(number)]
+        return None if any(label.startswith(("real:", *others)) for label in labels) \
+            else args.model
+
     gen = Generator.load(args.model)
     likelihood = {i: -text_bpc(gen.model, gen.vocab, text) * math.log(2)
                   for i, text in posts.items()}  # nats per character, the likelihood picks rank by
@@ -193,7 +203,8 @@ def judgements(args) -> int:
                 text = posts[rating["id"]]
                 lines.append(json.dumps(asdict(Judgement(
                     "reading", f"reading:{args.sheet}:{reader}", float(rating["coherence"]),
-                    text, args.model, features(text, likelihood[rating["id"]], None))),
+                    text, written(rating["id"]), features(text, likelihood[rating["id"]],
+                                                          None))),
                     ensure_ascii=False))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +241,9 @@ def main() -> int:
     j.add_argument("--sheet", required=True, help="the sheet's name (in each judgement's source)")
     j.add_argument("--ratings", action="append", required=True, metavar="READER=FILE")
     j.add_argument("--model", required=True, help="the model whose likelihood is a feature")
+    j.add_argument("--other", action="append", default=["markov"], metavar="LABEL",
+                   help="a file's posts written by another system (markov always is): their "
+                        "judgements name no model")
     j.add_argument("--out", required=True)
     args = parser.parse_args()
     return {"prepare": prepare, "score": score, "words": words,
