@@ -55,6 +55,23 @@ def test_pages_choices_and_report(tmp_path):
     report = _tool("report", "--slots", str(slots), "--choices", str(choices))
     assert "slots filled: 2 of 3 (67%)" in report
     assert "posts read per slot: 8.3" in report and "per published post: 12.5" in report
+    # the decisions as review mode stores them: each pick over every candidate shown
+    out = tmp_path / "judgements.jsonl"
+    _tool("judgements", "--slots", str(slots), "--choices", str(choices), "--sheet", "T",
+          "--out", str(out))
+    judged = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert len(judged) == 10 + 10 + 5  # pages read × 5
+    assert [j["text"] for j in judged if j["kind"] == "pick"] == [posts[0][6], posts[2][0]]
+    assert {j["source"] for j in judged} == {"editor:T"}
+    assert len({j["review_id"] for j in judged}) == 3
+    assert all(j["features"]["likelihood"] is None for j in judged)  # none kept: never paired
+    # odd slots from one file, even from the other
+    other = tmp_path / "other.jsonl"
+    other.write_text(slots.read_text("utf-8").replace("ПОСТ", "ДРУГОЙ"), "utf-8")
+    mixed = tmp_path / "mixed.jsonl"
+    _tool("interleave", "--odd", str(slots), "--even", str(other), "--out", str(mixed))
+    firsts = [json.loads(line)["candidates"][0] for line in mixed.read_text("utf-8").splitlines()]
+    assert [f.split()[0] for f in firsts] == ["ПОСТ", "ДРУГОЙ", "ПОСТ"]
 
 
 def _post(lines: int, tag: int) -> str:
@@ -74,6 +91,7 @@ def test_order_puts_candidates_in_a_fitted_rankers_order_and_refuses_one_no_bett
                 text = _post(size, review * 10 + k)
                 rows.append({"kind": "pick" if k == best else "pass", "source": "editor:1",
                              "value": float(k == best), "text": text, "review_id": review,
+                             "model_dir": "generator/bundled",
                              "features": features(text, -1.0 - 0.1 * size, 0.45)})
         path = tmp_path / name
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")

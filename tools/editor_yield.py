@@ -19,7 +19,10 @@ the same slots as a review ranked by it would show them. `pages` writes one
 file for the editor: each slot's first `review.choices` candidates, then the next pages, the
 editor told to read a page only after passing on the one before (at most `--pages`). `files`
 writes the published posts and the automatic pick of the same slots in the sample format, for
-`tools/reading.py prepare`. `report` prints the slots filled and the posts read per slot.
+`tools/reading.py prepare`. `report` prints the slots filled and the posts read per slot;
+`interleave` takes odd slots from one order and even slots from another; `judgements` writes
+the editor's decisions as the judgements review mode would store (the pick
+over each candidate shown and passed over).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import json
 import random
 import sys
 import time
+import zlib
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -38,6 +43,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from bot import judgements, ranker  # noqa: E402
 from bot.features import features  # noqa: E402
+from bot.judgements import Judgement  # noqa: E402
 from common.config import load_config  # noqa: E402
 from generator.feed import FeedMemory, FeedRules, searched  # noqa: E402
 from generator.sample import Generator  # noqa: E402
@@ -113,6 +119,44 @@ def order(args) -> int:
     return 0
 
 
+def judged(args) -> int:
+    """The editor's decisions as judgements, as review mode stores them: in each slot the post
+    published over every candidate shown and passed over (slots filled with none give passes
+    only). Slots written before likelihoods were kept get none, so the ranker pairs none of
+    theirs."""
+    chosen = choices_of(args.choices)
+    lines = []
+    for slot in read_slots(args.slots):
+        decision = chosen.get(slot["slot"], {})
+        shown = min(len(slot["candidates"]), decision.get("pages_read", 1) * args.shown)
+        likelihoods = slot.get("likelihoods") or [None] * len(slot["candidates"])
+        review = zlib.crc32(f"{args.sheet}:{slot['slot']}".encode())
+        for number, (text, ll) in enumerate(zip(slot["candidates"][:shown],
+                                                likelihoods[:shown], strict=True), 1):
+            picked = number == decision.get("pick")
+            lines.append(json.dumps(asdict(Judgement(
+                "pick" if picked else "pass", f"editor:{args.sheet}", float(picked), text,
+                args.model, features(text, ll, slot["temperature"]), review_id=review)),
+                ensure_ascii=False))
+    Path(args.out).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    print(f"{len(lines)} judgements of {len(read_slots(args.slots))} slots in {args.out}")
+    return 0
+
+
+def interleave(args) -> int:
+    """Odd slots as ordered in one file, even slots as in the other: one editor reads both
+    orders, so the editor's strictness falls on both alike."""
+    first, second = read_slots(args.odd), read_slots(args.even)
+    with open(args.out, "w", encoding="utf-8") as out:
+        for a, b in zip(first, second, strict=True):
+            assert a["slot"] == b["slot"], "the two files hold other slots"
+            chosen = a if a["slot"] % 2 else b
+            out.write(json.dumps({**chosen, "order": args.odd if a["slot"] % 2 else args.even},
+                                 ensure_ascii=False) + "\n")
+    print(f"{args.out}: odd slots from {args.odd}, even from {args.even}")
+    return 0
+
+
 def choices_of(path: str) -> dict[int, dict]:
     """The editor's decisions: {"slot": n, "pick": candidate number or null, "pages_read": k}."""
     lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -172,6 +216,19 @@ def main() -> int:
     o.add_argument("--judgements", nargs="+", required=True, help="JSON lines of judgements")
     o.add_argument("--out", required=True)
     o.set_defaults(run=order)
+    i = sub.add_parser("interleave")
+    i.add_argument("--odd", required=True, help="slots file whose odd slots are taken")
+    i.add_argument("--even", required=True, help="slots file whose even slots are taken")
+    i.add_argument("--out", required=True)
+    i.set_defaults(run=interleave)
+    j = sub.add_parser("judgements")
+    j.add_argument("--slots", required=True)
+    j.add_argument("--choices", required=True)
+    j.add_argument("--sheet", required=True, help="the sheet's name (in each judgement's source)")
+    j.add_argument("--model", default="generator/bundled", help="the model that wrote them")
+    j.add_argument("--shown", type=int, default=5, help="candidates a page shows")
+    j.add_argument("--out", required=True)
+    j.set_defaults(run=judged)
     f = sub.add_parser("files")
     f.add_argument("--slots", required=True)
     f.add_argument("--choices", required=True)
