@@ -43,8 +43,8 @@ DB = ("data", "neurobugurt.sqlite3")
 
 
 @contextlib.contextmanager
-def fake_telegram() -> Iterator[FakeTelegram]:
-    server = FakeTelegram().start()
+def fake_telegram(first_update_id: int = 1) -> Iterator[FakeTelegram]:
+    server = FakeTelegram(first_update_id=first_update_id).start()
     try:
         yield server
     finally:
@@ -103,8 +103,10 @@ def burst(folder: Path, model: Path, users: int, pool: dict) -> dict:
 
 
 def first_after_restart(folder: Path, model: Path, pool: dict) -> tuple[float, float]:
-    """(seconds to the first /bugurt's reply once a fresh process is up, process start to up)."""
-    with fake_telegram() as telegram:
+    """(seconds to the first /bugurt's reply once a fresh process is up, process start to up).
+    The updates go on from where the folder's earlier run left them, as Telegram's do: the bot's
+    inbox drops an update number it has already seen."""
+    with fake_telegram(first_update_id=1_000_000) as telegram:
         config = write_config(folder, serving_config(folder, model, telegram, env=True, **pool))
         began = time.perf_counter()
         bot = start_bot(folder / "logs", config, telegram)

@@ -94,8 +94,9 @@ def test_fake_telegram_users_languages_and_menus_per_language(telegram):
     assert telegram.menus == {"": everyone, "ru": russian}
 
 
-def test_fake_telegram_stops_at_once():
-    server = FakeTelegram().start()
+def test_fake_telegram_stops_at_once_and_numbers_updates_from_where_it_is_told():
+    server = FakeTelegram(first_update_id=5000).start()
+    assert server.send_command("/bugurt", user_id=1)["update_id"] == 5000  # after a restart
     bot_api(server, "getMe")
     began = time.monotonic()
     server.stop()

@@ -52,13 +52,15 @@ class _Fault:
 
 
 class FakeTelegram:
-    def __init__(self, token: str = "123456:TEST-TOKEN") -> None:
+    def __init__(self, token: str = "123456:TEST-TOKEN", first_update_id: int = 1) -> None:
+        """`first_update_id`: where update numbers start; Telegram's keep rising across a bot's
+        restarts, so a server standing in for it after one starts above the ones seen before."""
         self.token = token
         self.calls: list[Call] = []
         self._updates: list[dict[str, Any]] = []
         self._faults: dict[str, list[_Fault]] = {}
         self._cond = threading.Condition()
-        self._update_ids = itertools.count(1)
+        self._update_ids = itertools.count(first_update_id)
         self._message_ids = itertools.count(100)
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}  # (chat id, message id)
         self.languages: dict[int, str | None] = {}  # user id → language_code (None: not sent)
