@@ -117,12 +117,13 @@ def first_after_restart(folder: Path, model: Path, pool: dict) -> tuple[float, f
             bot.stop()
 
 
-def cpu_share(folder: Path, model: Path, share: float, seconds: float) -> tuple[float, int]:
+def cpu_share(folder: Path, model: Path, share: float, seconds: float,
+              idle_share: float) -> tuple[float, int]:
     """(the bot process's CPU seconds per wall second while its worker fills an empty pool,
     posts it made meanwhile)."""
     with fake_telegram() as telegram:
         config = write_config(folder, serving_config(folder, model, telegram, env=True, size=500,
-                                              cpu_share=share))
+                                              cpu_share=share, idle_share=idle_share))
         bot = start_bot(folder / "logs", config, telegram)
         try:
             wait_until(lambda: ready_posts(folder) >= 1, 120, "the first pooled post", step=0.1)
@@ -157,7 +158,8 @@ def main() -> None:
         primed = latencies(root / "text", model, 5, full, prime="ПРИШЕЛ НА ПАРУ")
         restart_pool = first_after_restart(root / "pool", model, full)  # its pool is on disk
         restart_today = first_after_restart(root / "today2", model, TODAY)
-        share, made = cpu_share(root / "cpu", model, 0.5, args.cpu_seconds)
+        share, made = cpu_share(root / "cpu", model, 0.5, args.cpu_seconds, idle_share=0.5)
+        idle, idle_made = cpu_share(root / "idle", model, 0.5, args.cpu_seconds, idle_share=1.0)
         bursts = {
             "today (no pool, 8 waiting at most)": burst(root / "b1", model, args.burst, TODAY),
             f"pool of {3 * per_temperature} ({per_temperature} per temperature)":
@@ -190,8 +192,10 @@ measured in this one run, side by side. Command:
 | first `/bugurt` after a restart (fresh process) | {first[0]} | {first[1]} | ≤ 0.5 s |
 | process start until it answers (getMe, menu) | {up[0]} | {up[1]} | – |
 
-Pool worker at `pool.cpu_share: 0.5`: the whole bot process used {share:.2f} CPU seconds per
-second over {args.cpu_seconds:g} s while its worker filled an empty pool ({made} posts made).
+Pool worker at `pool.cpu_share: 0.5` (`idle_share` 0.5 too): the whole bot process used
+{share:.2f} CPU seconds per second over {args.cpu_seconds:g} s while its worker filled an empty
+pool ({made} posts made); with the default `idle_share` 1.0, on this otherwise idle machine,
+{idle:.2f} ({idle_made} posts made).
 
 Burst: {args.burst} users send `/bugurt` at once (one getUpdates batch).
 
