@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
@@ -135,6 +136,23 @@ def test_the_two_level_draw_of_a_large_vocabulary_follows_the_probabilities():
     single = torch.zeros(4, units)
     single[torch.arange(4), torch.tensor([units - 1, 0, sampling.BLOCK, 200])] = 1.0
     assert sampling.draw(single, rng).tolist() == [units - 1, 0, sampling.BLOCK, 200]
+
+
+def test_draw_own_draws_what_the_unfused_draw_of_a_search_step_drew():
+    """The fused draw against the draw it replaced (end_at_rate over the tempered softmax),
+    on a 300-unit vocabulary with an END of 5%: the same shares of every unit."""
+    rng = torch.Generator().manual_seed(3)
+    logits = torch.randn(300, generator=rng) * 2
+    logits[END] = math.log(0.05 / 0.95 * logits.exp().sum().item())  # END: 5% of the model's
+    rows, t = 200_000, 0.45
+    fused, _ = sampling.draw_own(logits.expand(rows, -1).clone(), t, rng, end_rate=True)
+    own = torch.softmax(logits, 0)
+    probs = sampling.end_at_rate(torch.softmax(logits / t, 0).expand(rows, -1),
+                                 own[END].expand(rows))
+    unfused = sampling.draw(probs, rng)
+    a, b = (torch.bincount(x, minlength=300) / rows for x in (fused, unfused))
+    assert a[END].item() == pytest.approx(0.05, abs=0.003)
+    assert (a - b).abs().max().item() < 0.006  # ~4 standard errors of a share near one half
 
 
 def test_draw_own_draws_the_ends_at_the_models_rate_and_gives_its_own_log_probabilities():
