@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from bot.pool import PoolStore
+from bot.pool_store import PoolStore
 from common.db import open_database
 from generator.sample import Candidate
 from harness.fakes.webhook import WebhookTelegram

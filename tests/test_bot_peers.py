@@ -13,7 +13,7 @@ import pytest
 
 from bot.leader import ProcessLock
 from bot.model_slot import ModelSlot
-from bot.pool import PoolStore
+from bot.pool_store import PoolStore
 from bot.settings import RuntimeSettings
 from common.db import open_database
 from harness import pg

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from bot.i18n import texts_for
 from bot.model_slot import ModelSlot
-from bot.pool import Pool, PoolStore
+from bot.pool import Pool
+from bot.pool_store import PoolStore
 from bot.settings import RuntimeSettings
 from common.config import config_from_dict
 from common.db import MIGRATIONS, TYPES, open_database, open_storage, storage_url

@@ -13,7 +13,7 @@ import pytest
 from bot import judgements
 from bot.i18n import texts_for
 from bot.outbox import Outbox
-from bot.pool import PoolStore
+from bot.pool_store import PoolStore
 from bot.review import PICK, Candidate, Decision, ReviewStore
 from common.db import open_database
 from generator.sample import Candidate as Sampled

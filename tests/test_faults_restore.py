@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.pool import PoolStore
+from bot.pool_store import PoolStore
 from common.db import open_database
 from harness.fakes.telegram import CHANNEL_ID
 from harness.peers import TEMPERATURES, prefill

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bot.pool import PoolStore
+from bot.pool_store import PoolStore
 from common.corpus import LINE_BREAK
 from common.db import open_database
 from generator import feed, gate, modeldir

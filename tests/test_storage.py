@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.outbox import Outbox
-from bot.pool import PoolStore
+from bot.pool_store import PoolStore
 from bot.ratings import Ratings
 from bot.settings import RuntimeSettings
 from common.cli import UserError
