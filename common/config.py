@@ -142,11 +142,11 @@ class PoolConfig:
     search: str = "lines"
     # with search "lines": a ready reply is the best of this many searched posts by likelihood
     # (Generator.best_first). More read better in every blind reading that compared them (best
-    # of 8 over one, 16 and 32 over 8, 64 over 16: BENCHMARKS.md#decisions); about 15 CPU s a
-    # reply on the bundle
+    # of 8 over one, 16 and 32 over 8, 64 over 16: BENCHMARKS.md#decisions); about 5 CPU s a
+    # reply on the bundle (AVX-512 bf16 CPU)
     reply_searches: int = 32
     # with search "lines": searched posts gathered per channel post, the best by likelihood
-    # published (about 30 CPU s on the bundle; best of 64 read above best of 16 for both
+    # published (about 6 CPU s on the bundle; best of 64 read above best of 16 for both
     # readers of its blind reading)
     channel_searches: int = 64
     # posts of each feed (replies, channel) remembered against repetition: a line of one of

@@ -37,8 +37,8 @@ Avoid = Callable[[str, int], bool]  # (a drawn line, its depth: 0 the opening) �
 
 @dataclass
 class SearchConfig:
-    # continuations sampled from each kept post at every line: 8 × 4 cost 0.45 CPU s a search
-    # on the bundle (AMX Xeon, bench/search_speed.py)
+    # continuations sampled from each kept post at every line: 8 × 4 cost 0.14 CPU s a search
+    # on the bundle, run 32 side by side (AVX-512 bf16 CPU, bench/search_speed.py)
     lines_drawn: int = 8
     beam: int = 4  # partial posts kept after every line
     min_lines: int = 3  # real posts have 5.4 on average; likelihood's picks ended after 3.7
