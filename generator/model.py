@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -207,15 +208,9 @@ class CellState:
         """A state whose row i is row picks[i][1] of the state picks[i][0]: one index_select
         per run of picks from the same state (a search's beams all come from its last batch)."""
         out = picks[0][0]._blank(len(picks))
-        start = 0
-        while start < len(picks):
-            source, end = picks[start][0], start
-            while end < len(picks) and picks[end][0] is source:
-                end += 1
-            rows = torch.tensor([row for _, row in picks[start:end]])
+        for source, start, end, rows in row_runs(picks):
             for mine, theirs in zip(source._tensors(), out._tensors(), strict=True):
                 torch.index_select(mine, 0, rows, out=theirs[start:end])
-            start = end
         return out
 
     def select(self, rows: torch.Tensor) -> CellState:
@@ -230,6 +225,18 @@ class CellState:
         """This state's `rows` (a mask) into dst's rows `to` (indices)."""
         for a, b in zip(self._tensors(), dst._tensors(), strict=True):
             b[to] = a[rows]
+
+
+def row_runs(picks: list[tuple[object, int]]) -> Iterator[tuple[object, int, int, torch.Tensor]]:
+    """(source, start, end, rows) of each run picks[start:end] of consecutive picks from the same
+    source (a batch's state or logits, by identity), its rows as an index tensor."""
+    start = 0
+    while start < len(picks):
+        source, end = picks[start][0], start
+        while end < len(picks) and picks[end][0] is source:
+            end += 1
+        yield source, start, end, torch.tensor([row for _, row in picks[start:end]])
+        start = end
 
 
 def _head_weight(sd: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 
 from common.corpus import LINE_BREAK, SEPARATOR
 from generator import gate
-from generator.model import CellState
+from generator.model import CellState, row_runs
 from generator.novelty import shingles
 from generator.sampling import draw, draw_own, end_at_rate, nucleus
 from generator.tokenizer import END
@@ -259,14 +259,9 @@ class LineSearch:
 def _gather_logits(parents: list[Partial]) -> torch.Tensor:
     """(len(parents), V): each parent's next-token logits, one index_select per run of
     parents from the same batch."""
-    out, start = [], 0
-    while start < len(parents):
-        source, end = parents[start].logits, start
-        while end < len(parents) and parents[end].logits is source:
-            end += 1
-        out.append(source.index_select(0, torch.tensor([p.row for p in parents[start:end]])))
-        start = end
-    return torch.cat(out) if len(out) > 1 else out[0]
+    parts = [source.index_select(0, rows) for source, _, _, rows in
+             row_runs([(p.logits, p.row) for p in parents])]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _repeats(line: str, earlier: list[str]) -> bool:
