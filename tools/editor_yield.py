@@ -84,15 +84,15 @@ def pages(args) -> int:
     """The editor's file: each slot's candidates in pages of `choices`, at most `pages` pages."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    blocks = []
-    for slot in read_slots(args.slots):
+    blocks, slots_ = [], read_slots(args.slots)
+    for slot in slots_:
         shown = slot["candidates"][: args.choices * args.pages]
         for page in range(0, len(shown), args.choices):
             blocks.append(f"=== SLOT {slot['slot']} · PAGE {page // args.choices + 1} ===")
             for number, text in enumerate(shown[page : page + args.choices], page + 1):
                 blocks.append(f"--- {number} ---\n{text}")
     (out / "slots.txt").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
-    print(f"{out / 'slots.txt'}: {len(read_slots(args.slots))} slots")
+    print(f"{out / 'slots.txt'}: {len(slots_)} slots")
     return 0
 
 
@@ -108,14 +108,15 @@ def order(args) -> int:
         print("the ranker does not beat likelihood: review mode would order by likelihood",
               file=sys.stderr)
         return 1
+    slots_ = read_slots(args.slots)
     with open(args.out, "w", encoding="utf-8") as out:
-        for slot in read_slots(args.slots):
+        for slot in slots_:
             scored = sorted(zip(slot["candidates"], slot["likelihoods"], strict=True),
                             key=lambda c: -fitted.score(features(c[0], c[1], slot["temperature"])))
             out.write(json.dumps({**slot, "candidates": [text for text, _ in scored],
                                   "likelihoods": [ll for _, ll in scored]},
                                  ensure_ascii=False) + "\n")
-    print(f"{args.out}: {len(read_slots(args.slots))} slots in the ranker's order")
+    print(f"{args.out}: {len(slots_)} slots in the ranker's order")
     return 0
 
 
@@ -124,11 +125,11 @@ def judged(args) -> int:
     published over every candidate shown and passed over (slots filled with none give passes
     only). Slots written before likelihoods were kept get none, so the ranker pairs none of
     theirs."""
-    chosen = choices_of(args.choices)
+    chosen, slots_ = choices_of(args.choices), read_slots(args.slots)
     lines = []
-    for slot in read_slots(args.slots):
+    for slot in slots_:
         decision = chosen.get(slot["slot"], {})
-        shown = min(len(slot["candidates"]), decision.get("pages_read", 1) * args.shown)
+        shown = posts_read(slot, decision, args.shown)
         likelihoods = slot.get("likelihoods") or [None] * len(slot["candidates"])
         review = zlib.crc32(f"{args.sheet}:{slot['slot']}".encode())
         for number, (text, ll) in enumerate(zip(slot["candidates"][:shown],
@@ -139,7 +140,7 @@ def judged(args) -> int:
                 args.model, features(text, ll, slot["temperature"]), review_id=review)),
                 ensure_ascii=False))
     Path(args.out).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    print(f"{len(lines)} judgements of {len(read_slots(args.slots))} slots in {args.out}")
+    print(f"{len(lines)} judgements of {len(slots_)} slots in {args.out}")
     return 0
 
 
@@ -155,6 +156,12 @@ def interleave(args) -> int:
                                  ensure_ascii=False) + "\n")
     print(f"{args.out}: odd slots from {args.odd}, even from {args.even}")
     return 0
+
+
+def posts_read(slot: dict, decision: dict, per_page: int) -> int:
+    """The candidates an editor read in a slot: the pages read, `per_page` each, as far as the
+    slot has candidates."""
+    return min(len(slot["candidates"]), decision.get("pages_read", 1) * per_page)
 
 
 def choices_of(path: str) -> dict[int, dict]:
@@ -187,8 +194,7 @@ def report(args) -> int:
     chosen = choices_of(args.choices)
     slots_ = read_slots(args.slots)
     filled = [s for s in slots_ if chosen.get(s["slot"], {}).get("pick")]
-    read = [min(len(s["candidates"]), chosen.get(s["slot"], {}).get("pages_read", 1) * args.shown)
-            for s in slots_]
+    read = [posts_read(s, chosen.get(s["slot"], {}), args.shown) for s in slots_]
     print(f"slots filled: {len(filled)} of {len(slots_)} ({len(filled) / len(slots_):.0%}); "
           f"posts read per slot: {sum(read) / len(slots_):.1f}; "
           f"per published post: {sum(read) / max(1, len(filled)):.1f}")
